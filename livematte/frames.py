@@ -1,0 +1,57 @@
+"""The data that flows through livematte, with shapes, dtypes and ranges.
+
+Conventions, used everywhere:
+- images are ``uint8`` arrays of shape ``[H, W, 3]`` in OpenCV's **BGR** order;
+- mattes (alpha) are ``float32`` arrays of shape ``[H, W]`` in ``[0, 1]``,
+  1 where the person is;
+- times are seconds (``float``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One picture from a source.
+
+    index: position in the source, 0-based, counting every frame the source
+        produced (dropped frames leave gaps downstream).
+    image: ``uint8 [H, W, 3]`` BGR.
+    pts: presentation time on the source's own timeline, seconds.
+    captured_at: ``time.perf_counter()`` when the frame entered livematte;
+        latency is measured from here.
+    """
+
+    index: int
+    image: np.ndarray
+    pts: float
+    captured_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Matted:
+    """A frame with the matte computed from that same frame.
+
+    Keeping the two in one object is what guarantees alignment: a compositor
+    never sees an image with another frame's matte.
+    alpha: ``float32 [H, W]`` in ``[0, 1]`` at the frame's full resolution.
+    timings: stage name -> milliseconds spent on this frame.
+    """
+
+    frame: Frame
+    alpha: np.ndarray
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def alpha_to_u8(alpha: np.ndarray) -> np.ndarray:
+    """``float32 [H, W]`` in [0, 1] -> ``uint8 [H, W]`` in [0, 255], rounded."""
+    return np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def u8_to_alpha(alpha_u8: np.ndarray) -> np.ndarray:
+    """``uint8 [H, W]`` -> ``float32 [H, W]`` in [0, 1]."""
+    return alpha_u8.astype(np.float32) * np.float32(1.0 / 255.0)

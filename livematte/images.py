@@ -1,0 +1,75 @@
+"""Reading still images from files and URLs into livematte's BGR uint8 convention."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import net
+from .errors import LivematteError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def to_bgr8(image: np.ndarray) -> np.ndarray:
+    """Any decoded image (gray, BGR, BGRA; 8 or 16 bit; float) -> ``uint8 [H, W, 3]`` BGR."""
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        image = np.clip(image.astype(np.float32) * (255.0 if image.max() <= 1.0 else 1.0), 0, 255).astype(np.uint8)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    if image.shape[2] == 1:
+        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2BGR)
+    return image
+
+
+def decode(data: bytes, name: str) -> np.ndarray:
+    """Encoded image bytes -> ``uint8 [H, W, 3]`` BGR, or a clear error naming ``name``."""
+    if not data:
+        raise LivematteError(f"{name} is empty")
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise LivematteError(f"{name} is not an image OpenCV can read")
+    return to_bgr8(image)
+
+
+def read(source: str | Path) -> np.ndarray:
+    """An image file or http(s) URL -> ``uint8 [H, W, 3]`` BGR."""
+    source = str(source)
+    if net.is_url(source):
+        return decode(net.fetch(source, expect=("image/",)), source)
+    path = Path(source)
+    if not path.exists():
+        raise LivematteError(f"{path}: no such file")
+    if path.is_dir():
+        raise LivematteError(f"{path} is a folder, expected an image file")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise LivematteError(f"cannot read {path}: {e.strerror}") from e
+    return decode(data, str(path))
+
+
+def list_inputs(source: str | Path) -> list[str]:
+    """The images ``source`` names: itself (file or URL), or every image in a folder, sorted."""
+    source = str(source)
+    if net.is_url(source):
+        return [source]
+    path = Path(source)
+    if path.is_dir():
+        found = sorted(str(p) for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        if not found:
+            raise LivematteError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {path}")
+        return found
+    return [source]
+
+
+def stem_of(source: str) -> str:
+    """Output name stem for an input path or URL (``.../photo.jpg?x=1`` -> ``photo``)."""
+    name = source.split("?")[0].rstrip("/").rsplit("/", 1)[-1] if net.is_url(source) else Path(source).name
+    return Path(name).stem or "image"

@@ -1,0 +1,145 @@
+"""BSHM (Boosting Semantic Human Matting), ModelScope ``damo/cv_unet_image-matting``.
+
+A TensorFlow 1 frozen graph, run with TensorFlow 2 through ``tf.compat.v1`` as
+ModelScope's own pipeline does. Contract:
+- ``input_image:0``: ``float [H, W, 3]`` **RGB, 0..255**, any size;
+- ``output_png:0``: ``uint8 [H, W, 4]`` RGBA; the matte is channel 3.
+The graph is stateless: every frame is matted on its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import LivematteError
+from .base import ModelSettings, resize_to, scaled_size
+
+log = logging.getLogger(__name__)
+
+MODEL_ID = "damo/cv_unet_image-matting"
+GRAPH_FILE = "tf_graph.pb"
+INPUT_TENSOR = "input_image:0"
+OUTPUT_TENSOR = "output_png:0"
+
+
+def find_local_weights(model_dir: Path | None) -> Path | None:
+    """The ``tf_graph.pb`` from ``model_dir`` (a snapshot folder or a .pb) or the ModelScope cache."""
+    if model_dir is not None:
+        path = Path(model_dir)
+        return path / GRAPH_FILE if path.is_dir() else path
+    try:
+        from modelscope.hub.snapshot_download import snapshot_download
+
+        snapshot = snapshot_download(MODEL_ID, local_files_only=True)
+    except Exception:  # modelscope raises its own CacheNotFound and friends
+        return None
+    graph = Path(snapshot) / GRAPH_FILE
+    return graph if graph.is_file() else None
+
+
+def download(timeout: float) -> Path:
+    """Fetch the snapshot from the ModelScope hub, giving up after ``timeout`` seconds."""
+    from modelscope.hub.snapshot_download import snapshot_download
+
+    result: dict = {}
+
+    def worker():
+        try:
+            result["path"] = snapshot_download(MODEL_ID)
+        except Exception as e:  # reported below as one line
+            result["error"] = e
+
+    log.info("downloading %s from the ModelScope hub", MODEL_ID)
+    # The hub client retries for a long time when offline; a daemon thread lets us
+    # stop waiting without leaving the process hanging at exit.
+    thread = threading.Thread(target=worker, name="bshm-download", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if "path" in result:
+        return Path(result["path"]) / GRAPH_FILE
+    reason = "timed out" if thread.is_alive() else _first_line(result.get("error"))
+    raise LivematteError(
+        f"cannot download BSHM weights {MODEL_ID} from the ModelScope hub ({reason}); "
+        f"download it elsewhere and pass --model-dir DIR (the folder with {GRAPH_FILE}), "
+        "or use --model rvm"
+    )
+
+
+class BSHMMatter:
+    name = "bshm"
+
+    def __init__(self, settings: ModelSettings):
+        self.path = find_local_weights(settings.model_dir) or download(settings.download_timeout)
+        self.size = settings.size
+        if not self.path.is_file():
+            raise LivematteError(f"BSHM graph not found: {self.path}")
+        _check_snapshot_config(self.path.parent)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import tensorflow as tf
+
+        graph_def = tf.compat.v1.GraphDef()
+        try:
+            graph_def.ParseFromString(self.path.read_bytes())
+        except Exception as e:  # protobuf's DecodeError
+            raise LivematteError(f"{self.path} is not a TensorFlow frozen graph ({_first_line(e)})") from e
+        graph = tf.Graph()
+        with graph.as_default():
+            try:
+                tf.compat.v1.import_graph_def(graph_def, name="")
+            except Exception as e:  # ValueError for unknown ops or bad references
+                raise LivematteError(f"cannot import the graph in {self.path}: {_first_line(e)}") from e
+        try:
+            self.input = graph.get_tensor_by_name(INPUT_TENSOR)
+            self.output = graph.get_tensor_by_name(OUTPUT_TENSOR)
+        except KeyError as e:
+            raise LivematteError(
+                f"{self.path} is not a BSHM graph: it has no tensor {INPUT_TENSOR} or {OUTPUT_TENSOR}") from e
+        config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
+        config.gpu_options.allow_growth = True  # share the GPU with the rest of the desktop
+        if settings.threads:
+            config.intra_op_parallelism_threads = settings.threads
+            config.inter_op_parallelism_threads = 1
+        # One session for the life of the process: creating one costs far more than a frame.
+        self.session = tf.compat.v1.Session(graph=graph, config=config)
+        self.device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+
+    def input_size(self, width: int, height: int) -> tuple[int, int]:
+        return scaled_size(width, height, self.size)
+
+    def prepare(self, image_bgr: np.ndarray) -> np.ndarray:
+        """-> ``float32 [h, w, 3]`` RGB in 0..255."""
+        small = resize_to(image_bgr, self.input_size(image_bgr.shape[1], image_bgr.shape[0]))
+        return small[:, :, ::-1].astype(np.float32)
+
+    def initial_state(self) -> None:
+        return None
+
+    def infer(self, prepared: np.ndarray, state: None) -> tuple[np.ndarray, None]:
+        rgba = self.session.run(self.output, {self.input: prepared})
+        if rgba.ndim != 3 or rgba.shape[2] != 4:
+            raise LivematteError(f"{self.path}: output_png has shape {rgba.shape}, expected [H, W, 4]")
+        return rgba[:, :, 3].astype(np.float32) * np.float32(1 / 255), None
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _check_snapshot_config(folder: Path) -> None:
+    """A snapshot's configuration.json, when present, must be readable JSON."""
+    config = folder / "configuration.json"
+    if config.is_file():
+        try:
+            json.loads(config.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise LivematteError(f"{config} is not valid JSON: {e}") from e
+
+
+def _first_line(error) -> str:
+    text = str(error or "").strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__

@@ -1,0 +1,84 @@
+"""Still-image mode: mattes, cut-outs and composites for image files, URLs and folders."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from . import images, models
+from .compositor import Compositor, parse_background
+from .errors import LivematteError
+from .frames import alpha_to_u8
+from .models.base import Matter, ModelSettings, resize_to
+
+log = logging.getLogger(__name__)
+
+
+def matte_image(matter: Matter, image_bgr: np.ndarray) -> np.ndarray:
+    """``uint8 [H, W, 3]`` BGR -> ``float32 [H, W]`` alpha at the image's own size."""
+    alpha, _ = matter.infer(matter.prepare(image_bgr), matter.initial_state())
+    h, w = image_bgr.shape[:2]
+    return np.clip(resize_to(alpha, (w, h)), 0.0, 1.0)
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """Write a PNG atomically: a crash never leaves a truncated file under ``path``."""
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise LivematteError(f"cannot encode {path}")
+    partial = path.with_name(path.name + ".part")
+    partial.write_bytes(encoded.tobytes())
+    partial.replace(path)
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    inputs: list[str]
+    output_dir: Path
+    background: str | None
+    model: ModelSettings
+
+
+def run_images(job: ImageJob) -> int:
+    """Process every input; -> the number that failed (each failure is logged by name)."""
+    sources = images.list_inputs(job.inputs[0]) if len(job.inputs) == 1 else list(job.inputs)
+    # A missing single input is the user's typo: report it before loading a model.
+    if len(sources) == 1:
+        images.read(sources[0])
+    compositor = Compositor(parse_background(job.background)) if job.background else None
+    job.output_dir.mkdir(parents=True, exist_ok=True)
+    matter = models.load(job.model)
+    failed = 0
+    for source in sources:
+        try:
+            written = process_one(matter, source, job.output_dir, compositor)
+        except LivematteError as e:
+            if len(sources) == 1:
+                raise
+            failed += 1
+            log.error("skipped %s: %s", source, e)
+            continue
+        log.info("%s -> %s", source, ", ".join(p.name for p in written))
+    if failed:
+        log.error("%d of %d images failed", failed, len(sources))
+    return failed
+
+
+def process_one(matter: Matter, source: str, output_dir: Path, compositor: Compositor | None) -> list[Path]:
+    image = images.read(source)
+    alpha = matte_image(matter, image)
+    stem = images.stem_of(source)
+    alpha_u8 = alpha_to_u8(alpha)
+    outputs = {
+        output_dir / f"{stem}_alpha.png": alpha_u8,
+        output_dir / f"{stem}_foreground.png": np.dstack([image, alpha_u8]),
+    }
+    if compositor is not None:
+        outputs[output_dir / f"{stem}_composite.png"] = compositor.composite(image, alpha)
+    for path, picture in outputs.items():
+        write_png(path, picture)
+    return list(outputs)

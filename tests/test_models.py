@@ -1,0 +1,119 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bshm_graph import expected_alpha, graph_bytes, write_snapshot
+from livematte import models
+from livematte.errors import LivematteError
+from livematte.models.base import ModelSettings, scaled_size
+from livematte.still import matte_image
+
+
+def random_image(rng, h, w):
+    return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+class TestBSHM:
+    def test_alpha_is_the_graphs_alpha_channel_for_rgb_0_255(self, bshm_dir, rng):
+        matter = models.load(ModelSettings(name="bshm", model_dir=bshm_dir))
+        for h, w in [(37, 53), (240, 320)]:  # dynamic H and W
+            image = random_image(rng, h, w)
+            alpha = matte_image(matter, image)
+            assert alpha.shape == (h, w) and alpha.dtype == np.float32
+            want = expected_alpha(image[:, :, ::-1]).astype(np.float32) / 255
+            assert np.abs(alpha - want).max() <= 1 / 255 + 1e-6
+            # The graph tells BGR from RGB: a swapped feed would be far off.
+            swapped = expected_alpha(image).astype(np.float32) / 255
+            assert np.abs(alpha - swapped).mean() > 0.05
+
+    def test_loads_a_bare_pb_path(self, bshm_dir, rng):
+        matter = models.load(ModelSettings(name="bshm", model_dir=bshm_dir / "tf_graph.pb"))
+        image = random_image(rng, 16, 16)
+        assert np.array_equal(np.round(matte_image(matter, image) * 255).astype(np.uint8),
+                              expected_alpha(image[:, :, ::-1]))
+
+    def test_inference_size_resizes_in_and_back(self, bshm_dir, rng):
+        matter = models.load(ModelSettings(name="bshm", model_dir=bshm_dir, size=64))
+        image = np.full((120, 200, 3), (10, 200, 250), np.uint8)  # BGR: R=250 G=200 B=10
+        assert matter.input_size(200, 120) == (64, 38)
+        alpha = matte_image(matter, image)
+        assert alpha.shape == (120, 200)
+        assert np.allclose(alpha, expected_alpha(image[:1, :1, ::-1])[0, 0] / 255, atol=1 / 255)
+
+    def test_auto_picks_bshm_when_its_weights_are_given(self, bshm_dir):
+        assert models.choose(ModelSettings(name="auto", model_dir=bshm_dir))[0] == "bshm"
+
+    def test_graph_without_the_contract_tensors_is_named(self, tmp_path):
+        folder = write_snapshot(tmp_path / "wrong", input_name="image", output_name="alpha")
+        with pytest.raises(LivematteError, match="not a BSHM graph"):
+            models.load(ModelSettings(name="bshm", model_dir=folder))
+
+    def test_corrupt_graph_file_is_named(self, tmp_path):
+        folder = tmp_path / "corrupt"
+        folder.mkdir()
+        (folder / "tf_graph.pb").write_bytes(graph_bytes()[:100] + b"\xff\x00garbage")
+        with pytest.raises(LivematteError, match="tf_graph.pb"):
+            models.load(ModelSettings(name="bshm", model_dir=folder))
+
+    def test_missing_graph_is_named(self, tmp_path):
+        with pytest.raises(LivematteError, match="not found"):
+            models.load(ModelSettings(name="bshm", model_dir=tmp_path))
+
+
+class TestRVM:
+    def test_separates_the_person_in_a_real_photo(self, rvm_weights, portrait):
+        matter = models.load(ModelSettings(name="rvm"))
+        alpha = matte_image(matter, portrait)
+        assert alpha.shape == portrait.shape[:2]
+        face, jacket = alpha[150:320, 180:340], alpha[380:600, 60:460]
+        wall, flag = alpha[0:200, 440:512], alpha[0:100, 0:60]
+        assert face.mean() > 0.95 and jacket.mean() > 0.97, (face.mean(), jacket.mean())
+        assert wall.mean() < 0.05 and flag.mean() < 0.05, (wall.mean(), flag.mean())
+
+    def test_recurrent_state_goes_in_and_comes_out(self, rvm_weights, portrait):
+        matter = models.load(ModelSettings(name="rvm", size=256))
+        prepared = matter.prepare(portrait)
+        assert prepared.shape == (1, 3, 256, 218) and prepared.dtype == np.float32
+        first, state = matter.infer(prepared, matter.initial_state())
+        assert [s.shape[1] for s in state] == [16, 20, 40, 64]
+        again, _ = matter.infer(prepared, state)
+        fresh, _ = matter.infer(prepared, matter.initial_state())
+        assert np.array_equal(first, fresh)  # no hidden state inside the backend
+        assert not np.array_equal(first, again)  # the state passed in is used
+
+    def test_prepare_feeds_rgb_0_1(self, rvm_weights):
+        matter = models.load(ModelSettings(name="rvm"))
+        image = np.zeros((4, 6, 3), np.uint8)
+        image[..., 2] = 255  # pure red in BGR
+        prepared = matter.prepare(image)
+        assert prepared[0, 0].min() == 1.0 and prepared[0, 1:].max() == 0.0
+
+    def test_checksum_failure_is_reported(self, tmp_path, monkeypatch):
+        monkeypatch.setenv("LIVEMATTE_CACHE", str(tmp_path))
+        (tmp_path / "rvm_mobilenetv3_fp32.onnx").write_bytes(b"not the model")
+        with pytest.raises(LivematteError, match="checksum"):
+            models.load(ModelSettings(name="rvm"))
+
+    def test_non_onnx_file_is_reported(self, tmp_path):
+        bad = tmp_path / "model.onnx"
+        bad.write_text("hello")
+        with pytest.raises(LivematteError, match="model.onnx"):
+            models.load(ModelSettings(name="rvm", model_dir=bad))
+
+
+def test_scaled_size_keeps_aspect_and_even_sides():
+    assert scaled_size(1280, 720, 512) == (512, 288)
+    assert scaled_size(720, 1080, 512) == (342, 512)
+    assert scaled_size(300, 200, 512) == (300, 200)
+    assert scaled_size(1280, 720, 0) == (1280, 720)
+
+
+def test_unknown_model_name():
+    with pytest.raises(LivematteError, match="unknown model"):
+        models.load(ModelSettings(name="modnet"))
+
+
+def test_status_lists_both_backends():
+    names = [s.name for s in models.status()]
+    assert names == ["bshm", "rvm"]
