@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -48,14 +49,60 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--threads", type=positive_int, default=None, help="model CPU threads (0 = all)")
 
 
+def model_overrides(args: argparse.Namespace) -> dict:
+    return {"name": args.model, "model_dir": args.model_dir, "size": args.model_size,
+            "downsample_ratio": args.downsample_ratio, "threads": args.threads}
+
+
 def model_settings(args: argparse.Namespace, base: ModelSettings | None = None) -> ModelSettings:
-    """Flags override ``base`` (a preset's settings) field by field."""
-    base = base or ModelSettings()
-    overrides = {"name": args.model, "model_dir": args.model_dir, "size": args.model_size,
-                 "downsample_ratio": args.downsample_ratio, "threads": args.threads}
+    """Flags override ``base`` field by field."""
     from dataclasses import replace
 
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    return replace(base or ModelSettings(), **{k: v for k, v in model_overrides(args).items() if v is not None})
+
+
+def strength(text: str) -> float:
+    value = ratio(text)
+    if value > 0.95:
+        raise argparse.ArgumentTypeError(f"got {value}, expected 0..0.95 (0 = off)")
+    return value
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected a number") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"got {value}, expected more than 0")
+    return value
+
+
+def add_pipeline_options(parser: argparse.ArgumentParser, default_preset: str) -> None:
+    group = parser.add_argument_group("settings")
+    group.add_argument("--preset", default=default_preset,
+                       help=f"settings from configs/ (default {default_preset}; `livematte presets` lists them)")
+    group.add_argument("--config", type=Path, default=None, metavar="FILE",
+                       help="a TOML file laid out like the presets; overrides the preset")
+    group.add_argument("--background", default=None, metavar="SPEC",
+                       help="PATH (image or looping video), color:#RRGGBB, key[:#RRGGBB], blur[:N], transparent")
+    group.add_argument("--smoothing", type=strength, default=None, metavar="S",
+                       help="temporal smoothing strength 0..0.95 (0 = off)")
+    group.add_argument("--refine", choices=("bilinear", "guided"), default=None,
+                       help="how the matte is brought to full resolution")
+    group.add_argument("--frames", type=positive_int, default=None, metavar="N", help="stop after N frames")
+    add_model_options(parser)
+
+
+def load_config(args: argparse.Namespace, **output):
+    from . import config
+
+    smoothing = {}
+    if args.smoothing is not None:
+        smoothing = {"strength": args.smoothing, "enabled": args.smoothing > 0}
+    return config.load(args.preset, args.config, {
+        "model": model_overrides(args), "smoothing": smoothing, "refine": {"mode": args.refine},
+        "output": {"background": args.background, **output}})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,6 +121,45 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(image)
     image.set_defaults(run=run_image)
 
+    live = commands.add_parser("live", help="live background replacement: camera or stream to a virtual camera")
+    where = live.add_mutually_exclusive_group()
+    where.add_argument("--camera", default=None, metavar="N|PATH", help="camera index or device path (default 0)")
+    where.add_argument("--source", default=None, metavar="PATH", help="a video file or stream URL instead of a camera")
+    live.add_argument("--realtime", action="store_true",
+                      help="play --source at its own frame rate, newest frame wins, like a camera")
+    live.add_argument("--sink", choices=("vcam", "preview", "file", "null"), default="vcam",
+                      help="where the output goes (default vcam)")
+    live.add_argument("-o", "--output", type=Path, default=None, help="the file for --sink file")
+    live.add_argument("--device", default=None, help="virtual camera device, e.g. /dev/video10")
+    live.add_argument("--alpha-out", type=Path, default=None, metavar="PATH",
+                      help="also write every output frame's matte: FFV1 gray .mkv, or PNGs into a folder")
+    live.add_argument("--stats-json", type=Path, default=None, metavar="PATH", help="write the run's figures as JSON")
+    live.add_argument("--watch-background", type=Path, default=None, metavar="FILE",
+                      help="a text file holding a background SPEC; edit it to switch backgrounds while running")
+    live.add_argument("--fps", type=positive_float, default=None, help="output frame rate (default: the source's)")
+    live.add_argument("--width", type=positive_int, default=None, help="camera width to ask for")
+    live.add_argument("--height", type=positive_int, default=None, help="camera height to ask for")
+    add_pipeline_options(live, "live")
+    live.set_defaults(run=run_live)
+
+    video = commands.add_parser("video", help="process a video file (or a folder of them), every frame, with audio")
+    video.add_argument("input", help="video file, stream URL, or folder of videos")
+    video.add_argument("-o", "--output", type=Path, default=None,
+                       help="output file (.mp4 .mkv .webm .mov, or a folder for PNGs); a folder for batch input")
+    video.add_argument("--format", choices=("mp4", "mkv", "webm", "mov", "png"), default=None,
+                       help="output kind when the name does not say (webm/mov/png keep transparency)")
+    video.add_argument("--alpha-out", type=Path, default=None, metavar="PATH",
+                       help="also write the matte: FFV1 gray .mkv or a PNG folder (a folder for batch input)")
+    video.add_argument("--crf", type=positive_int, default=None, help="encoder quality, lower is better (default 18)")
+    video.add_argument("--encoder-preset", default=None, metavar="NAME",
+                       help="x264 speed preset: ultrafast .. veryslow (default veryfast)")
+    video.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    add_pipeline_options(video, "offline")
+    video.set_defaults(run=run_video)
+
+    presets_cmd = commands.add_parser("presets", help="list the settings presets in configs/")
+    presets_cmd.set_defaults(run=run_presets)
+
     models_cmd = commands.add_parser("models", help="list the matting backends, or fetch their weights")
     models_cmd.add_argument("action", nargs="?", choices=("list", "fetch"), default="list")
     models_cmd.add_argument("name", nargs="?", choices=("bshm", "rvm"), help="backend to fetch")
@@ -87,6 +173,41 @@ def run_image(args: argparse.Namespace) -> int:
     job = ImageJob(inputs=args.input, output_dir=args.output_dir, background=args.background,
                    model=model_settings(args, ModelSettings(coarse=768)))
     return 1 if run_images(job) else 0
+
+
+def run_live(args: argparse.Namespace) -> int:
+    from .jobs import LiveJob, run_live_job
+
+    config = load_config(args, fps=args.fps)
+    if args.width or args.height:
+        from dataclasses import replace
+
+        capture = {k: v for k, v in (("width", args.width), ("height", args.height)) if v}
+        config = replace(config, capture=replace(config.capture, **capture))
+    if args.realtime and args.source is None:
+        raise LivematteError("--realtime plays a --source file like a camera; it needs --source PATH")
+    run_live_job(LiveJob(config=config, camera=args.camera, source=args.source, realtime=args.realtime,
+                         sink=args.sink, output=args.output, device=args.device, alpha_out=args.alpha_out,
+                         stats_json=args.stats_json, watch_background=args.watch_background,
+                         max_frames=args.frames))
+    return 0
+
+
+def run_video(args: argparse.Namespace) -> int:
+    from .jobs import VideoJob, run_video_job
+
+    config = load_config(args, crf=args.crf, preset=args.encoder_preset)
+    job = VideoJob(config=config, input=args.input, output=args.output, format=args.format,
+                   alpha_out=args.alpha_out, quiet=args.quiet, max_frames=args.frames)
+    return 1 if run_video_job(job) else 0
+
+
+def run_presets(args: argparse.Namespace) -> int:
+    from . import config
+
+    for name, description in config.presets().items():
+        print(f"{name:10}  {description}")
+    return 0
 
 
 def run_models(args: argparse.Namespace) -> int:
@@ -114,10 +235,19 @@ def configure_logging(verbose: bool) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised on the main thread so that every ``with`` block unwinds as for Ctrl-C."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return args.run(args)
     except LivematteError as e:
@@ -126,8 +256,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"livematte: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("livematte: interrupted", file=sys.stderr)
+        print("livematte: interrupted; unfinished output removed", file=sys.stderr)
         return 130
+    except Terminated:
+        print("livematte: terminated; unfinished output removed", file=sys.stderr)
+        return 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,141 @@
+"""Frame sources: cameras and video files (or stream URLs), each read on its own thread.
+
+A source yields ``(image, pts)`` pairs: ``uint8 [H, W, 3]`` BGR and seconds on
+the source's timeline. ``live`` sources (cameras, files played with
+``realtime=True``) are read at their own pace and hand over through a
+newest-wins slot, so a slow model never sees a stale frame; other sources block
+on a bounded queue, so every frame is processed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+
+from .config import CaptureSettings
+from .errors import LivematteError
+
+log = logging.getLogger(__name__)
+
+
+class FileSource:
+    """A video file or stream URL, decoded with PyAV."""
+
+    def __init__(self, path: str, *, realtime: bool = False):
+        from .videoio import probe
+
+        self.path = path
+        self.info = probe(path)
+        self.width, self.height = self.info.width, self.info.height
+        self.fps = self.info.fps or 30.0
+        self.live = realtime
+        self.name = str(path)
+
+    def frames(self) -> Iterator[tuple[np.ndarray, float]]:
+        from .videoio import VideoReader
+
+        with VideoReader(self.path) as reader:
+            if not self.live:
+                yield from reader.frames()
+                return
+            # Played as a camera: frame k is released at its pts after the first,
+            # whatever the consumer does, so a slow consumer drops frames.
+            start_wall = first_pts = None
+            for image, pts in reader.frames():
+                if start_wall is None:
+                    start_wall, first_pts = time.perf_counter(), pts
+                delay = start_wall + (pts - first_pts) - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                yield image, pts
+
+    def close(self) -> None:
+        pass
+
+
+class CameraSource:
+    """A camera by index or device path, through OpenCV.
+
+    When the camera stops delivering (unplugged, taken by another program) it is
+    reopened with back-off (0.5 s doubling to 8 s) until it comes back or the
+    pipeline stops; the output meanwhile repeats the last frame.
+    ``opener`` is the hardware boundary (``cv2.VideoCapture``); tests replace it.
+    """
+
+    live = True
+
+    def __init__(self, device: int | str, settings: CaptureSettings, *,
+                 opener: Callable = cv2.VideoCapture, max_backoff: float = 8.0,
+                 should_stop: Callable[[], bool] = lambda: False):
+        self.device, self.settings, self.opener = device, settings, opener
+        self.max_backoff = max_backoff
+        self.should_stop = should_stop
+        self.name = f"camera {device}"
+        self.reconnects = 0
+        self._capture = self._open()
+        if self._capture is None:
+            raise LivematteError(f"cannot open {self.name} (is it connected, and not used by another program?)")
+        self.width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH)) or settings.width
+        self.height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) or settings.height
+        self.fps = float(self._capture.get(cv2.CAP_PROP_FPS)) or settings.fps
+
+    def _open(self):
+        capture = self.opener(self.device)
+        if not capture.isOpened():
+            capture.release()
+            return None
+        capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.settings.width)
+        capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.settings.height)
+        capture.set(cv2.CAP_PROP_FPS, self.settings.fps)
+        return capture
+
+    def frames(self) -> Iterator[tuple[np.ndarray, float]]:
+        start = time.perf_counter()
+        backoff = 0.5
+        while not self.should_stop():
+            ok, image = self._capture.read() if self._capture is not None else (False, None)
+            if ok and image is not None and image.size:
+                backoff = 0.5
+                yield _as_bgr(image), time.perf_counter() - start
+                continue
+            log.warning("%s stopped delivering frames; retrying in %.1f s", self.name, backoff)
+            if self._capture is not None:
+                self._capture.release()
+            self._capture = None
+            self._sleep(backoff)
+            backoff = min(backoff * 2, self.max_backoff)
+            self._capture = self._open()
+            if self._capture is not None:
+                self.reconnects += 1
+                log.info("%s is back", self.name)
+
+    def _sleep(self, seconds: float) -> None:
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end and not self.should_stop():
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.release()
+            self._capture = None
+
+
+def _as_bgr(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
+
+
+def open_source(camera: str | None, source: str | None, realtime: bool, settings: CaptureSettings,
+                should_stop: Callable[[], bool] = lambda: False):
+    """The ``live`` command's source: ``--camera N|/dev/videoN`` or ``--source PATH [--realtime]``."""
+    if source is not None:
+        return FileSource(source, realtime=realtime)
+    device: int | str = int(camera) if camera is not None and str(camera).isdigit() else (camera or 0)
+    return CameraSource(device, settings, should_stop=should_stop)

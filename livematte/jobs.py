@@ -1,0 +1,216 @@
+"""The ``live`` and ``video`` jobs: typed settings in, a finished run (or a clear error) out."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+from . import models
+from .capture import FileSource, open_source
+from .compositor import Compositor, parse_background
+from .config import Config
+from .engine import Engine
+from .errors import LivematteError
+from .pipeline import BackgroundWatcher, Outputs, Pipeline, Progress, run_live, run_offline
+from .sinks import NullSink
+from .stats import Stats
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".gif"}
+FORMATS = ("mp4", "mkv", "webm", "mov", "png")
+
+
+@dataclass(frozen=True)
+class LiveJob:
+    config: Config
+    camera: str | None = None
+    source: str | None = None
+    realtime: bool = False
+    sink: str = "vcam"
+    output: Path | None = None
+    device: str | None = None
+    vcam_backend: str | None = None
+    alpha_out: Path | None = None
+    stats_json: Path | None = None
+    watch_background: Path | None = None
+    max_frames: int | None = None
+    stats_every: float = 5.0
+
+
+def _alpha_writer(path: Path | None, width: int, height: int, rate: Fraction):
+    if path is None:
+        return None
+    from .videoio import AlphaWriter
+
+    return AlphaWriter(path, width=width, height=height, rate=rate)
+
+
+def _open_sink(job: LiveJob, width: int, height: int, fps: float):
+    if job.sink == "null":
+        return NullSink()
+    if job.sink == "vcam":
+        from .sinks.vcam import VirtualCameraSink
+
+        return VirtualCameraSink(width, height, fps, device=job.device, backend=job.vcam_backend)
+    if job.sink == "preview":
+        from .sinks.preview import PreviewSink
+
+        return PreviewSink()
+    if job.sink == "file":
+        if job.output is None:
+            raise LivematteError("--sink file needs -o FILE")
+        from .sinks.file import FileSink
+
+        return FileSink(job.output, width, height, Fraction(fps).limit_denominator(1001),
+                        crf=job.config.output.crf, preset=job.config.output.preset)
+    raise LivematteError(f"unknown sink {job.sink!r}, expected vcam, preview, file or null")
+
+
+def run_live_job(job: LiveJob, matter=None) -> Stats:
+    config = job.config
+    compositor = Compositor(parse_background(config.output.background))
+    if compositor.transparent and job.sink == "vcam":
+        raise LivematteError("a virtual camera cannot carry transparency; use --background key[:#RRGGBB]")
+    stopping = threading.Event()
+    source = open_source(job.camera, job.source, job.realtime, config.capture, should_stop=stopping.is_set)
+    out_fps = config.output.fps or source.fps
+    matter = matter or models.load(config.model)
+    engine = Engine(matter, config.smoothing, config.refine)
+    stats = Stats()
+    rate = Fraction(out_fps).limit_denominator(1001)
+    log.info("live: %s %dx%d at %.3g fps -> %s, preset %s, background %s", source.name, source.width,
+             source.height, source.fps, job.sink, config.preset, compositor.background.spec)
+    with _open_sink(job, source.width, source.height, out_fps) as sink:
+        if job.sink == "preview":
+            sink.on_key = _background_cycler(compositor, config.output.background)
+        alpha_writer = _alpha_writer(job.alpha_out, source.width, source.height, rate)
+        try:
+            pipeline = Pipeline(source, engine, stats, live=source.live, max_frames=job.max_frames)
+            with pipeline:
+                run_live(pipeline, Outputs(compositor, sink, alpha_writer), out_fps=out_fps, paced=source.live,
+                         watcher=BackgroundWatcher(job.watch_background, compositor), stats_every=job.stats_every)
+                stopping.set()
+        except BaseException:
+            stopping.set()
+            if alpha_writer is not None:
+                alpha_writer.abort()
+            raise
+        if alpha_writer is not None:
+            alpha_writer.close()
+    log.info("done: %s", stats.line())
+    if job.stats_json is not None:
+        stats.write_json(job.stats_json)
+    return stats
+
+
+def _background_cycler(compositor: Compositor, configured: str):
+    """Preview key ``b``: cycle the configured background, blur, green key, transparent."""
+    specs = list(dict.fromkeys([configured, "blur:25", "key:#00FF00", "transparent"]))
+    position = [0]
+
+    def on_key(key: str) -> None:
+        if key != "b":
+            return
+        position[0] = (position[0] + 1) % len(specs)
+        compositor.set_background(parse_background(specs[position[0]]))
+        log.info("background: %s", specs[position[0]])
+
+    return on_key
+
+
+@dataclass(frozen=True)
+class VideoJob:
+    """INPUT is a video file, a stream URL, or a folder of videos (then ``output`` is a folder)."""
+
+    config: Config
+    input: str
+    output: Path | None = None
+    format: str | None = None
+    alpha_out: Path | None = None
+    quiet: bool = False
+    max_frames: int | None = None
+
+
+def list_videos(folder: Path) -> list[Path]:
+    found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+    if not found:
+        raise LivematteError(f"no videos ({', '.join(sorted(VIDEO_SUFFIXES))}) in folder {folder}")
+    return found
+
+
+def output_name(stem: str, job: VideoJob) -> str:
+    """``<stem>.<format>``; transparent backgrounds default to WebM (VP9 with alpha), others to MP4."""
+    fmt = job.format or ("webm" if job.config.output.background.strip().lower() in ("transparent", "none")
+                         else "mp4")
+    return stem if fmt == "png" else f"{stem}.{fmt}"
+
+
+def plan_outputs(job: VideoJob) -> list[tuple[str, Path, Path | None]]:
+    """(input, output, alpha output) for every video the job names."""
+    if Path(job.input).is_dir():
+        if job.output is None:
+            raise LivematteError("a folder of videos needs -o DIR for the results")
+        return [(str(video), job.output / output_name(video.stem, job),
+                 job.alpha_out / f"{video.stem}_alpha.mkv" if job.alpha_out else None)
+                for video in list_videos(Path(job.input))]
+    stem = Path(job.input.split("?")[0]).stem or "video"
+    return [(job.input, job.output or Path(output_name(f"{stem}_livematte", job)), job.alpha_out)]
+
+
+def run_video_job(job: VideoJob) -> int:
+    """Process every input; -> the number that failed (each named in the log)."""
+    plan = plan_outputs(job)
+    compositor = Compositor(parse_background(job.config.output.background))
+    if len(plan) == 1:  # report a bad single input before spending seconds on the model
+        FileSource(plan[0][0])
+    matter = models.load(job.config.model)
+    failed = 0
+    for index, (source, output, alpha_out) in enumerate(plan):
+        if len(plan) > 1:
+            log.info("[%d/%d] %s", index + 1, len(plan), source)
+        try:
+            process_video(job, matter, compositor, source, output, alpha_out)
+        except LivematteError as e:
+            if len(plan) == 1:
+                raise
+            failed += 1
+            log.error("failed: %s: %s", source, e)
+    if failed:
+        log.error("%d of %d videos failed", failed, len(plan))
+    return failed
+
+
+def process_video(job: VideoJob, matter, compositor: Compositor, source_path: str, output: Path,
+                  alpha_out: Path | None) -> Stats:
+    from .sinks.file import FileSink
+
+    config = job.config
+    source = FileSource(source_path)
+    info = source.info
+    output.parent.mkdir(parents=True, exist_ok=True)
+    engine = Engine(matter, config.smoothing, config.refine)
+    stats = Stats()
+    kind = job.format if job.format else None
+    sink = FileSink(output, info.width, info.height, info.rate, audio_from=source_path if info.has_audio else None,
+                    crf=config.output.crf, preset=config.output.preset, kind=kind)
+    with sink:
+        alpha_writer = _alpha_writer(alpha_out, info.width, info.height, info.rate)
+        try:
+            total = min(filter(None, (info.frame_count, job.max_frames)), default=None)
+            progress = Progress(total, Path(source_path).name, job.quiet)
+            with Pipeline(source, engine, stats, live=False, max_frames=job.max_frames) as pipeline:
+                run_offline(pipeline, Outputs(compositor, sink, alpha_writer), progress)
+        except BaseException:
+            if alpha_writer is not None:
+                alpha_writer.abort()
+            raise
+        if alpha_writer is not None:
+            alpha_writer.close()
+    snap = stats.snapshot()
+    log.info("%s -> %s: %d frames, %.1f fps", source_path, output, snap["composited"],
+             snap["composited"] / max(snap["elapsed_s"], 1e-6))
+    return stats

@@ -1,0 +1,43 @@
+"""Bringing the model's low-resolution matte up to the frame's full resolution.
+
+``bilinear`` is a plain resize. ``guided`` is a fast guided filter (He et al.):
+linear coefficients fitted at low resolution against the grey frame, upsampled
+and applied to the full-resolution grey, so that edges follow the frame.
+Measured on the composited clips with RVM at 768x432, ``guided`` *raised* MAD
+(4.7 vs 4.1): RVM's own refiner already places edges well and the grey guide
+pulls the matte towards background texture. It stays available for backends
+with blockier output; the presets use ``bilinear``.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+MODES = ("bilinear", "guided")
+
+
+def upsample(alpha: np.ndarray, frame_bgr: np.ndarray, mode: str = "bilinear",
+             radius: int = 2, eps: float = 1e-3) -> np.ndarray:
+    """``float32 [h, w]`` matte -> ``float32 [H, W]`` in [0, 1] for a ``uint8 [H, W, 3]`` frame."""
+    height, width = frame_bgr.shape[:2]
+    if mode == "guided" and alpha.shape != (height, width):
+        return _fast_guided(alpha, frame_bgr, radius, eps)
+    if alpha.shape == (height, width):
+        return alpha
+    return cv2.resize(alpha, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _fast_guided(alpha: np.ndarray, frame_bgr: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    height, width = frame_bgr.shape[:2]
+    gray = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY).astype(np.float32) * np.float32(1 / 255)
+    guide = cv2.resize(gray, (alpha.shape[1], alpha.shape[0]), interpolation=cv2.INTER_AREA)
+    box = (2 * radius + 1, 2 * radius + 1)
+    mean_i, mean_p = cv2.blur(guide, box), cv2.blur(alpha, box)
+    cov = cv2.blur(guide * alpha, box) - mean_i * mean_p
+    var = cv2.blur(guide * guide, box) - mean_i * mean_i
+    a = cov / (var + eps)
+    b = mean_p - a * mean_i
+    a, b = cv2.blur(a, box), cv2.blur(b, box)
+    up = cv2.resize(a, (width, height)) * gray + cv2.resize(b, (width, height))
+    return np.clip(up, 0.0, 1.0, out=up)

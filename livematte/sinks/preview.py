@@ -1,0 +1,57 @@
+"""An OpenCV window showing the output. Keys: q or Esc quits, b cycles backgrounds."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from ..errors import LivematteError
+from . import Sink
+
+WINDOW = "livematte"
+
+
+def checkerboard(height: int, width: int, cell: int = 16) -> np.ndarray:
+    ys, xs = np.indices((height, width))
+    light = ((ys // cell + xs // cell) % 2).astype(bool)
+    board = np.full((height, width, 3), 102, np.uint8)
+    board[light] = 153
+    return board
+
+
+class PreviewSink(Sink):
+    name = "preview"
+    accepts_alpha = True
+
+    def __init__(self, on_key: Callable[[str], None] | None = None):
+        try:
+            cv2.namedWindow(WINDOW, cv2.WINDOW_NORMAL)
+        except cv2.error as e:
+            raise LivematteError("cannot open a preview window (no display?); use --sink null or file") from e
+        self.on_key = on_key
+        self._quit = False
+        self._closed = False
+
+    def send(self, image, pts):
+        if image.shape[2] == 4:  # show transparency over the usual grey checkerboard
+            alpha = image[:, :, 3].astype(np.float32) * np.float32(1 / 255)
+            board = checkerboard(*image.shape[:2])
+            image = cv2.blendLinear(np.ascontiguousarray(image[:, :, :3]), board, alpha, 1 - alpha)
+        cv2.imshow(WINDOW, image)
+        key = cv2.waitKey(1) & 0xFF
+        if key in (ord("q"), 27):
+            self._quit = True
+        elif key != 0xFF and self.on_key is not None:
+            self.on_key(chr(key))
+
+    @property
+    def wants_quit(self):
+        return self._quit
+
+    def close(self):
+        if not self._closed:
+            self._closed = True
+            cv2.destroyWindow(WINDOW)
+            cv2.waitKey(1)

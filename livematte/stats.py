@@ -1,0 +1,106 @@
+"""Per-stage timings, throughput, latency and frame counts for a run."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict, deque
+from pathlib import Path
+
+import numpy as np
+
+
+class Stats:
+    """Thread-safe counters. Stage times are per processed frame, in ms."""
+
+    def __init__(self, window: int = 2000):
+        self._lock = threading.Lock()
+        self.started = time.perf_counter()
+        self.frames_in = 0
+        self.frames_out = 0  # output frames sent, repeats included
+        self.composited = 0  # new frames composited (each with its own matte)
+        self.repeated = 0
+        self._dropped_extra = 0
+        self._stage_ms: dict[str, deque] = defaultdict(lambda: deque(maxlen=window))
+        self._latency_ms: deque = deque(maxlen=window)
+        self._dropped_fn = lambda: 0
+        self._first_out: float | None = None
+        self._last_out: float | None = None
+
+    def count_dropped_by(self, fn) -> None:
+        """``fn()`` -> frames dropped upstream (e.g. a newest-wins slot's overwrites)."""
+        self._dropped_fn = fn
+
+    def frame_in(self) -> None:
+        with self._lock:
+            self.frames_in += 1
+
+    def dropped(self, n: int = 1) -> None:
+        with self._lock:
+            self._dropped_extra += n
+
+    def stage(self, name: str, ms: float) -> None:
+        with self._lock:
+            self._stage_ms[name].append(ms)
+
+    def stages(self, timings: dict[str, float]) -> None:
+        with self._lock:
+            for name, ms in timings.items():
+                self._stage_ms[name].append(ms)
+
+    def output(self, captured_at: float | None, repeated: bool = False) -> None:
+        """One frame sent; ``captured_at`` of the frame it shows (None for a placeholder)."""
+        now = time.perf_counter()
+        with self._lock:
+            self.frames_out += 1
+            if repeated:
+                self.repeated += 1
+            else:
+                self.composited += 1
+                if self._first_out is None:
+                    self._first_out = now
+                self._last_out = now
+                if captured_at is not None:
+                    self._latency_ms.append((now - captured_at) * 1e3)
+
+    @property
+    def dropped_total(self) -> int:
+        return self._dropped_fn() + self._dropped_extra
+
+    def snapshot(self) -> dict:
+        """The ``--stats-json`` schema: fps, latency_ms {p50, p95}, frames_in/out, dropped, stages_ms."""
+        with self._lock:
+            span = (self._last_out - self._first_out) if self._first_out and self._last_out else 0.0
+            fps = (self.composited - 1) / span if span > 0 else 0.0
+            latency = np.array(self._latency_ms) if self._latency_ms else np.zeros(1)
+            stages = {name: round(float(np.mean(v)), 3) for name, v in self._stage_ms.items() if v}
+            return {
+                "fps": round(fps, 2),
+                "latency_ms": {"p50": round(float(np.percentile(latency, 50)), 1),
+                               "p95": round(float(np.percentile(latency, 95)), 1)},
+                "frames_in": self.frames_in,
+                "frames_out": self.frames_out,
+                "dropped": self.dropped_total,
+                "repeated": self.repeated,
+                "composited": self.composited,
+                "stages_ms": stages,
+                "elapsed_s": round(time.perf_counter() - self.started, 2),
+            }
+
+    def latencies(self) -> list[float]:
+        with self._lock:
+            return list(self._latency_ms)
+
+    def line(self) -> str:
+        s = self.snapshot()
+        stages = " ".join(f"{k} {v:.1f}" for k, v in s["stages_ms"].items())
+        return (f"{s['fps']:.1f} fps, latency p50 {s['latency_ms']['p50']:.0f} ms p95 "
+                f"{s['latency_ms']['p95']:.0f} ms, in {s['frames_in']} out {s['frames_out']} "
+                f"dropped {s['dropped']} repeated {s['repeated']} | ms: {stages}")
+
+    def write_json(self, path: Path) -> None:
+        path = Path(path)
+        partial = path.with_name(path.name + ".part")
+        partial.write_text(json.dumps(self.snapshot(), indent=2) + "\n")
+        partial.replace(path)

@@ -1,0 +1,141 @@
+"""Thread plumbing: bounded hand-offs that respect a stop event, and workers that report errors.
+
+Every blocking call here wakes up at least every ``POLL_S`` to check the stop
+event, so no thread can sit forever on a full or empty queue after another
+stage failed (the hang that bites reader threads joined after an exception).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.05
+END = object()  # end of stream, passed down the stages
+
+
+class Stopped(Exception):
+    """The pipeline is stopping; the current stage should return."""
+
+
+class Channel:
+    """A bounded FIFO: ``put`` blocks while full (back-pressure), nothing is dropped."""
+
+    def __init__(self, stop: threading.Event, maxsize: int):
+        self._queue: queue.Queue = queue.Queue(maxsize)
+        self._stop = stop
+
+    def put(self, item: Any) -> None:
+        while True:
+            if self._stop.is_set():
+                raise Stopped
+            try:
+                self._queue.put(item, timeout=POLL_S)
+                return
+            except queue.Full:
+                continue
+
+    def get(self, timeout: float | None = None) -> Any:
+        """The next item; raises ``queue.Empty`` after ``timeout`` s, ``Stopped`` on stop."""
+        waited = 0.0
+        while True:
+            if self._stop.is_set():
+                raise Stopped
+            step = POLL_S if timeout is None else min(POLL_S, max(timeout - waited, 0.0))
+            try:
+                return self._queue.get(timeout=step)
+            except queue.Empty:
+                waited += step
+                if timeout is not None and waited >= timeout:
+                    raise
+
+    def drain(self) -> int:
+        """Empty the queue without blocking (after stop), so no producer stays blocked."""
+        dropped = 0
+        while True:
+            try:
+                self._queue.get_nowait()
+                dropped += 1
+            except queue.Empty:
+                return dropped
+
+
+class LatestSlot:
+    """A single slot where the newest item wins: live sources never queue stale frames."""
+
+    def __init__(self, stop: threading.Event):
+        self._stop = stop
+        self._cond = threading.Condition()
+        self._item: Any = None
+        self._full = False
+        self.replaced = 0  # items overwritten before anyone took them (dropped frames)
+
+    def put(self, item: Any) -> None:
+        with self._cond:
+            if self._full and self._item is not END:
+                self.replaced += 1
+            if self._item is END and self._full:
+                return  # END is final
+            self._item, self._full = item, True
+            self._cond.notify_all()
+
+    def get(self, timeout: float | None = None) -> Any:
+        with self._cond:
+            waited = 0.0
+            while not self._full:
+                if self._stop.is_set():
+                    raise Stopped
+                self._cond.wait(POLL_S)
+                waited += POLL_S
+                if timeout is not None and waited >= timeout:
+                    raise queue.Empty
+            item = self._item
+            if item is not END:  # END stays so every later reader sees it too
+                self._item, self._full = None, False
+            return item
+
+    def drain(self) -> int:
+        with self._cond:
+            had = int(self._full and self._item is not END)
+            self._item, self._full = None, False
+            return had
+
+
+class Worker(threading.Thread):
+    """A named daemon thread running ``target``; any exception is kept and the pipeline stopped."""
+
+    def __init__(self, name: str, target: Callable[[], None], stop: threading.Event):
+        super().__init__(name=f"livematte-{name}", daemon=True)
+        self._target_fn = target
+        self._stop_event = stop
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._target_fn()
+        except Stopped:
+            pass
+        except BaseException as e:  # kept for the caller to re-raise
+            self.error = e
+            self._stop_event.set()
+
+
+def join_all(workers: list[Worker], channels: list, timeout: float = 10.0) -> None:
+    """Stop-aware shutdown: drain every hand-off first so no producer is left blocked, then join."""
+    for channel in channels:
+        channel.drain()
+    for worker in workers:
+        worker.join(timeout)
+        if worker.is_alive():
+            log.warning("thread %s did not stop within %.0f s", worker.name, timeout)
+
+
+def first_error(workers: list[Worker]) -> BaseException | None:
+    for worker in workers:
+        if worker.error is not None:
+            return worker.error
+    return None
