@@ -17,10 +17,11 @@ setup(
         # Lower bounds are the versions the test suite was run with.
         "tensorflow>=2.16",  # BSHM's TF1 frozen graph through tf.compat.v1
         "modelscope>=1.20",  # snapshot_download of damo/cv_unet_image-matting
-        "onnxruntime>=1.18",  # Robust Video Matting
+        "onnxruntime>=1.18",  # Robust Video Matting (and on GPUs, with onnxruntime-gpu)
+        "openvino>=2024.0",  # Robust Video Matting on CPUs: bf16, 1.4x onnxruntime's speed
         "opencv-python>=4.9",
         "numpy>=1.26",
-        "av>=12",
+        "av>=14",
         "pyvirtualcam>=0.11",
         "psutil>=5.9",
     ],

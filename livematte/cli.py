@@ -47,11 +47,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--downsample-ratio", type=ratio, default=None, metavar="R",
                        help="RVM's coarse scale, 0..1 (0 = automatic)")
     group.add_argument("--threads", type=positive_int, default=None, help="model CPU threads (0 = all)")
+    group.add_argument("--runtime", choices=("auto", "openvino", "onnxruntime"), default=None,
+                       help="rvm's inference runtime (default auto: OpenVINO on CPUs, onnxruntime on CUDA GPUs)")
 
 
 def model_overrides(args: argparse.Namespace) -> dict:
     return {"name": args.model, "model_dir": args.model_dir, "size": args.model_size,
-            "downsample_ratio": args.downsample_ratio, "threads": args.threads}
+            "downsample_ratio": args.downsample_ratio, "threads": args.threads, "runtime": args.runtime}
 
 
 def model_settings(args: argparse.Namespace, base: ModelSettings | None = None) -> ModelSettings:

@@ -29,6 +29,7 @@ class Prepared:
     model_input: Any
     gray: np.ndarray
     prepare_ms: float
+    ready_at: float  # perf_counter() when prepared: the wait for the model starts here
 
 
 class Engine:
@@ -52,7 +53,8 @@ class Engine:
         # The grey copy feeds scene-cut detection; at model size it costs ~0.1 ms.
         gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32) * np.float32(1 / 255)
         model_input = self.matter.prepare(small)
-        return Prepared(frame, model_input, gray, (time.perf_counter() - start) * 1e3)
+        done = time.perf_counter()
+        return Prepared(frame, model_input, gray, (done - start) * 1e3, done)
 
     def infer(self, prepared: Prepared) -> Matted:
         t0 = time.perf_counter()
@@ -65,7 +67,9 @@ class Engine:
         t2 = time.perf_counter()
         full = upsample(alpha, prepared.frame.image, self.refine)
         t3 = time.perf_counter()
-        timings = {"prepare": prepared.prepare_ms, "model": (t1 - t0) * 1e3,
+        timings = {"wait_capture": (prepared.ready_at - prepared.frame.captured_at) * 1e3 - prepared.prepare_ms,
+                   "prepare": prepared.prepare_ms, "wait_model": (t0 - prepared.ready_at) * 1e3,
+                   "model": (t1 - t0) * 1e3,
                    "smoothing": (t2 - t1) * 1e3, "refine": (t3 - t2) * 1e3}
         return Matted(prepared.frame, full, timings)
 

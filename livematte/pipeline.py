@@ -5,7 +5,10 @@
                                                                  refine)                   alpha-out, stats)
 
 The one-slot hand-off between prepare and infer is the double buffer: frame
-N+1 is prepared while the model runs on frame N. Live pipelines use
+N+1 is prepared while the model runs on frame N. The prepare thread takes a
+frame only once that slot is free (``_buffer_free``), so it always prepares
+the newest frame and never holds a second one: at most one frame waits for
+the model. Live pipelines use
 newest-wins slots for ``frames`` and ``matted`` (a stale frame is dropped,
 never queued); offline pipelines use bounded queues (back-pressure, nothing
 dropped, order kept). The caller's thread owns the stop event: any worker's
@@ -43,6 +46,7 @@ class Pipeline:
         self.stop = threading.Event()
         self.frames = LatestSlot(self.stop) if live else Channel(self.stop, depth)
         self.prepared = Channel(self.stop, 1)
+        self._buffer_free = threading.Semaphore(1)
         self.matted = LatestSlot(self.stop) if live else Channel(self.stop, depth)
         if live:
             stats.count_dropped_by(lambda: self.frames.replaced + self.matted.replaced)
@@ -85,12 +89,19 @@ class Pipeline:
         self.frames.put(END)
 
     def _prepare(self) -> None:
-        while (frame := self.frames.get()) is not END:
+        while True:
+            while not self._buffer_free.acquire(timeout=0.05):
+                if self.stop.is_set():
+                    return
+            frame = self.frames.get()
+            if frame is END:
+                break
             self.prepared.put(self.engine.prepare(frame))
         self.prepared.put(END)
 
     def _infer(self) -> None:
         while (prepared := self.prepared.get()) is not END:
+            self._buffer_free.release()
             matted = self.engine.infer(prepared)
             self.stats.stages(matted.timings)
             self.matted.put(matted)

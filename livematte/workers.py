@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from typing import Any, Callable
 
 log = logging.getLogger(__name__)
@@ -41,17 +42,17 @@ class Channel:
 
     def get(self, timeout: float | None = None) -> Any:
         """The next item; raises ``queue.Empty`` after ``timeout`` s, ``Stopped`` on stop."""
-        waited = 0.0
+        deadline = None if timeout is None else time.perf_counter() + timeout
         while True:
             if self._stop.is_set():
                 raise Stopped
-            step = POLL_S if timeout is None else min(POLL_S, max(timeout - waited, 0.0))
+            left = POLL_S if deadline is None else min(POLL_S, deadline - time.perf_counter())
+            if left <= 0:
+                raise queue.Empty
             try:
-                return self._queue.get(timeout=step)
+                return self._queue.get(timeout=left)
             except queue.Empty:
-                waited += step
-                if timeout is not None and waited >= timeout:
-                    raise
+                continue
 
     def drain(self) -> int:
         """Empty the queue without blocking (after stop), so no producer stays blocked."""
@@ -84,15 +85,16 @@ class LatestSlot:
             self._cond.notify_all()
 
     def get(self, timeout: float | None = None) -> Any:
+        """The newest item; raises ``queue.Empty`` after ``timeout`` s, ``Stopped`` on stop."""
+        deadline = None if timeout is None else time.perf_counter() + timeout
         with self._cond:
-            waited = 0.0
             while not self._full:
                 if self._stop.is_set():
                     raise Stopped
-                self._cond.wait(POLL_S)
-                waited += POLL_S
-                if timeout is not None and waited >= timeout:
+                left = POLL_S if deadline is None else min(POLL_S, deadline - time.perf_counter())
+                if left <= 0:
                     raise queue.Empty
+                self._cond.wait(left)
             item = self._item
             if item is not END:  # END stays so every later reader sees it too
                 self._item, self._full = None, False

@@ -31,6 +31,8 @@ class ModelSettings:
     coarse: see downsample_ratio. 512 is RVM's own rule for video; stills,
         with no frame budget, match BSHM better at 768.
     threads: CPU threads for the model; 0 lets the runtime choose.
+    runtime: for rvm: ``openvino`` (CPU, bf16 where supported), ``onnxruntime``
+        (CPU float32, or CUDA with onnxruntime-gpu), or ``auto``.
     download_timeout: seconds allowed for fetching missing weights.
     """
 
@@ -40,6 +42,7 @@ class ModelSettings:
     downsample_ratio: float = 0.0
     coarse: int = 512
     threads: int = 0
+    runtime: str = "auto"
     download_timeout: float = 300.0
 
 
