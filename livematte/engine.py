@@ -73,6 +73,20 @@ class Engine:
                    "smoothing": (t2 - t1) * 1e3, "refine": (t3 - t2) * 1e3}
         return Matted(prepared.frame, full, timings)
 
+    def warm_up(self, width: int, height: int, runs: int = 3) -> float:
+        """Run the model on blank frames of the stream's size, then forget them; -> seconds spent.
+
+        The first calls for a new input shape are several times slower (kernel
+        selection, memory plans); a live source that is already playing would
+        drop its first frames while they run.
+        """
+        start = time.perf_counter()
+        blank = np.full((height, width, 3), 128, np.uint8)
+        for _ in range(runs):
+            self.process(Frame(-1, blank, 0.0, time.perf_counter()))
+        self.reset()
+        return time.perf_counter() - start
+
     def process(self, frame: Frame) -> Matted:
         """Both steps on the calling thread (stills, tests, the serial baseline)."""
         return self.infer(self.prepare(frame))

@@ -9,6 +9,7 @@ Conventions, used everywhere:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +31,10 @@ class Frame:
     image: np.ndarray
     pts: float
     captured_at: float
+
+    def age(self) -> float:
+        """Seconds since the frame entered livematte."""
+        return time.perf_counter() - self.captured_at
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,7 @@ def run_live_job(job: LiveJob, matter=None) -> Stats:
     out_fps = config.output.fps or source.fps
     matter = matter or models.load(config.model)
     engine = Engine(matter, config.smoothing, config.refine)
+    log.debug("model warm-up %.2f s", engine.warm_up(source.width, source.height))
     stats = Stats()
     rate = Fraction(out_fps).limit_denominator(1001)
     log.info("live: %s %dx%d at %.3g fps -> %s, preset %s, background %s", source.name, source.width,
@@ -89,7 +90,8 @@ def run_live_job(job: LiveJob, matter=None) -> Stats:
             sink.on_key = _background_cycler(compositor, config.output.background)
         alpha_writer = _alpha_writer(job.alpha_out, source.width, source.height, rate)
         try:
-            pipeline = Pipeline(source, engine, stats, live=source.live, max_frames=job.max_frames)
+            pipeline = Pipeline(source, engine, stats, live=source.live, max_frames=job.max_frames,
+                                max_lag=2.0 / source.fps)
             with pipeline:
                 run_live(pipeline, Outputs(compositor, sink, alpha_writer), out_fps=out_fps, paced=source.live,
                          watcher=BackgroundWatcher(job.watch_background, compositor), stats_every=job.stats_every)

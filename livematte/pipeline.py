@@ -9,8 +9,8 @@ N+1 is prepared while the model runs on frame N. The prepare thread takes a
 frame only once that slot is free (``_buffer_free``), so it always prepares
 the newest frame and never holds a second one: at most one frame waits for
 the model. Live pipelines use
-newest-wins slots for ``frames`` and ``matted`` (a stale frame is dropped,
-never queued); offline pipelines use bounded queues (back-pressure, nothing
+small newest-wins buffers for ``frames`` and ``matted`` (a frame that has
+waited longer than ``max_lag`` is dropped, never processed late); offline pipelines use bounded queues (back-pressure, nothing
 dropped, order kept). The caller's thread owns the stop event: any worker's
 exception stops every stage and is re-raised to the caller.
 """
@@ -40,11 +40,13 @@ class Pipeline:
     """Capture, prepare and infer threads around one source and one engine (a context manager)."""
 
     def __init__(self, source, engine: Engine, stats: Stats, *, live: bool, depth: int = 4,
-                 max_frames: int | None = None):
+                 max_frames: int | None = None, max_lag: float = 0.067):
         self.source, self.engine, self.stats, self.live = source, engine, stats, live
         self.max_frames = max_frames
         self.stop = threading.Event()
-        self.frames = LatestSlot(self.stop) if live else Channel(self.stop, depth)
+        # Live: up to two frames wait, in order, and none older than max_lag is started
+        # while a newer one waits; the model's occasional slow call costs no frame.
+        self.frames = LatestSlot(self.stop, 2, max_lag) if live else Channel(self.stop, depth)
         self.prepared = Channel(self.stop, 1)
         self._buffer_free = threading.Semaphore(1)
         self.matted = LatestSlot(self.stop) if live else Channel(self.stop, depth)

@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from typing import Any, Callable
 
 log = logging.getLogger(__name__)
@@ -66,44 +67,58 @@ class Channel:
 
 
 class LatestSlot:
-    """A single slot where the newest item wins: live sources never queue stale frames."""
+    """A small live buffer: nothing older than ``max_lag`` seconds is handed out if a newer item waits.
 
-    def __init__(self, stop: threading.Event):
+    With ``depth`` 1 the newest item always wins. With ``depth`` 2 (the live
+    pipelines' choice) a frame may wait behind one other, so a single slow model
+    call does not cost a frame, but an item that has aged past ``max_lag`` while a
+    newer one waits is dropped: a stale frame is never processed. Items need an
+    ``age()`` method when ``max_lag`` is set. ``END`` is kept apart from the
+    buffer, so the last frame before it is still delivered.
+    """
+
+    def __init__(self, stop: threading.Event, depth: int = 1, max_lag: float | None = None):
         self._stop = stop
         self._cond = threading.Condition()
-        self._item: Any = None
-        self._full = False
-        self.replaced = 0  # items overwritten before anyone took them (dropped frames)
+        self._items: deque = deque()
+        self._depth = depth
+        self._max_lag = max_lag
+        self._ended = False
+        self.replaced = 0  # items dropped before anyone took them (dropped frames)
 
     def put(self, item: Any) -> None:
         with self._cond:
-            if self._full and self._item is not END:
-                self.replaced += 1
-            if self._item is END and self._full:
-                return  # END is final
-            self._item, self._full = item, True
+            if item is END:
+                self._ended = True
+            else:
+                if len(self._items) >= self._depth:
+                    self._items.popleft()
+                    self.replaced += 1
+                self._items.append(item)
             self._cond.notify_all()
 
     def get(self, timeout: float | None = None) -> Any:
-        """The newest item; raises ``queue.Empty`` after ``timeout`` s, ``Stopped`` on stop."""
+        """The oldest item still fresh, then ``END`` once ended; ``queue.Empty`` after ``timeout`` s."""
         deadline = None if timeout is None else time.perf_counter() + timeout
         with self._cond:
-            while not self._full:
+            while not self._items:
+                if self._ended:
+                    return END
                 if self._stop.is_set():
                     raise Stopped
                 left = POLL_S if deadline is None else min(POLL_S, deadline - time.perf_counter())
                 if left <= 0:
                     raise queue.Empty
                 self._cond.wait(left)
-            item = self._item
-            if item is not END:  # END stays so every later reader sees it too
-                self._item, self._full = None, False
-            return item
+            while len(self._items) > 1 and self._max_lag is not None and self._items[0].age() > self._max_lag:
+                self._items.popleft()
+                self.replaced += 1
+            return self._items.popleft()
 
     def drain(self) -> int:
         with self._cond:
-            had = int(self._full and self._item is not END)
-            self._item, self._full = None, False
+            had = len(self._items)
+            self._items.clear()
             return had
 
 
