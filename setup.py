@@ -24,13 +24,13 @@ setup(
         "av>=14",
         "pyvirtualcam>=0.11",
         "psutil>=5.9",
+        "matplotlib>=3.7",  # benchmark plots, and the demo's sample portrait
     ],
     extras_require={
         # GPU builds. onnxruntime-gpu provides the same `onnxruntime` module:
         # uninstall the CPU `onnxruntime` after installing this extra.
         "gpu": ["tensorflow[and-cuda]>=2.16", "onnxruntime-gpu>=1.18"],
-        "plot": ["matplotlib>=3.7"],
-        "test": ["pytest>=7", "hypothesis>=6", "matplotlib>=3.7"],
+        "test": ["pytest>=7", "hypothesis>=6"],
     },
     entry_points={"console_scripts": ["livematte=livematte.cli:main"]},
 )

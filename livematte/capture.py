@@ -133,9 +133,12 @@ def _as_bgr(image: np.ndarray) -> np.ndarray:
 
 
 def open_source(camera: str | None, source: str | None, realtime: bool, settings: CaptureSettings,
-                should_stop: Callable[[], bool] = lambda: False):
-    """The ``live`` command's source: ``--camera N|/dev/videoN`` or ``--source PATH [--realtime]``."""
+                should_stop: Callable[[], bool] = lambda: False, opener: Callable | None = None):
+    """The ``live`` command's source: ``--camera N|/dev/videoN`` or ``--source PATH [--realtime]``.
+
+    ``opener`` replaces ``cv2.VideoCapture`` for cameras (None: the real one).
+    """
     if source is not None:
         return FileSource(source, realtime=realtime)
     device: int | str = int(camera) if camera is not None and str(camera).isdigit() else (camera or 0)
-    return CameraSource(device, settings, should_stop=should_stop)
+    return CameraSource(device, settings, opener=opener or cv2.VideoCapture, should_stop=should_stop)

@@ -70,13 +70,15 @@ def _open_sink(job: LiveJob, width: int, height: int, fps: float):
     raise LivematteError(f"unknown sink {job.sink!r}, expected vcam, preview, file or null")
 
 
-def run_live_job(job: LiveJob, matter=None) -> Stats:
+def run_live_job(job: LiveJob, matter=None, *, camera_opener=None) -> Stats:
+    """``camera_opener`` replaces ``cv2.VideoCapture`` for ``--camera`` (the hardware boundary; tests)."""
     config = job.config
     compositor = Compositor(parse_background(config.output.background))
     if compositor.transparent and job.sink == "vcam":
         raise LivematteError("a virtual camera cannot carry transparency; use --background key[:#RRGGBB]")
     stopping = threading.Event()
-    source = open_source(job.camera, job.source, job.realtime, config.capture, should_stop=stopping.is_set)
+    source = open_source(job.camera, job.source, job.realtime, config.capture, should_stop=stopping.is_set,
+                         opener=camera_opener)
     out_fps = config.output.fps or source.fps
     matter = matter or models.load(config.model)
     engine = Engine(matter, config.smoothing, config.refine)
@@ -93,9 +95,14 @@ def run_live_job(job: LiveJob, matter=None) -> Stats:
             pipeline = Pipeline(source, engine, stats, live=source.live, max_frames=job.max_frames,
                                 max_lag=2.0 / source.fps)
             with pipeline:
-                run_live(pipeline, Outputs(compositor, sink, alpha_writer), out_fps=out_fps, paced=source.live,
-                         watcher=BackgroundWatcher(job.watch_background, compositor), stats_every=job.stats_every)
-                stopping.set()
+                try:
+                    run_live(pipeline, Outputs(compositor, sink, alpha_writer), out_fps=out_fps, paced=source.live,
+                             watcher=BackgroundWatcher(job.watch_background, compositor),
+                             stats_every=job.stats_every)
+                finally:
+                    # Before the pipeline joins its threads: a camera waiting out an outage
+                    # only looks at ``stopping``, so setting it later cost a 10 s join timeout.
+                    stopping.set()
         except BaseException:
             stopping.set()
             if alpha_writer is not None:

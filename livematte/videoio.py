@@ -589,7 +589,7 @@ class VideoWriter(_SafeOutput):
 
     - ``mp4`` (.mp4, .m4v): H.264 (libx264) yuv420p in MP4, ``+faststart``.
     - ``mkv``: H.264 yuv420p in Matroska.
-    - ``webm``: VP9 (libvpx-vp9) yuva420p in WebM, with alpha.
+    - ``webm``: VP9 (libvpx-vp9) yuva420p in WebM, with alpha, lossless (the matte survives exactly).
     - ``mov``: ProRes 4444 (prores_ks, profile 4) yuva444p10le in QuickTime, with alpha.
     - ``png`` (a folder: path ending in ``/`` or without extension): RGBA PNGs ``000000.png``...
 
@@ -598,7 +598,7 @@ class VideoWriter(_SafeOutput):
 
     ``rate`` is the nominal frame rate (the encoder's hint, and the step for frames written
     without a pts); the file keeps the pts given to :meth:`write`, so variable rates survive.
-    ``crf`` (lower is better) applies to libx264 and libvpx-vp9; ``preset`` is an x264 preset
+    ``crf`` (lower is better) applies to libx264; ``preset`` is an x264 preset
     name, mapped onto libvpx's speed for VP9. ``audio_from`` names the file whose audio goes
     along (copied when the container allows its codec, else AAC, or Opus for WebM).
     """
@@ -712,8 +712,11 @@ def _codec_options(spec: _Kind, crf: int, preset: str) -> dict[str, str]:
     if spec.codec == "libx264":
         return {"crf": str(crf), "preset": preset}
     if spec.codec == "libvpx-vp9":
+        # Lossless: libvpx codes alpha with the colour planes' settings, and any lossy
+        # setting moves sharp matte edges by tens of levels (crf 18: up to 37). Overlays
+        # need the exact matte; the price is ~40 Mbit/s at 720p.
         speed = _VP9_SPEED.get(preset, 6)
-        return {"crf": str(crf), "b": "0", "cpu-used": str(speed), "row-mt": "1",
+        return {"lossless": "1", "cpu-used": str(speed), "row-mt": "1",
                 "deadline": "realtime" if speed > 5 else "good"}
     if spec.codec == "prores_ks":
         return {"profile": "4", "vendor": "apl0"}

@@ -11,66 +11,13 @@ import numpy as np
 import pytest
 
 from livematte.errors import LivematteError
+from media import FPS, H, N, W, audio_seconds, gradient, make_video
 from livematte.videoio import (AlphaWriter, VideoReader, VideoWriter, output_kind, probe, read_alpha,
                                read_alpha_with_pts, read_rgba)
-
-W, H, N, FPS = 64, 48, 30, 30
-AUDIO_RATE = 48000
-
-
-def gradient(i: int, width: int = W, height: int = H) -> np.ndarray:
-    """A smooth moving colour gradient, ``uint8 [height, width, 3]`` BGR."""
-    x = np.arange(width, dtype=np.float32)[None, :]
-    y = np.arange(height, dtype=np.float32)[:, None]
-    b = 60 + 2.0 * x + 2.0 * i + 0 * y
-    g = 40 + 3.0 * y + 0 * x
-    r = 200 - 1.5 * x - 1.0 * y
-    return np.clip(np.dstack([b, g, r]), 0, 255).astype(np.uint8)
-
-
-def make_video(path: Path, *, n: int = N, width: int = W, height: int = H, pts: list[float] | None = None,
-               audio: bool = True, video: bool = True, rotation: float | None = None) -> Path:
-    """A real H.264 file (plus a 440 Hz AAC track) written with PyAV directly, not with videoio."""
-    container = av.open(str(path), "w")
-    if video:
-        stream = container.add_stream("libx264", rate=FPS, options={"preset": "ultrafast", "crf": "12", "threads": "1"})
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.codec_context.time_base = Fraction(1, 1000)
-        if rotation is not None:
-            stream.set_display_rotation(rotation)
-    if audio:
-        sound = container.add_stream("aac", rate=AUDIO_RATE)
-        sound.layout = "mono"
-    if video:
-        for i in range(n):
-            frame = av.VideoFrame.from_ndarray(gradient(i, width, height), format="bgr24")
-            frame.pts = round((pts[i] if pts is not None else i / FPS) * 1000)
-            frame.time_base = Fraction(1, 1000)
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    if audio:
-        total = AUDIO_RATE * n // FPS
-        samples = (0.3 * np.sin(2 * np.pi * 440 * np.arange(total) / AUDIO_RATE)).astype(np.float32)
-        for start in range(0, total, 1024):
-            frame = av.AudioFrame.from_ndarray(samples[None, start:start + 1024], format="fltp", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = AUDIO_RATE, start, Fraction(1, AUDIO_RATE)
-            container.mux(sound.encode(frame))
-        container.mux(sound.encode())
-    container.close()
-    return path
-
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
     return make_video(tmp_path_factory.mktemp("clip") / "clip.mp4")
-
-
-def audio_seconds(path: Path) -> tuple[str, float]:
-    """(codec, seconds of decoded audio) of the first audio stream."""
-    with av.open(str(path)) as container:
-        stream = container.streams.audio[0]
-        samples = sum(f.samples for f in container.decode(stream))
-        return stream.codec_context.name, samples / stream.codec_context.sample_rate
 
 
 def audio_packets(path: Path) -> list[bytes]:
