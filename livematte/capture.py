@@ -23,12 +23,17 @@ log = logging.getLogger(__name__)
 
 
 class FileSource:
-    """A video file or stream URL, decoded with PyAV."""
+    """A video file or stream URL, decoded with PyAV.
 
-    def __init__(self, path: str, *, realtime: bool = False):
+    ``strict``: a file that turns out damaged or truncated part-way is an error (for
+    processing a whole file), not a warning (for playing it like a camera).
+    """
+
+    def __init__(self, path: str, *, realtime: bool = False, strict: bool = False):
         from .videoio import probe
 
         self.path = path
+        self.strict = strict
         self.info = probe(path)
         self.width, self.height = self.info.width, self.info.height
         self.fps = self.info.fps or 30.0
@@ -38,7 +43,7 @@ class FileSource:
     def frames(self) -> Iterator[tuple[np.ndarray, float]]:
         from .videoio import VideoReader
 
-        with VideoReader(self.path) as reader:
+        with VideoReader(self.path, strict=self.strict) as reader:
             if not self.live:
                 yield from reader.frames()
                 return

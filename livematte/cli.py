@@ -60,7 +60,10 @@ def model_settings(args: argparse.Namespace, base: ModelSettings | None = None) 
     """Flags override ``base`` field by field."""
     from dataclasses import replace
 
-    return replace(base or ModelSettings(), **{k: v for k, v in model_overrides(args).items() if v is not None})
+    try:
+        return replace(base or ModelSettings(), **{k: v for k, v in model_overrides(args).items() if v is not None})
+    except ValueError as e:  # ModelSettings' own range checks
+        raise LivematteError(f"model settings: {e}") from e
 
 
 def strength(text: str) -> float:
@@ -70,13 +73,15 @@ def strength(text: str) -> float:
     return value
 
 
-def positive_float(text: str) -> float:
+def frame_rate(text: str) -> float:
+    from .config import MAX_FPS, MIN_FPS
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"got {text!r}, expected a number") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"got {value}, expected more than 0")
+    if not MIN_FPS <= value <= MAX_FPS:
+        raise argparse.ArgumentTypeError(f"got {value}, expected {MIN_FPS}..{MAX_FPS} frames per second")
     return value
 
 
@@ -138,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--stats-json", type=Path, default=None, metavar="PATH", help="write the run's figures as JSON")
     live.add_argument("--watch-background", type=Path, default=None, metavar="FILE",
                       help="a text file holding a background SPEC; edit it to switch backgrounds while running")
-    live.add_argument("--fps", type=positive_float, default=None, help="output frame rate (default: the source's)")
+    live.add_argument("--fps", type=frame_rate, default=None,
+                      help="output frame rate (default: the source's)")
     live.add_argument("--width", type=positive_int, default=None, help="camera width to ask for")
     live.add_argument("--height", type=positive_int, default=None, help="camera height to ask for")
     add_pipeline_options(live, "live")
@@ -213,7 +219,10 @@ def run_live(args: argparse.Namespace) -> int:
         from dataclasses import replace
 
         capture = {k: v for k, v in (("width", args.width), ("height", args.height)) if v}
-        config = replace(config, capture=replace(config.capture, **capture))
+        try:
+            config = replace(config, capture=replace(config.capture, **capture))
+        except ValueError as e:  # CaptureSettings' range checks
+            raise LivematteError(f"--width/--height: {e}") from e
     if args.realtime and args.source is None:
         raise LivematteError("--realtime plays a --source file like a camera; it needs --source PATH")
     run_live_job(LiveJob(config=config, camera=args.camera, source=args.source, realtime=args.realtime,

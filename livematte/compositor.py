@@ -131,7 +131,7 @@ class LoopingVideo(Background):
             self.fps = float(stream.average_rate or 25)
             container.close()
         except (av.FFmpegError, IndexError, OSError) as e:
-            raise LivematteError(f"cannot read background video {path}: {e}") from e
+            raise LivematteError(f"cannot read background video {path}: {getattr(e, 'strerror', None) or e}") from e
         if not self.frames:
             raise LivematteError(f"background video {path} has no frames")
         self._fitted: dict[int, np.ndarray] = {}

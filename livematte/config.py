@@ -20,6 +20,11 @@ from .models.base import ModelSettings
 from .refine import MODES as REFINE_MODES
 from .smoothing import SmoothingSettings
 
+MAX_SIDE = 16384  # pixels
+MIN_FPS, MAX_FPS = 0.01, 1000.0  # writers hold rates as fractions over at most 1001: far below, they round to 0
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+
 
 @dataclass(frozen=True)
 class CaptureSettings:
@@ -28,6 +33,13 @@ class CaptureSettings:
     width: int = 1280
     height: int = 720
     fps: float = 30.0
+
+    def __post_init__(self):
+        for name in ("width", "height"):
+            if not 1 <= getattr(self, name) <= MAX_SIDE:
+                raise ValueError(f"{name} got {getattr(self, name)!r}, expected 1..{MAX_SIDE} pixels")
+        if not MIN_FPS <= self.fps <= MAX_FPS:
+            raise ValueError(f"fps got {self.fps!r}, expected {MIN_FPS}..{MAX_FPS}")
 
 
 @dataclass(frozen=True)
@@ -38,6 +50,14 @@ class OutputSettings:
     fps: float = 0.0
     crf: int = 18
     preset: str = "veryfast"
+
+    def __post_init__(self):
+        if not (self.fps == 0 or MIN_FPS <= self.fps <= MAX_FPS):
+            raise ValueError(f"fps got {self.fps!r}, expected 0 (the source's) or {MIN_FPS}..{MAX_FPS}")
+        if not 0 <= self.crf <= 51:
+            raise ValueError(f"crf got {self.crf!r}, expected 0..51")
+        if self.preset not in X264_PRESETS:
+            raise ValueError(f"preset got {self.preset!r}, expected one of {', '.join(X264_PRESETS)}")
 
 
 @dataclass(frozen=True)
@@ -113,8 +133,12 @@ def _merge(current: Any, values: dict[str, Any], where: str) -> Any:
 
 
 def _coerce(value: Any, kind: type, where: str) -> Any:
-    if kind is type(None) or value is None:  # Path-or-None fields such as model_dir
-        return Path(value) if isinstance(value, str) else value
+    if kind is type(None) or value is None or issubclass(kind, Path):  # Path-or-None fields such as model_dir
+        if value is None or isinstance(value, Path):
+            return value
+        if isinstance(value, str):
+            return Path(value)
+        raise LivematteError(f"{where} got {value!r}, expected a path")
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -124,8 +148,6 @@ def _coerce(value: Any, kind: type, where: str) -> Any:
         return value
     elif kind is str and isinstance(value, str):
         return value
-    elif isinstance(value, str) and kind is Path:
-        return Path(value)
     raise LivematteError(f"{where} got {value!r}, expected {kind.__name__}")
 
 

@@ -29,10 +29,20 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
 
 
 def decode(data: bytes, name: str) -> np.ndarray:
-    """Encoded image bytes -> ``uint8 [H, W, 3]`` BGR, or a clear error naming ``name``."""
+    """Encoded image bytes -> ``uint8 [H, W, 3]`` BGR, upright (EXIF orientation applied),
+    or a clear error naming ``name``."""
     if not data:
         raise LivematteError(f"{name} is empty")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    # libpng prints its own "libpng error" line for a cut-off file; a PNG always ends in IEND.
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and b"IEND" not in data:
+        raise LivematteError(f"{name} is a truncated PNG (no IEND chunk)")
+    try:
+        # Not IMREAD_UNCHANGED: that one ignores EXIF orientation, and phone photos would
+        # come out sideways. ANYDEPTH keeps 16-bit precision for to_bgr8; alpha is dropped anyway.
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
+    except cv2.error as e:  # OpenCV refuses pictures over CV_IO_MAX_IMAGE_PIXELS (2**30) by assertion
+        reason = "too large (over 2^30 pixels)" if "MAX_IMAGE_PIXELS" in str(e) else "not an image OpenCV can read"
+        raise LivematteError(f"{name} is {reason}") from e
     if image is None or image.size == 0:
         raise LivematteError(f"{name} is not an image OpenCV can read")
     return to_bgr8(image)

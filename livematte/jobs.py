@@ -198,7 +198,7 @@ def process_video(job: VideoJob, matter, compositor: Compositor, source_path: st
     from .sinks.file import FileSink
 
     config = job.config
-    source = FileSource(source_path)
+    source = FileSource(source_path, strict=True)  # a half-read file must not pass as a whole
     info = source.info
     output.parent.mkdir(parents=True, exist_ok=True)
     engine = Engine(matter, config.smoothing, config.refine)

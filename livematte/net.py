@@ -16,14 +16,22 @@ def is_url(text: str) -> bool:
     return "://" in str(text)
 
 
+def check_scheme(url: str) -> None:
+    """LivematteError unless ``url`` is a well-formed http(s) URL."""
+    try:
+        scheme = urlparse(url).scheme.lower()
+    except ValueError as e:  # e.g. an unclosed [IPv6] host
+        raise LivematteError(f"bad URL {url}: {e}") from e
+    if scheme not in ("http", "https"):
+        raise LivematteError(f"unsupported URL scheme {scheme!r} in {url}, expected http or https")
+
+
 def fetch(url: str, *, expect: tuple[str, ...] = ("image/",), max_bytes: int = MAX_BYTES,
           timeout: float = TIMEOUT_S) -> bytes:
     """GET ``url`` -> its body; the Content-Type must start with one of ``expect``."""
-    scheme = urlparse(url).scheme.lower()
-    if scheme not in ("http", "https"):
-        raise LivematteError(f"unsupported URL scheme {scheme!r} in {url}, expected http or https")
-    request = urllib.request.Request(url, headers={"User-Agent": "livematte"})
+    check_scheme(url)
     try:
+        request = urllib.request.Request(url, headers={"User-Agent": "livematte"})
         with urllib.request.urlopen(request, timeout=timeout) as response:
             kind = response.headers.get_content_type()
             if expect and not kind.startswith(expect):
@@ -34,6 +42,8 @@ def fetch(url: str, *, expect: tuple[str, ...] = ("image/",), max_bytes: int = M
     except (urllib.error.URLError, TimeoutError, OSError) as e:
         reason = getattr(e, "reason", e)
         raise LivematteError(f"cannot fetch {url}: {reason}") from e
+    except ValueError as e:  # http.client.InvalidURL and friends: a port that is not a number...
+        raise LivematteError(f"bad URL {url}: {e}") from e
     if len(body) > max_bytes:
-        raise LivematteError(f"{url} is larger than {max_bytes // (1024 * 1024)} MB")
+        raise LivematteError(f"{url} is larger than the {max_bytes:,} bytes allowed")
     return body

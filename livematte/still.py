@@ -49,7 +49,7 @@ def run_images(job: ImageJob) -> int:
     # A missing single input is the user's typo: report it before loading a model.
     if len(sources) == 1:
         images.read(sources[0])
-    compositor = Compositor(parse_background(job.background)) if job.background else None
+    compositor = Compositor(parse_background(job.background)) if job.background is not None else None
     job.output_dir.mkdir(parents=True, exist_ok=True)
     matter = models.load(job.model)
     failed = 0

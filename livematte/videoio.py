@@ -21,7 +21,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from urllib.parse import urlparse
 
 import av
 import av.error
@@ -44,6 +43,7 @@ ALPHA_KINDS = ("mkv", "png")
 AUDIO_LEAD_S = 0.1
 
 _FRAME_NAME = re.compile(r"^\d{6}\.png$")
+_MKV_DURATION = re.compile(r"^\d+:\d\d:\d\d(\.\d+)?$")  # the per-track DURATION tag
 _CLOCKWISE = {90: cv2.ROTATE_90_CLOCKWISE, 180: cv2.ROTATE_180, 270: cv2.ROTATE_90_COUNTERCLOCKWISE}
 # x264 preset names mapped onto libvpx's speed (cpu-used); above 5 libvpx wants the realtime deadline.
 _VP9_SPEED = {"ultrafast": 8, "superfast": 8, "veryfast": 7, "faster": 6, "fast": 5,
@@ -111,9 +111,7 @@ def _open_input(source: PathLike) -> av.container.InputContainer:
     """Open a media file or http(s) URL, turning every failure into one line naming it."""
     name = str(source)
     if net.is_url(name):
-        scheme = urlparse(name).scheme.lower()
-        if scheme not in ("http", "https"):
-            raise LivematteError(f"unsupported URL scheme {scheme!r} in {name}, expected http or https")
+        net.check_scheme(name)
     else:
         path = Path(name)
         if not path.exists():
@@ -122,8 +120,12 @@ def _open_input(source: PathLike) -> av.container.InputContainer:
             raise LivematteError(f"{name} is a folder, expected a video file")
         if path.stat().st_size == 0:
             raise LivematteError(f"{name} is empty")
+    timeout = net.TIMEOUT_S if net.is_url(name) else None
     try:
-        container = av.open(name, "r", timeout=net.TIMEOUT_S if net.is_url(name) else None)
+        container = av.open(name, "r", timeout=timeout)
+    except av.error.ExitError as e:  # PyAV's interrupt callback: the timeout ran out
+        reason = f"no answer within {timeout:g} s" if timeout else e.strerror
+        raise LivematteError(f"cannot open {name}: {reason}") from e
     except av.error.InvalidDataError as e:
         raise LivematteError(f"{name} is not a video file FFmpeg can read, or it is damaged or truncated") from e
     except PermissionError as e:
@@ -157,10 +159,16 @@ class VideoReader:
     Opening reads the headers and decodes the first frame, so a file that cannot be read
     fails here with a :class:`LivematteError` naming it, before any work is done.
     ``info`` describes the video; :meth:`frames` yields every frame once, in order.
+
+    A file that ends before its container says it should (a partial download, a damaged
+    middle) is noticed once decoding stops: ``strict`` raises :class:`LivematteError`
+    then, otherwise a warning is logged and the frames decoded so far are kept.
     """
 
-    def __init__(self, path: PathLike):
+    def __init__(self, path: PathLike, *, strict: bool = False):
         self.path = str(path)
+        self.strict = strict
+        self._stopped = False  # decoding failed part-way (already reported)
         self._container = _open_input(self.path)
         try:
             self._first, self.info = self._start()
@@ -215,7 +223,7 @@ class VideoReader:
         """Yield ``(image, pts)``: ``uint8 [H, W, 3]`` BGR upright, pts in seconds.
 
         pts are the stream's own (variable frame rates are preserved). A damaged or truncated
-        file stops early with a warning and the frames decoded so far. Single pass.
+        file stops early: see ``strict``. Single pass.
         """
         step = 1.0 / self.info.fps
         pts: float | None = None
@@ -229,6 +237,10 @@ class VideoReader:
             if turn:
                 image = cv2.rotate(image, _CLOCKWISE[turn])
             yield image, pts
+        if pts is not None and not self._stopped:
+            missing = self._missing(pts + step)
+            if missing:
+                self._ended_early(missing)
 
     def _frames(self) -> Iterator[av.VideoFrame]:
         if self._first is None:
@@ -242,11 +254,35 @@ class VideoReader:
             except StopIteration:
                 return
             except av.error.FFmpegError as e:
-                log.warning("%s: decoding stopped after %d frames (%s); the file looks damaged or "
-                            "truncated, keeping what was decoded", self.path, count, e.strerror or e)
+                self._stopped = True
+                self._ended_early(f"decoding stopped after {count} frames ({e.strerror or e})")
                 return
             count += 1
             yield frame
+
+    def _missing(self, end: float) -> str | None:
+        """How far short of its declared length decoding stopped (at ``end`` s), or None.
+
+        FFmpeg reports no error when a file simply stops (a partial download), so the
+        stream's duration (MP4, AVI...) or Matroska's DURATION tag is the reference. Frame
+        counts are not: files cut without re-encoding hold pre-roll frames that are never
+        shown. The margin leaves room for a long-lasting last frame.
+        """
+        stream = self._stream
+        declared = None
+        if stream.duration is not None and stream.time_base:
+            declared = float((stream.duration + (stream.start_time or 0)) * stream.time_base)
+        elif _MKV_DURATION.match(stream.metadata.get("DURATION", "")):
+            hours, minutes, seconds = stream.metadata["DURATION"].split(":")
+            declared = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+        if declared and end < declared - max(0.5, declared / 10):
+            return f"it ends at {end:.2f} s of its {declared:.2f} s"
+        return None
+
+    def _ended_early(self, what: str) -> None:
+        if self.strict:
+            raise LivematteError(f"{self.path} is damaged or truncated: {what}")
+        log.warning("%s: %s; the file looks damaged or truncated, keeping what was decoded", self.path, what)
 
     def close(self) -> None:
         self._first = None

@@ -45,6 +45,18 @@ class ModelSettings:
     runtime: str = "auto"
     download_timeout: float = 300.0
 
+    def __post_init__(self):
+        # Names are checked by models.load, which lists the choices; numbers here, because a
+        # negative thread count reaches TensorFlow's C++ and aborts the process.
+        for name, low, high in (("size", 0, 1 << 16), ("coarse", 1, 1 << 16), ("threads", 0, 1024)):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and low <= value <= high):
+                raise ValueError(f"{name} got {value!r}, expected a whole number {low}..{high}")
+        if not 0.0 <= self.downsample_ratio <= 1.0:
+            raise ValueError(f"downsample_ratio got {self.downsample_ratio!r}, expected 0..1 (0 = automatic)")
+        if not 0 < self.download_timeout < float("inf"):
+            raise ValueError(f"download_timeout got {self.download_timeout!r}, expected seconds > 0")
+
 
 class Matter(Protocol):
     name: str

@@ -9,9 +9,12 @@ The graph is stateless: every frame is matted on its own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -81,7 +84,8 @@ class BSHMMatter:
             raise LivematteError(f"BSHM graph not found: {self.path}")
         _check_snapshot_config(self.path.parent)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import tensorflow as tf
+        with _without_import_banner():
+            import tensorflow as tf
 
         graph_def = tf.compat.v1.GraphDef()
         try:
@@ -100,13 +104,13 @@ class BSHMMatter:
         except KeyError as e:
             raise LivematteError(
                 f"{self.path} is not a BSHM graph: it has no tensor {INPUT_TENSOR} or {OUTPUT_TENSOR}") from e
-        config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
-        config.gpu_options.allow_growth = True  # share the GPU with the rest of the desktop
-        if settings.threads:
-            config.intra_op_parallelism_threads = settings.threads
-            config.inter_op_parallelism_threads = 1
+        dims = self.input.shape.as_list() if self.input.shape.rank is not None else None
+        if dims is not None and (len(dims) != 3 or dims[:2] != [None, None] or dims[2] not in (None, 3)):
+            raise LivematteError(f"{self.path} is not a BSHM graph: {INPUT_TENSOR} has shape {dims}, "
+                                 "expected [H, W, 3] for any H and W")
+        self.graph, self.threads = graph, settings.threads
         # One session for the life of the process: creating one costs far more than a frame.
-        self.session = tf.compat.v1.Session(graph=graph, config=config)
+        self.session = tf.compat.v1.Session(graph=graph, config=_session_config(settings.threads, gpu=True))
         self.device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
 
     def input_size(self, width: int, height: int) -> tuple[int, int]:
@@ -121,13 +125,88 @@ class BSHMMatter:
         return None
 
     def infer(self, prepared: np.ndarray, state: None) -> tuple[np.ndarray, None]:
-        rgba = self.session.run(self.output, {self.input: prepared})
+        rgba = self._run(prepared)
         if rgba.ndim != 3 or rgba.shape[2] != 4:
             raise LivematteError(f"{self.path}: output_png has shape {rgba.shape}, expected [H, W, 4]")
         return rgba[:, :, 3].astype(np.float32) * np.float32(1 / 255), None
 
+    def _run(self, prepared: np.ndarray) -> np.ndarray:
+        """The graph on one frame. Out of GPU memory, the session moves to the CPU for good
+        (a frame too big once stays too big) and the frame is tried again there."""
+        import tensorflow as tf
+
+        try:
+            return self.session.run(self.output, {self.input: prepared})
+        except tf.errors.ResourceExhaustedError as e:
+            if self.device != "GPU":
+                raise LivematteError(f"out of memory running {self.path} at {_size(prepared)}; "
+                                     "try a smaller --model-size") from e
+        except (tf.errors.OpError, ValueError) as e:  # a graph that breaks the contract only when run
+            raise LivematteError(f"running {self.path} at {_size(prepared)} failed: {_op_error_line(e)}") from e
+        log.warning("GPU out of memory running %s at %s; continuing on the CPU", self.path, _size(prepared))
+        self.session.close()
+        self.session = tf.compat.v1.Session(graph=self.graph, config=_session_config(self.threads, gpu=False))
+        self.device = "CPU"
+        return self._run(prepared)
+
     def close(self) -> None:
         self.session.close()
+
+
+def _session_config(threads: int, *, gpu: bool):
+    import tensorflow as tf
+
+    config = tf.compat.v1.ConfigProto(allow_soft_placement=True)
+    config.gpu_options.allow_growth = True  # share the GPU with the rest of the desktop
+    if not gpu:
+        config.device_count["GPU"] = 0
+    if threads:
+        config.intra_op_parallelism_threads = threads
+        config.inter_op_parallelism_threads = 1
+    return config
+
+
+def _op_error_line(error: Exception) -> str:
+    """TensorFlow's many-line error text -> the one line that says what went wrong."""
+    noise = ("Graph execution error", "Detected at node", "Node:", "[[", "File ")
+    lines = [line.strip() for line in str(getattr(error, "message", error)).splitlines()]
+    lines = [line for line in lines if line and not line.startswith(noise)]
+    return lines[-1][:300] if lines else type(error).__name__
+
+
+def _size(prepared: np.ndarray) -> str:
+    """``[h, w, 3]`` model input -> ``"WxH"``."""
+    return f"{prepared.shape[1]}x{prepared.shape[0]}"
+
+
+# What TensorFlow's C++ prints on stderr at import whatever TF_CPP_MIN_LOG_LEVEL says (twice, one
+# per library); "... round-off errors ..." before every run reads like a problem and is not one.
+_BANNER = ("oneDNN custom operations are on", "All log messages before absl::InitializeLog() is called")
+
+
+@contextlib.contextmanager
+def _without_import_banner():
+    """Hold file descriptor 2 in a file while TensorFlow is first imported; pass on all but the banner.
+
+    Runs before any pipeline thread starts, so nothing else is writing to stderr meanwhile.
+    """
+    if "tensorflow" in sys.modules:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            lines = held.read().decode("utf-8", "replace").splitlines(keepends=True)
+            sys.stderr.write("".join(line for line in lines if not any(b in line for b in _BANNER)))
+            sys.stderr.flush()
 
 
 def _check_snapshot_config(folder: Path) -> None:

@@ -46,7 +46,10 @@ class RVMMatter:
         if runtime == "auto":
             runtime = "onnxruntime" if _has_cuda_onnxruntime() or not _has_openvino() else "openvino"
         self._runner = (_OpenVinoRunner if runtime == "openvino" else _OnnxRunner)(self.path, settings.threads)
-        self.device = self._runner.device
+
+    @property
+    def device(self) -> str:
+        return self._runner.device  # may change: onnxruntime falls back from CUDA to the CPU
 
     def input_size(self, width: int, height: int) -> tuple[int, int]:
         return scaled_size(width, height, self.size)
@@ -103,16 +106,30 @@ class _OnnxRunner:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider")
                      if p in ort.get_available_providers()]
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=providers)
-        except Exception as e:  # onnxruntime raises its own untyped errors
-            raise LivematteError(f"cannot load {path} as an ONNX model: {_first_line(e)}") from e
+        self.path, self.options = path, options
+        self.session = self._load(providers)
         _check_inputs({i.name for i in self.session.get_inputs()}, path)
-        on_gpu = self.session.get_providers()[0] == "CUDAExecutionProvider"
-        self.device = "GPU (onnxruntime CUDA)" if on_gpu else "CPU (onnxruntime float32)"
+
+    def _load(self, providers: list[str]):
+        import onnxruntime as ort
+
+        try:
+            session = ort.InferenceSession(str(self.path), self.options, providers=providers)
+        except Exception as e:  # onnxruntime raises its own untyped errors
+            raise LivematteError(f"cannot load {self.path} as an ONNX model: {_first_line(e)}") from e
+        self.on_gpu = session.get_providers()[0] == "CUDAExecutionProvider"
+        self.device = "GPU (onnxruntime CUDA)" if self.on_gpu else "CPU (onnxruntime float32)"
+        return session
 
     def run(self, feeds: dict) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
-        _fgr, pha, *state = self.session.run(None, feeds)
+        try:
+            _fgr, pha, *state = self.session.run(None, feeds)
+        except Exception as e:  # onnxruntime's untyped errors; on CUDA mostly out of memory
+            if not self.on_gpu:
+                raise LivematteError(f"running {self.path} failed: {_first_line(e)}") from e
+            log.warning("CUDA run of %s failed (%s); continuing on the CPU", self.path, _first_line(e))
+            self.session = self._load(["CPUExecutionProvider"])
+            return self.run(feeds)
         return pha, tuple(state)
 
 
@@ -126,6 +143,7 @@ class _OpenVinoRunner:
 
     def __init__(self, path: Path, threads: int):
         import openvino as ov
+        from openvino.frontend import FrontEndManager
 
         core = ov.Core()
         capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
@@ -134,7 +152,10 @@ class _OpenVinoRunner:
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
         try:
-            model = core.read_model(str(path))
+            # Only the ONNX frontend: read_model tries every frontend in turn, and TensorFlow's
+            # prints its parse errors for a damaged file straight to stderr.
+            frontend = FrontEndManager().load_by_framework("onnx")
+            model = frontend.convert(frontend.load(str(path)))
             _check_inputs({i.get_any_name() for i in model.inputs}, path)
             self.compiled = core.compile_model(model, "CPU", config)
         except LivematteError:
