@@ -100,11 +100,12 @@ class CameraSource:
 
     def frames(self) -> Iterator[tuple[np.ndarray, float]]:
         start = time.perf_counter()
-        backoff = 0.5
+        first_backoff = min(0.5, self.max_backoff)
+        backoff = first_backoff
         while not self.should_stop():
             ok, image = self._capture.read() if self._capture is not None else (False, None)
             if ok and image is not None and image.size:
-                backoff = 0.5
+                backoff = first_backoff
                 yield _as_bgr(image), time.perf_counter() - start
                 continue
             log.warning("%s stopped delivering frames; retrying in %.1f s", self.name, backoff)

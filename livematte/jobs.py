@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -41,12 +42,13 @@ class LiveJob:
     stats_every: float = 5.0
 
 
-def _alpha_writer(path: Path | None, width: int, height: int, rate: Fraction):
+def _alpha_writer(stack: contextlib.ExitStack, path: Path | None, width: int, height: int, rate: Fraction):
+    """The ``--alpha-out`` writer, entered on ``stack`` (finished on success, removed on error)."""
     if path is None:
         return None
     from .videoio import AlphaWriter
 
-    return AlphaWriter(path, width=width, height=height, rate=rate)
+    return stack.enter_context(AlphaWriter(path, width=width, height=height, rate=rate))
 
 
 def _open_sink(job: LiveJob, width: int, height: int, fps: float):
@@ -77,43 +79,42 @@ def run_live_job(job: LiveJob, matter=None, *, camera_opener=None) -> Stats:
     if compositor.transparent and job.sink == "vcam":
         raise LivematteError("a virtual camera cannot carry transparency; use --background key[:#RRGGBB]")
     stopping = threading.Event()
-    source = open_source(job.camera, job.source, job.realtime, config.capture, should_stop=stopping.is_set,
-                         opener=camera_opener)
-    out_fps = config.output.fps or source.fps
-    matter = matter or models.load(config.model)
-    engine = Engine(matter, config.smoothing, config.refine)
-    log.debug("model warm-up %.2f s", engine.warm_up(source.width, source.height))
     stats = Stats()
-    rate = Fraction(out_fps).limit_denominator(1001)
-    log.info("live: %s %dx%d at %.3g fps -> %s, preset %s, background %s", source.name, source.width,
-             source.height, source.fps, job.sink, config.preset, compositor.background.spec)
-    with _open_sink(job, source.width, source.height, out_fps) as sink:
+    # Unwound in reverse: stop flag, pipeline threads, matte file (finished, or removed
+    # after an error), sink, source — whatever failed on the way in.
+    with contextlib.ExitStack() as stack:
+        source = open_source(job.camera, job.source, job.realtime, config.capture, should_stop=stopping.is_set,
+                             opener=camera_opener)
+        stack.callback(source.close)
+        out_fps = config.output.fps or source.fps
+        matter = matter or models.load(config.model)
+        engine = Engine(matter, config.smoothing, config.refine)
+        log.debug("model warm-up %.2f s", engine.warm_up(source.width, source.height))
+        log.info("live: %s %dx%d at %.3g fps -> %s, preset %s, background %s", source.name, source.width,
+                 source.height, source.fps, job.sink, config.preset, compositor.background.spec)
+        sink = stack.enter_context(_open_sink(job, source.width, source.height, out_fps))
+        _check_alpha_support(compositor, sink)
         if job.sink == "preview":
             sink.on_key = _background_cycler(compositor, config.output.background)
-        alpha_writer = _alpha_writer(job.alpha_out, source.width, source.height, rate)
-        try:
-            pipeline = Pipeline(source, engine, stats, live=source.live, max_frames=job.max_frames,
-                                max_lag=2.0 / source.fps)
-            with pipeline:
-                try:
-                    run_live(pipeline, Outputs(compositor, sink, alpha_writer), out_fps=out_fps, paced=source.live,
-                             watcher=BackgroundWatcher(job.watch_background, compositor),
-                             stats_every=job.stats_every)
-                finally:
-                    # Before the pipeline joins its threads: a camera waiting out an outage
-                    # only looks at ``stopping``, so setting it later cost a 10 s join timeout.
-                    stopping.set()
-        except BaseException:
-            stopping.set()
-            if alpha_writer is not None:
-                alpha_writer.abort()
-            raise
-        if alpha_writer is not None:
-            alpha_writer.close()
+        alpha_writer = _alpha_writer(stack, job.alpha_out, source.width, source.height,
+                                     Fraction(out_fps).limit_denominator(1001))
+        pipeline = stack.enter_context(Pipeline(source, engine, stats, live=source.live, max_frames=job.max_frames,
+                                                max_lag=2.0 / source.fps))
+        # Before the pipeline joins its threads: a camera waiting out an outage only
+        # looks at ``stopping``.
+        stack.callback(stopping.set)
+        run_live(pipeline, Outputs(compositor, sink, alpha_writer), out_fps=out_fps, paced=source.live,
+                 watcher=BackgroundWatcher(job.watch_background, compositor), stats_every=job.stats_every)
     log.info("done: %s", stats.line())
     if job.stats_json is not None:
         stats.write_json(job.stats_json)
     return stats
+
+
+def _check_alpha_support(compositor: Compositor, sink) -> None:
+    if compositor.transparent and not sink.accepts_alpha:
+        raise LivematteError(f"{sink.name} output cannot carry transparency: write .webm, .mov or PNGs, "
+                             "or use --background key[:#RRGGBB]")
 
 
 def _background_cycler(compositor: Compositor, configured: str):
@@ -202,23 +203,17 @@ def process_video(job: VideoJob, matter, compositor: Compositor, source_path: st
     info = source.info
     output.parent.mkdir(parents=True, exist_ok=True)
     engine = Engine(matter, config.smoothing, config.refine)
+    engine.warm_up(info.width, info.height)
     stats = Stats()
-    kind = job.format if job.format else None
-    sink = FileSink(output, info.width, info.height, info.rate, audio_from=source_path if info.has_audio else None,
-                    crf=config.output.crf, preset=config.output.preset, kind=kind)
-    with sink:
-        alpha_writer = _alpha_writer(alpha_out, info.width, info.height, info.rate)
-        try:
-            total = min(filter(None, (info.frame_count, job.max_frames)), default=None)
-            progress = Progress(total, Path(source_path).name, job.quiet)
-            with Pipeline(source, engine, stats, live=False, max_frames=job.max_frames) as pipeline:
-                run_offline(pipeline, Outputs(compositor, sink, alpha_writer), progress)
-        except BaseException:
-            if alpha_writer is not None:
-                alpha_writer.abort()
-            raise
-        if alpha_writer is not None:
-            alpha_writer.close()
+    with contextlib.ExitStack() as stack:
+        sink = stack.enter_context(FileSink(output, info.width, info.height, info.rate,
+                                            audio_from=source_path if info.has_audio else None,
+                                            crf=config.output.crf, preset=config.output.preset, kind=job.format))
+        _check_alpha_support(compositor, sink)
+        alpha_writer = _alpha_writer(stack, alpha_out, info.width, info.height, info.rate)
+        total = min(filter(None, (info.frame_count, job.max_frames)), default=None)
+        pipeline = stack.enter_context(Pipeline(source, engine, stats, live=False, max_frames=job.max_frames))
+        run_offline(pipeline, Outputs(compositor, sink, alpha_writer), Progress(total, Path(source_path).name, job.quiet))
     snap = stats.snapshot()
     log.info("%s -> %s: %d frames, %.1f fps", source_path, output, snap["composited"],
              snap["composited"] / max(snap["elapsed_s"], 1e-6))

@@ -118,13 +118,14 @@ class Outputs:
     sink: object
     alpha_writer: object | None = None
 
-    def emit(self, matted: Matted, stats: Stats) -> object:
+    def emit(self, matted: Matted, stats: Stats, pts: float | None = None) -> object:
+        """Composite and send one frame; ``pts`` (default: the frame's own) stamps it in the sink."""
         start = time.perf_counter()
         picture = self.compositor.composite(matted.frame.image, matted.alpha, matted.frame.pts)
         if picture.shape[2] == 4 and not self.sink.accepts_alpha:
             picture = picture[:, :, :3]
         composited = time.perf_counter()
-        self.sink.send(picture, matted.frame.pts)
+        self.sink.send(picture, matted.frame.pts if pts is None else pts)
         sent = time.perf_counter()
         if self.alpha_writer is not None:
             self.alpha_writer.write(alpha_to_u8(matted.alpha), matted.frame.pts)
@@ -173,11 +174,14 @@ def run_live(pipeline: Pipeline, outputs: Outputs, *, out_fps: float, paced: boo
 
     When ``paced``, a frame goes out at least every 1.5 periods of ``out_fps``:
     if inference falls behind, the last composite is sent again so a virtual
-    camera never stalls.
+    camera never stalls. Paced output is stamped with the output clock (seconds
+    since the first frame went out), so a recording of it has increasing
+    timestamps, repeats included; the matte file keeps source timestamps.
     """
     stats, sink = pipeline.stats, outputs.sink
     period = 1.0 / out_fps
-    last: tuple[object, float] | None = None
+    last_picture = None
+    started: float | None = None
     deadline = time.perf_counter() + 10.0  # the first frame may wait for the model to warm up
     next_report = time.perf_counter() + stats_every
     while not sink.wants_quit:
@@ -187,15 +191,18 @@ def run_live(pipeline: Pipeline, outputs: Outputs, *, out_fps: float, paced: boo
         try:
             matted = pipeline.next(timeout)
         except queue.Empty:
-            if last is not None:
-                sink.send(*last)
+            if last_picture is not None:
+                sink.send(last_picture, time.perf_counter() - started)
                 stats.output(None, repeated=True)
             deadline = time.perf_counter() + period
             continue
         if matted is END:
             break
-        picture = outputs.emit(matted, stats)
-        last = (picture, matted.frame.pts)
+        if paced:
+            started = started if started is not None else time.perf_counter()
+            last_picture = outputs.emit(matted, stats, time.perf_counter() - started)
+        else:
+            outputs.emit(matted, stats)
         deadline = time.perf_counter() + 1.5 * period
         if time.perf_counter() >= next_report:
             next_report += stats_every

@@ -230,20 +230,6 @@ def test_scorer_refuses_a_change_of_size_and_bad_segments():
         SequenceScorer({"backwards": (5, 2)})
 
 
-def test_scoring_a_720p_frame_is_fast(rng):
-    import time
-
-    pred = rng.random((720, 1280), dtype=np.float32)
-    truth = (rng.random((720, 1280)) * 255).astype(np.uint8)
-    scorer = SequenceScorer({"a": (0, 10)})
-    scorer.add(pred, truth)
-    start = time.perf_counter()
-    for _ in range(3):
-        scorer.add(pred, truth)
-    # The target is well under 50 ms; the bound is loose because the test machine is shared.
-    assert (time.perf_counter() - start) / 3 < 0.1
-
-
 # --- the eval script's scoring path ---------------------------------------------------------
 
 H, W, FPS = 24, 32, 30

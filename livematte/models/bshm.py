@@ -36,6 +36,9 @@ def find_local_weights(model_dir: Path | None) -> Path | None:
     if model_dir is not None:
         path = Path(model_dir)
         return path / GRAPH_FILE if path.is_dir() else path
+    cache = Path(os.environ.get("MODELSCOPE_CACHE") or Path.home() / ".cache" / "modelscope")
+    if not cache.is_dir():
+        return None  # nothing cached: skip importing modelscope (a quarter second at start-up)
     try:
         from modelscope.hub.snapshot_download import snapshot_download
 
