@@ -75,7 +75,7 @@ includes whatever earlier runs in the same process did not give back.
       ]
     }
 
-``--plot PATH`` writes a PNG (needs matplotlib: ``pip install livematte[plot]``):
+``--plot PATH`` writes a PNG (needs matplotlib, a dependency of livematte):
 each frame's latency in output order for every preset, and a stacked bar of
 the working stages' ms per frame.
 """
@@ -518,7 +518,7 @@ def _require_matplotlib():
     try:
         import matplotlib  # noqa: F401
     except ImportError as e:
-        raise LivematteError("--plot needs matplotlib: pip install livematte[plot]") from e
+        raise LivematteError("--plot needs matplotlib: pip install matplotlib") from e
 
 
 def write_plot(path: Path, results: list[RunResult], document: dict) -> None:
