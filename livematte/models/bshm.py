@@ -87,7 +87,7 @@ class BSHMMatter:
             raise LivematteError(f"BSHM graph not found: {self.path}")
         _check_snapshot_config(self.path.parent)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        with _without_import_banner():
+        with _quiet_tensorflow_start():
             import tensorflow as tf
 
         graph_def = tf.compat.v1.GraphDef()
@@ -113,8 +113,9 @@ class BSHMMatter:
                                  "expected [H, W, 3] for any H and W")
         self.graph, self.threads = graph, settings.threads
         # One session for the life of the process: creating one costs far more than a frame.
-        self.session = tf.compat.v1.Session(graph=graph, config=_session_config(settings.threads, gpu=True))
-        self.device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+        with _quiet_tensorflow_start():
+            self.session = tf.compat.v1.Session(graph=graph, config=_session_config(settings.threads, gpu=True))
+            self.device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
 
     def input_size(self, width: int, height: int) -> tuple[int, int]:
         return scaled_size(width, height, self.size)
@@ -182,20 +183,21 @@ def _size(prepared: np.ndarray) -> str:
     return f"{prepared.shape[1]}x{prepared.shape[0]}"
 
 
-# What TensorFlow's C++ prints on stderr at import whatever TF_CPP_MIN_LOG_LEVEL says (twice, one
-# per library); "... round-off errors ..." before every run reads like a problem and is not one.
-_BANNER = ("oneDNN custom operations are on", "All log messages before absl::InitializeLog() is called")
+# What TensorFlow's C++ prints on stderr while starting, whatever TF_CPP_MIN_LOG_LEVEL says: the
+# oneDNN notice ("... round-off errors ...") and, with the CUDA-enabled wheel on a machine without
+# a GPU, "Could not find cuda drivers" and an E-level "failed call to cuInit". None is a problem
+# for livematte, which logs the device it runs on; they go to the debug log instead.
+_START_UP_NOISE = ("oneDNN custom operations are on", "All log messages before absl::InitializeLog() is called",
+                   "Could not find cuda drivers", "failed call to cuInit", "TF-TRT Warning",
+                   "Unable to register cu", "computation placer already registered")
 
 
 @contextlib.contextmanager
-def _without_import_banner():
-    """Hold file descriptor 2 in a file while TensorFlow is first imported; pass on all but the banner.
+def _quiet_tensorflow_start():
+    """Hold file descriptor 2 in a file while TensorFlow starts; pass on all but its start-up notices.
 
-    Runs before any pipeline thread starts, so nothing else is writing to stderr meanwhile.
+    Used before any pipeline thread starts, so nothing else is writing to stderr meanwhile.
     """
-    if "tensorflow" in sys.modules:
-        yield
-        return
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as held:
@@ -207,8 +209,11 @@ def _without_import_banner():
             os.dup2(saved, 2)
             os.close(saved)
             held.seek(0)
-            lines = held.read().decode("utf-8", "replace").splitlines(keepends=True)
-            sys.stderr.write("".join(line for line in lines if not any(b in line for b in _BANNER)))
+            for line in held.read().decode("utf-8", "replace").splitlines(keepends=True):
+                if any(notice in line for notice in _START_UP_NOISE):
+                    log.debug("tensorflow: %s", line.strip())
+                else:
+                    sys.stderr.write(line)
             sys.stderr.flush()
 
 
