@@ -97,6 +97,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .capture import FileSource
 from .errors import LivematteError
 
 log = logging.getLogger(__name__)
@@ -221,50 +222,6 @@ class _Scene:
 # Measuring
 
 
-class TimedFileSource:
-    """A video file for the pipeline, like :class:`~livematte.capture.FileSource`, timing its decoder.
-
-    Each frame's decode (PyAV decode and conversion to BGR) is recorded as the
-    ``decode`` stage of ``stats``, measured on the capture thread. With
-    ``realtime`` frames are released at their own pace (a live source); the wait
-    is not counted as decode.
-    """
-
-    def __init__(self, path: str, stats, *, realtime: bool = False):
-        from .videoio import probe
-
-        self.path, self.stats = str(path), stats
-        self.info = probe(self.path)
-        self.width, self.height = self.info.width, self.info.height
-        self.fps = self.info.fps or 30.0
-        self.live = realtime
-        self.name = self.path
-
-    def frames(self):
-        from .videoio import VideoReader
-
-        with VideoReader(self.path) as reader:
-            decoded = reader.frames()
-            start_wall = first_pts = None
-            while True:
-                started = time.perf_counter()
-                try:
-                    image, pts = next(decoded)
-                except StopIteration:
-                    return
-                self.stats.stage("decode", (time.perf_counter() - started) * 1e3)
-                if self.live:
-                    if start_wall is None:
-                        start_wall, first_pts = time.perf_counter(), pts
-                    delay = start_wall + (pts - first_pts) - time.perf_counter()
-                    if delay > 0:
-                        time.sleep(delay)
-                yield image, pts
-
-    def close(self) -> None:
-        pass
-
-
 class _MemorySampler:
     """Peak RSS of this process, sampled on a thread every ``interval`` s while running."""
 
@@ -340,7 +297,8 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
     compositor = Compositor(parse_background(config.output.background))
     matter = models.load(config.model)
     stats = Stats(window=max(2000, frames + 16))
-    source = TimedFileSource(source_path, stats, realtime=realtime)
+    # Decode time is measured on the capture thread, as the ``decode`` stage.
+    source = FileSource(source_path, realtime=realtime, on_decode=lambda ms: stats.stage("decode", ms))
     engine = Engine(matter, config.smoothing, config.refine)
     engine.warm_up(source.width, source.height)
     load_s = time.perf_counter() - loading

@@ -27,13 +27,16 @@ class FileSource:
 
     ``strict``: a file that turns out damaged or truncated part-way is an error (for
     processing a whole file), not a warning (for playing it like a camera).
+    ``on_decode``: called with each frame's decode time in ms (benchmarks).
     """
 
-    def __init__(self, path: str, *, realtime: bool = False, strict: bool = False):
+    def __init__(self, path: str, *, realtime: bool = False, strict: bool = False,
+                 on_decode: Callable[[float], None] | None = None):
         from .videoio import probe
 
         self.path = path
         self.strict = strict
+        self.on_decode = on_decode
         self.info = probe(path)
         self.width, self.height = self.info.width, self.info.height
         self.fps = self.info.fps or 30.0
@@ -44,22 +47,35 @@ class FileSource:
         from .videoio import VideoReader
 
         with VideoReader(self.path, strict=self.strict) as reader:
-            if not self.live:
-                yield from reader.frames()
-                return
-            # Played as a camera: frame k is released at its pts after the first,
-            # whatever the consumer does, so a slow consumer drops frames.
-            start_wall = first_pts = None
-            for image, pts in reader.frames():
-                if start_wall is None:
-                    start_wall, first_pts = time.perf_counter(), pts
-                delay = start_wall + (pts - first_pts) - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-                yield image, pts
+            decoded = reader.frames() if self.on_decode is None else _timed(reader.frames(), self.on_decode)
+            yield from _paced(decoded) if self.live else decoded
 
     def close(self) -> None:
         pass
+
+
+def _timed(frames: Iterator, on_decode: Callable[[float], None]) -> Iterator:
+    while True:
+        started = time.perf_counter()
+        try:
+            item = next(frames)
+        except StopIteration:
+            return
+        on_decode((time.perf_counter() - started) * 1e3)
+        yield item
+
+
+def _paced(frames: Iterator[tuple[np.ndarray, float]]) -> Iterator[tuple[np.ndarray, float]]:
+    """Played as a camera: frame k is released at its pts after the first, whatever the
+    consumer does, so a slow consumer drops frames."""
+    start_wall = first_pts = None
+    for image, pts in frames:
+        if start_wall is None:
+            start_wall, first_pts = time.perf_counter(), pts
+        delay = start_wall + (pts - first_pts) - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        yield image, pts
 
 
 class CameraSource:

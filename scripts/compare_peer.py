@@ -78,6 +78,7 @@ import av
 import cv2
 import numpy as np
 
+from livematte.bench import machine
 from livematte.errors import LivematteError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -224,18 +225,6 @@ def resolve_clip(clip: str | None) -> tuple[Path, Path | None, dict | None]:
         raise LivematteError(f"--clip {path}: no such file or folder")
     truth = folder / "alpha.mkv"
     return video, (truth if truth.is_file() else None), segments_from_meta(folder)
-
-
-def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count() or 1}
 
 
 def generated_background(folder: Path) -> Path:
