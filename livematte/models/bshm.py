@@ -37,8 +37,8 @@ def find_local_weights(model_dir: Path | None) -> Path | None:
         path = Path(model_dir)
         return path / GRAPH_FILE if path.is_dir() else path
     cache = Path(os.environ.get("MODELSCOPE_CACHE") or Path.home() / ".cache" / "modelscope")
-    if not cache.is_dir():
-        return None  # nothing cached: skip importing modelscope (a quarter second at start-up)
+    if not _graph_in_cache(cache):
+        return None
     try:
         from modelscope.hub.snapshot_download import snapshot_download
 
@@ -47,6 +47,19 @@ def find_local_weights(model_dir: Path | None) -> Path | None:
         return None
     graph = Path(snapshot) / GRAPH_FILE
     return graph if graph.is_file() else None
+
+
+def _graph_in_cache(cache: Path) -> bool:
+    """Whether some folder of ModelScope's cache named after the model holds a graph.
+
+    Importing modelscope costs a quarter second at every start, so it is asked
+    only when this cheap look (valid for every cache layout it has used) finds one.
+    """
+    for depth in range(1, 4):
+        for folder in cache.glob("*/" * depth + "*cv_unet_image-matting*"):
+            if folder.is_dir() and any(folder.rglob(GRAPH_FILE)):
+                return True
+    return False
 
 
 def download(timeout: float) -> Path:
