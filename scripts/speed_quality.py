@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def load_eval_module():
     spec = importlib.util.spec_from_file_location("eval_quality", ROOT / "scripts" / "eval_quality.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look themselves up there
     spec.loader.exec_module(module)
     return module
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for preset in args.presets:
         results = [evaluation.evaluate(clip, preset, "video", None, ()) for clip in clips]
-        mean = evaluation.mean_by_preset(results)[preset]
+        mean = evaluation.mean_by_preset(results)[preset]["overall"]
         run = fps[preset]
         rows.append({"preset": preset, "fps": run["fps"], "model_ms": run["stages_ms"].get("model"),
                      "cpu_ms_per_frame": run["cpu_ms_per_frame"], "mad": mean["mad"], "dtssd": mean["dtssd"],
