@@ -13,24 +13,24 @@ setup(
     packages=find_packages(include=["livematte", "livematte.*"]) + ["livematte.presets"],
     package_dir={"livematte.presets": "configs"},
     package_data={"livematte.presets": ["*.toml"]},
+    # Lower bounds are the versions the test suite and the benchmarks were run with.
     install_requires=[
-        # Lower bounds are the versions the test suite was run with.
-        "tensorflow>=2.16",  # BSHM's TF1 frozen graph through tf.compat.v1
-        "modelscope>=1.20",  # snapshot_download of damo/cv_unet_image-matting
-        "onnxruntime>=1.18",  # Robust Video Matting (and on GPUs, with onnxruntime-gpu)
-        "openvino>=2024.0",  # Robust Video Matting on CPUs: bf16, 1.4x onnxruntime's speed
-        "opencv-python>=4.9",
-        "numpy>=1.26",
-        "av>=14",
-        "pyvirtualcam>=0.11",
-        "psutil>=5.9",
-        "matplotlib>=3.7",  # benchmark plots, and the demo's sample portrait
+        "tensorflow>=2.21",  # BSHM's TF1 frozen graph through tf.compat.v1
+        "modelscope>=1.40",  # snapshot_download of damo/cv_unet_image-matting
+        "onnxruntime>=1.31",  # Robust Video Matting (and on GPUs, with onnxruntime-gpu)
+        "openvino>=2026.4",  # Robust Video Matting on CPUs: bf16, 1.4x onnxruntime's speed
+        "opencv-python>=5.0",
+        "numpy>=2.4",
+        "av>=18.1",
+        "pyvirtualcam>=0.15",
+        "psutil>=7.2",
+        "matplotlib>=3.11",  # benchmark plots, and the demo's sample portrait
     ],
     extras_require={
-        # GPU builds. onnxruntime-gpu provides the same `onnxruntime` module:
-        # uninstall the CPU `onnxruntime` after installing this extra.
-        "gpu": ["tensorflow[and-cuda]>=2.16", "onnxruntime-gpu>=1.18"],
-        "test": ["pytest>=7", "hypothesis>=6"],
+        # GPU builds (not tested here: no GPU). onnxruntime-gpu provides the same
+        # `onnxruntime` module: uninstall the CPU `onnxruntime` after installing this extra.
+        "gpu": ["tensorflow[and-cuda]>=2.21", "onnxruntime-gpu>=1.31"],
+        "test": ["pytest>=9.2", "hypothesis>=6.170"],
     },
     entry_points={"console_scripts": ["livematte=livematte.cli:main"]},
 )
