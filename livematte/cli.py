@@ -16,21 +16,24 @@ from .models.base import ModelSettings
 log = logging.getLogger("livematte")
 
 
-def positive_int(text: str) -> int:
+def _number(text: str, kind: type) -> int | float:
+    """``text`` as ``kind`` (int or float), or argparse's one-line error."""
     try:
-        value = int(text)
+        return kind(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"got {text!r}, expected a whole number") from None
+        expected = "a whole number" if kind is int else "a number"
+        raise argparse.ArgumentTypeError(f"got {text!r}, expected {expected}") from None
+
+
+def positive_int(text: str) -> int:
+    value = _number(text, int)
     if value < 0:
         raise argparse.ArgumentTypeError(f"got {value}, expected 0 or more")
     return value
 
 
 def ratio(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"got {text!r}, expected a number") from None
+    value = _number(text, float)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"got {value}, expected 0..1 (0 = automatic)")
     return value
@@ -76,10 +79,7 @@ def strength(text: str) -> float:
 def frame_rate(text: str) -> float:
     from .config import MAX_FPS, MIN_FPS
 
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"got {text!r}, expected a number") from None
+    value = _number(text, float)
     if not MIN_FPS <= value <= MAX_FPS:
         raise argparse.ArgumentTypeError(f"got {value}, expected {MIN_FPS}..{MAX_FPS} frames per second")
     return value

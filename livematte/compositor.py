@@ -21,7 +21,6 @@ from . import images, net
 from .errors import LivematteError
 from .frames import alpha_to_u8
 
-VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".gif"}
 KEY_GREEN = (0, 255, 0)  # BGR
 
 
@@ -180,6 +179,8 @@ def parse_background(spec: str) -> Background:
     if not path.is_file():
         raise LivematteError(
             f"background {text!r} is not a file nor one of color:#RRGGBB, key[:#RRGGBB], blur[:N], transparent")
+    from .videoio import VIDEO_SUFFIXES  # here, not at the top: PyAV costs 0.1 s to import
+
     if path.suffix.lower() in VIDEO_SUFFIXES:
         return LoopingVideo(text)
     return StillImage(text)

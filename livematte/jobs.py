@@ -18,11 +18,10 @@ from .errors import LivematteError
 from .pipeline import BackgroundWatcher, Outputs, Pipeline, Progress, run_live, run_offline
 from .sinks import NullSink
 from .stats import Stats
+from .videoio import VIDEO_SUFFIXES
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv", ".gif"}
-FORMATS = ("mp4", "mkv", "webm", "mov", "png")
 
 
 @dataclass(frozen=True)
@@ -175,15 +174,17 @@ def run_video_job(job: VideoJob) -> int:
     """Process every input; -> the number that failed (each named in the log)."""
     plan = plan_outputs(job)
     compositor = Compositor(parse_background(job.config.output.background))
-    if len(plan) == 1:  # report a bad single input before spending seconds on the model
-        FileSource(plan[0][0])
+    # A bad single input is reported before seconds go into loading the model; the
+    # source opened for that check is the one processed.
+    opened = FileSource(plan[0][0], strict=True) if len(plan) == 1 else None
     matter = models.load(job.config.model)
     failed = 0
     for index, (source, output, alpha_out) in enumerate(plan):
         if len(plan) > 1:
             log.info("[%d/%d] %s", index + 1, len(plan), source)
         try:
-            process_video(job, matter, compositor, source, output, alpha_out)
+            # strict: a half-read file must not pass as a whole
+            process_video(job, matter, compositor, opened or FileSource(source, strict=True), output, alpha_out)
         except LivematteError as e:
             if len(plan) == 1:
                 raise
@@ -194,12 +195,12 @@ def run_video_job(job: VideoJob) -> int:
     return failed
 
 
-def process_video(job: VideoJob, matter, compositor: Compositor, source_path: str, output: Path,
+def process_video(job: VideoJob, matter, compositor: Compositor, source: FileSource, output: Path,
                   alpha_out: Path | None) -> Stats:
     from .sinks.file import FileSink
 
     config = job.config
-    source = FileSource(source_path, strict=True)  # a half-read file must not pass as a whole
+    source_path = source.path
     info = source.info
     output.parent.mkdir(parents=True, exist_ok=True)
     engine = Engine(matter, config.smoothing, config.refine)

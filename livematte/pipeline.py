@@ -127,11 +127,10 @@ class Outputs:
         composited = time.perf_counter()
         self.sink.send(picture, matted.frame.pts if pts is None else pts)
         sent = time.perf_counter()
-        if self.alpha_writer is not None:
-            self.alpha_writer.write(alpha_to_u8(matted.alpha), matted.frame.pts)
         stats.stage("composite", (composited - start) * 1e3)
         stats.stage("sink", (sent - composited) * 1e3)
         if self.alpha_writer is not None:
+            self.alpha_writer.write(alpha_to_u8(matted.alpha), matted.frame.pts)
             stats.stage("alpha_out", (time.perf_counter() - sent) * 1e3)
         stats.output(matted.frame.captured_at)
         return picture

@@ -21,7 +21,6 @@ class Stats:
         self.frames_out = 0  # output frames sent, repeats included
         self.composited = 0  # new frames composited (each with its own matte)
         self.repeated = 0
-        self._dropped_extra = 0
         self._stage_ms: dict[str, deque] = defaultdict(lambda: deque(maxlen=window))
         self._latency_ms: deque = deque(maxlen=window)
         self._dropped_fn = lambda: 0
@@ -35,10 +34,6 @@ class Stats:
     def frame_in(self) -> None:
         with self._lock:
             self.frames_in += 1
-
-    def dropped(self, n: int = 1) -> None:
-        with self._lock:
-            self._dropped_extra += n
 
     def stage(self, name: str, ms: float) -> None:
         with self._lock:
@@ -66,7 +61,7 @@ class Stats:
 
     @property
     def dropped_total(self) -> int:
-        return self._dropped_fn() + self._dropped_extra
+        return self._dropped_fn()
 
     def snapshot(self) -> dict:
         """The ``--stats-json`` schema: fps, latency_ms {p50, p95}, frames_in/out, dropped, stages_ms."""

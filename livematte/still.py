@@ -46,16 +46,16 @@ class ImageJob:
 def run_images(job: ImageJob) -> int:
     """Process every input; -> the number that failed (each failure is logged by name)."""
     sources = images.list_inputs(job.inputs[0]) if len(job.inputs) == 1 else list(job.inputs)
-    # A missing single input is the user's typo: report it before loading a model.
-    if len(sources) == 1:
-        images.read(sources[0])
+    # A missing single input is the user's typo: report it before loading a model
+    # (and keep the picture for processing).
+    preread = images.read(sources[0]) if len(sources) == 1 else None
     compositor = Compositor(parse_background(job.background)) if job.background is not None else None
     job.output_dir.mkdir(parents=True, exist_ok=True)
     matter = models.load(job.model)
     failed = 0
     for source in sources:
         try:
-            written = process_one(matter, source, job.output_dir, compositor)
+            written = process_one(matter, source, job.output_dir, compositor, preread)
         except LivematteError as e:
             if len(sources) == 1:
                 raise
@@ -68,8 +68,10 @@ def run_images(job: ImageJob) -> int:
     return failed
 
 
-def process_one(matter: Matter, source: str, output_dir: Path, compositor: Compositor | None) -> list[Path]:
-    image = images.read(source)
+def process_one(matter: Matter, source: str, output_dir: Path, compositor: Compositor | None,
+                image: np.ndarray | None = None) -> list[Path]:
+    """Matte ``source`` (``image``, when it has been read already) and write its PNGs."""
+    image = images.read(source) if image is None else image
     alpha = matte_image(matter, image)
     stem = images.stem_of(source)
     alpha_u8 = alpha_to_u8(alpha)

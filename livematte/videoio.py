@@ -37,6 +37,9 @@ PathLike = str | os.PathLike
 # Output kind by file extension; a path with no extension (or ending in "/") is a PNG folder.
 OUTPUT_SUFFIXES = {".mp4": "mp4", ".m4v": "mp4", ".mkv": "mkv", ".webm": "webm", ".mov": "mov"}
 OUTPUT_KINDS = ("mp4", "mkv", "webm", "mov", "png")
+# File names taken for videos: batch folders, and backgrounds that play rather than stand still.
+VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".mpg", ".mpeg", ".ts", ".flv",
+                            ".wmv", ".gif"})
 ALPHA_KINDS = ("mkv", "png")
 
 # How far audio may run ahead of the latest video frame when interleaving, seconds.

@@ -24,6 +24,23 @@ class Stopped(Exception):
     """The pipeline is stopping; the current stage should return."""
 
 
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.perf_counter() + timeout
+
+
+def _next_wait(stop: threading.Event, deadline: float | None) -> float:
+    """How long the next wait may last: at most ``POLL_S``, so ``stop`` is seen promptly.
+
+    Raises ``Stopped`` once stopping, ``queue.Empty`` once ``deadline`` has passed.
+    """
+    if stop.is_set():
+        raise Stopped
+    left = POLL_S if deadline is None else min(POLL_S, deadline - time.perf_counter())
+    if left <= 0:
+        raise queue.Empty
+    return left
+
+
 class Channel:
     """A bounded FIFO: ``put`` blocks while full (back-pressure), nothing is dropped."""
 
@@ -43,15 +60,10 @@ class Channel:
 
     def get(self, timeout: float | None = None) -> Any:
         """The next item; raises ``queue.Empty`` after ``timeout`` s, ``Stopped`` on stop."""
-        deadline = None if timeout is None else time.perf_counter() + timeout
+        deadline = _deadline(timeout)
         while True:
-            if self._stop.is_set():
-                raise Stopped
-            left = POLL_S if deadline is None else min(POLL_S, deadline - time.perf_counter())
-            if left <= 0:
-                raise queue.Empty
             try:
-                return self._queue.get(timeout=left)
+                return self._queue.get(timeout=_next_wait(self._stop, deadline))
             except queue.Empty:
                 continue
 
@@ -99,17 +111,12 @@ class LatestSlot:
 
     def get(self, timeout: float | None = None) -> Any:
         """The oldest item still fresh, then ``END`` once ended; ``queue.Empty`` after ``timeout`` s."""
-        deadline = None if timeout is None else time.perf_counter() + timeout
+        deadline = _deadline(timeout)
         with self._cond:
             while not self._items:
                 if self._ended:
                     return END
-                if self._stop.is_set():
-                    raise Stopped
-                left = POLL_S if deadline is None else min(POLL_S, deadline - time.perf_counter())
-                if left <= 0:
-                    raise queue.Empty
-                self._cond.wait(left)
+                self._cond.wait(_next_wait(self._stop, deadline))
             while len(self._items) > 1 and self._max_lag is not None and self._items[0].age() > self._max_lag:
                 self._items.popleft()
                 self.replaced += 1

@@ -94,6 +94,3 @@ def resize_to(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     # and measured no better matte.
     return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
 
-
-def describe_path(path: Path | None) -> str:
-    return str(path) if path else "not found"

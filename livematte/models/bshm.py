@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import LivematteError
+from ..errors import LivematteError, error_line
 from .base import ModelSettings, resize_to, scaled_size
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def download(timeout: float) -> Path:
     thread.join(timeout)
     if "path" in result:
         return Path(result["path"]) / GRAPH_FILE
-    reason = "timed out" if thread.is_alive() else _first_line(result.get("error"))
+    reason = "timed out" if thread.is_alive() else error_line(result.get("error"))
     raise LivematteError(
         f"cannot download BSHM weights {MODEL_ID} from the ModelScope hub ({reason}); "
         f"download it elsewhere and pass --model-dir DIR (the folder with {GRAPH_FILE}), "
@@ -107,13 +107,13 @@ class BSHMMatter:
         try:
             graph_def.ParseFromString(self.path.read_bytes())
         except Exception as e:  # protobuf's DecodeError
-            raise LivematteError(f"{self.path} is not a TensorFlow frozen graph ({_first_line(e)})") from e
+            raise LivematteError(f"{self.path} is not a TensorFlow frozen graph ({error_line(e)})") from e
         graph = tf.Graph()
         with graph.as_default():
             try:
                 tf.compat.v1.import_graph_def(graph_def, name="")
             except Exception as e:  # ValueError for unknown ops or bad references
-                raise LivematteError(f"cannot import the graph in {self.path}: {_first_line(e)}") from e
+                raise LivematteError(f"cannot import the graph in {self.path}: {error_line(e)}") from e
         try:
             self.input = graph.get_tensor_by_name(INPUT_TENSOR)
             self.output = graph.get_tensor_by_name(OUTPUT_TENSOR)
@@ -238,8 +238,3 @@ def _check_snapshot_config(folder: Path) -> None:
             json.loads(config.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError) as e:
             raise LivematteError(f"{config} is not valid JSON: {e}") from e
-
-
-def _first_line(error) -> str:
-    text = str(error or "").strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import LivematteError
+from ..errors import LivematteError, error_line
 from .base import ModelSettings, resize_to, scaled_size
 from . import weights
 
@@ -116,7 +116,7 @@ class _OnnxRunner:
         try:
             session = ort.InferenceSession(str(self.path), self.options, providers=providers)
         except Exception as e:  # onnxruntime raises its own untyped errors
-            raise LivematteError(f"cannot load {self.path} as an ONNX model: {_first_line(e)}") from e
+            raise LivematteError(f"cannot load {self.path} as an ONNX model: {error_line(e, last=True)}") from e
         self.on_gpu = session.get_providers()[0] == "CUDAExecutionProvider"
         self.device = "GPU (onnxruntime CUDA)" if self.on_gpu else "CPU (onnxruntime float32)"
         return session
@@ -126,8 +126,8 @@ class _OnnxRunner:
             _fgr, pha, *state = self.session.run(None, feeds)
         except Exception as e:  # onnxruntime's untyped errors; on CUDA mostly out of memory
             if not self.on_gpu:
-                raise LivematteError(f"running {self.path} failed: {_first_line(e)}") from e
-            log.warning("CUDA run of %s failed (%s); continuing on the CPU", self.path, _first_line(e))
+                raise LivematteError(f"running {self.path} failed: {error_line(e, last=True)}") from e
+            log.warning("CUDA run of %s failed (%s); continuing on the CPU", self.path, error_line(e, last=True))
             self.session = self._load(["CPUExecutionProvider"])
             return self.run(feeds)
         return pha, tuple(state)
@@ -161,7 +161,7 @@ class _OpenVinoRunner:
         except LivematteError:
             raise
         except Exception as e:  # OpenVINO raises RuntimeError with long multi-line texts
-            raise LivematteError(f"cannot load {path} as an ONNX model: {_first_line(e)}") from e
+            raise LivematteError(f"cannot load {path} as an ONNX model: {error_line(e, last=True)}") from e
         self.request = self.compiled.create_infer_request()
         self.outputs = {o.get_any_name(): o for o in self.compiled.outputs}
         self.device = f"CPU (OpenVINO {precision})"
@@ -191,8 +191,3 @@ def resolve_weights(settings: ModelSettings) -> Path:
         path = weights.fetch_rvm(settings.download_timeout)
     weights.verify(path, weights.RVM_SHA256)
     return path
-
-
-def _first_line(error: Exception) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[-1][:300] if lines else type(error).__name__
