@@ -19,6 +19,7 @@ setup(
         "modelscope>=1.40",  # snapshot_download of damo/cv_unet_image-matting
         "onnxruntime>=1.31",  # Robust Video Matting (and on GPUs, with onnxruntime-gpu)
         "openvino>=2026.4",  # Robust Video Matting on CPUs: bf16, 1.4x onnxruntime's speed
+        "onnx>=1.23",  # re-declares RVM's outputs for onnxruntime (the refiner's coefficients)
         "opencv-python>=5.0",
         "numpy>=2.4",
         "av>=18.1",

@@ -35,7 +35,7 @@ def positive_int(text: str) -> int:
 def ratio(text: str) -> float:
     value = _number(text, float)
     if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"got {value}, expected 0..1 (0 = automatic)")
+        raise argparse.ArgumentTypeError(f"got {value}, expected 0..1")
     return value
 
 
@@ -46,9 +46,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--model-dir", type=Path, default=None,
                        help="local weights: a ModelScope snapshot folder or .pb (bshm), a .onnx (rvm)")
     group.add_argument("--model-size", type=positive_int, default=None, metavar="PX",
-                       help="resize the model's input to this longest side (0 = as is)")
-    group.add_argument("--downsample-ratio", type=ratio, default=None, metavar="R",
-                       help="RVM's coarse scale, 0..1 (0 = automatic)")
+                       help="resize the model's input to this longest side "
+                            "(0 = the backend's default: bshm the frame as is, rvm 512)")
     group.add_argument("--threads", type=positive_int, default=None, help="model CPU threads (0 = all)")
     group.add_argument("--runtime", choices=("auto", "openvino", "onnxruntime"), default=None,
                        help="rvm's inference runtime (default auto: OpenVINO on CPUs, onnxruntime on CUDA GPUs)")
@@ -56,7 +55,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def model_overrides(args: argparse.Namespace) -> dict:
     return {"name": args.model, "model_dir": args.model_dir, "size": args.model_size,
-            "downsample_ratio": args.downsample_ratio, "threads": args.threads, "runtime": args.runtime}
+            "threads": args.threads, "runtime": args.runtime}
 
 
 def model_settings(args: argparse.Namespace, base: ModelSettings | None = None) -> ModelSettings:
@@ -207,7 +206,7 @@ def run_image(args: argparse.Namespace) -> int:
     from .still import ImageJob, run_images
 
     job = ImageJob(inputs=args.input, output_dir=args.output_dir, background=args.background,
-                   model=model_settings(args, ModelSettings(coarse=768)))
+                   model=model_settings(args))
     return 1 if run_images(job) else 0
 
 

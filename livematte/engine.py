@@ -12,22 +12,27 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 
 from .frames import Frame, Matted
-from .models.base import Matter, resize_to
-from .refine import upsample
+from .models.base import GuidedMatte, Matter, resize_to
+from .refine import apply_coefficients, guide, upsample
 from .smoothing import SmoothingSettings, TemporalSmoother
 
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A frame with its model input ready. gray: ``float32 [h, w]`` 0..1 at model size."""
+    """A frame with its model input ready.
+
+    guide: ``float32 [h, w]``, the mean of R, G, B in 0..1 at model size (scene cuts, and the
+    coarse matte of a :class:`GuidedMatte`); full_guide: the same at the frame's size, for
+    backends whose matte is finished there (None otherwise).
+    """
 
     frame: Frame
     model_input: Any
-    gray: np.ndarray
+    guide: np.ndarray
+    full_guide: np.ndarray | None
     prepare_ms: float
     ready_at: float  # perf_counter() when prepared: the wait for the model starts here
 
@@ -50,22 +55,32 @@ class Engine:
         image = frame.image
         size = self.matter.input_size(image.shape[1], image.shape[0])
         small = resize_to(image, size)
-        # The grey copy feeds scene-cut detection; at model size it costs ~0.1 ms.
-        gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32) * np.float32(1 / 255)
         model_input = self.matter.prepare(small)
+        # Both guides are made here, beside the running model, not on its thread.
+        full_guide = guide(image) if self.matter.guided else None
         done = time.perf_counter()
-        return Prepared(frame, model_input, gray, (done - start) * 1e3, done)
+        return Prepared(frame, model_input, guide(small), full_guide, (done - start) * 1e3, done)
 
     def infer(self, prepared: Prepared) -> Matted:
         t0 = time.perf_counter()
-        if self.smoother.is_cut(prepared.gray):
+        if self.smoother.is_cut(prepared.guide):
             self.reset()
-            self.smoother.is_cut(prepared.gray)  # remember this frame as the new scene's first
-        alpha, self.state = self.matter.infer(prepared.model_input, self.state)
+            self.smoother.is_cut(prepared.guide)  # remember this frame as the new scene's first
+        matte, self.state = self.matter.infer(prepared.model_input, self.state)
         t1 = time.perf_counter()
-        alpha = self.smoother.apply(np.clip(alpha, 0.0, 1.0))
-        t2 = time.perf_counter()
-        full = upsample(alpha, prepared.frame.image, self.refine)
+        if isinstance(matte, GuidedMatte):
+            # The coefficients are smoothed with the weights their coarse matte earns, then
+            # applied to this frame's own full-resolution guide. The coarse matte is not
+            # clipped: where it saturates, a clipped gate would see no change and hold old
+            # coefficients that still move the full-resolution edge (dtSSD 2.60 vs 2.02, clip02).
+            coarse = matte.a * prepared.guide + matte.b
+            _, a, b = self.smoother.apply(np.stack([coarse, matte.a, matte.b]))
+            t2 = time.perf_counter()
+            full = apply_coefficients(a, b, prepared.full_guide)
+        else:
+            alpha = self.smoother.apply(np.clip(matte, 0.0, 1.0))
+            t2 = time.perf_counter()
+            full = upsample(alpha, prepared.frame.image, self.refine)
         t3 = time.perf_counter()
         timings = {"wait_capture": (prepared.ready_at - prepared.frame.captured_at) * 1e3 - prepared.prepare_ms,
                    "prepare": prepared.prepare_ms, "wait_model": (t0 - prepared.ready_at) * 1e3,

@@ -11,6 +11,10 @@ much larger than ``sigma`` (the person moved) passes straight through, so a
 fast edge leaves no trail. Measured on the composited clips, gating by image
 motion instead did nothing useful: their backgrounds pan, so every pixel
 "moves". A scene cut (the small grey frame changes wholesale) resets the past.
+
+Planes that describe the matte (a guided filter's coefficients) can ride along:
+they are mixed with the same per-pixel weights, so the matte they produce is
+smoothed the same way while still being applied to the current frame.
 """
 
 from __future__ import annotations
@@ -61,23 +65,24 @@ class TemporalSmoother:
         self.cuts += cut
         return cut
 
-    def apply(self, alpha: np.ndarray) -> np.ndarray:
-        """``float32 [h, w]`` in [0, 1] -> the smoothed matte, a new array."""
+    def apply(self, matte: np.ndarray) -> np.ndarray:
+        """``float32 [h, w]`` alpha in [0, 1], or ``[k, h, w]`` planes whose first is the alpha
+        -> the smoothed matte, a new array; every plane is mixed with the alpha's weights."""
         settings = self.settings
         if not settings.enabled or settings.strength == 0:
-            return alpha.copy()
+            return matte.copy()
         past = self._past
-        if past is None or past.shape != alpha.shape:
-            self._past = alpha.copy()
-            return alpha.copy()
-        change = np.abs(alpha - past)
+        if past is None or past.shape != matte.shape:
+            self._past = matte.copy()
+            return matte.copy()
+        change = np.abs(matte[0] - past[0]) if matte.ndim == 3 else np.abs(matte - past)
         change *= np.float32(1.0 / settings.sigma)
         np.square(change, out=change)
         weight = np.exp(-change, out=change)
         weight *= np.float32(settings.strength)
         # s = a + w * (past - a): one temporary fewer than the textbook form.
-        smoothed = past - alpha
+        smoothed = past - matte
         smoothed *= weight
-        smoothed += alpha
+        smoothed += matte
         self._past = smoothed
         return smoothed.copy()

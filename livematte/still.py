@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -13,16 +14,21 @@ from . import images, models
 from .compositor import Compositor, parse_background
 from .errors import LivematteError
 from .frames import alpha_to_u8
-from .models.base import Matter, ModelSettings, resize_to
+from .engine import Engine
+from .frames import Frame
+from .models.base import Matter, ModelSettings
+from .smoothing import SmoothingSettings
 
 log = logging.getLogger(__name__)
 
 
+STILL_RVM_SIZE = 768  # no frame budget: RVM's network at 768 px matches BSHM's masks best
+
+
 def matte_image(matter: Matter, image_bgr: np.ndarray) -> np.ndarray:
     """``uint8 [H, W, 3]`` BGR -> ``float32 [H, W]`` alpha at the image's own size."""
-    alpha, _ = matter.infer(matter.prepare(image_bgr), matter.initial_state())
-    h, w = image_bgr.shape[:2]
-    return np.clip(resize_to(alpha, (w, h)), 0.0, 1.0)
+    engine = Engine(matter, SmoothingSettings(enabled=False))
+    return engine.process(Frame(0, image_bgr, 0.0, time.perf_counter())).alpha
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
@@ -51,7 +57,10 @@ def run_images(job: ImageJob) -> int:
     preread = images.read(sources[0]) if len(sources) == 1 else None
     compositor = Compositor(parse_background(job.background)) if job.background is not None else None
     job.output_dir.mkdir(parents=True, exist_ok=True)
-    matter = models.load(job.model)
+    settings = job.model
+    if settings.size == 0 and models.choose(settings)[0] == "rvm":
+        settings = replace(settings, size=STILL_RVM_SIZE)
+    matter = models.load(settings)
     failed = 0
     for source in sources:
         try:

@@ -1,11 +1,13 @@
 
+import cv2
 import numpy as np
 import pytest
 
 from bshm_graph import expected_alpha, graph_bytes, write_snapshot
 from livematte import models
 from livematte.errors import LivematteError
-from livematte.models.base import ModelSettings, scaled_size
+from livematte.models.base import GuidedMatte, ModelSettings, scaled_size
+from livematte.refine import apply_coefficients, guide
 from livematte.still import matte_image
 
 
@@ -75,11 +77,50 @@ class TestRVM:
         prepared = matter.prepare(portrait)
         assert prepared.shape == (1, 3, 256, 218) and prepared.dtype == np.float32
         first, state = matter.infer(prepared, matter.initial_state())
+        assert isinstance(first, GuidedMatte) and first.a.shape == first.b.shape == (256, 218)
         assert [s.shape[1] for s in state] == [16, 20, 40, 64]
         again, _ = matter.infer(prepared, state)
         fresh, _ = matter.infer(prepared, matter.initial_state())
-        assert np.array_equal(first, fresh)  # no hidden state inside the backend
-        assert not np.array_equal(first, again)  # the state passed in is used
+        assert np.array_equal(first.a, fresh.a) and np.array_equal(first.b, fresh.b)  # no hidden state
+        assert not np.array_equal(first.b, again.b)  # the state passed in is used
+
+    def test_coefficients_reproduce_rvms_own_alpha(self, rvm_weights, portrait):
+        # The whole upstream model, untouched, in float32 (onnxruntime) at ratio 1...
+        import onnxruntime as ort
+
+        whole = ort.InferenceSession(str(rvm_weights), providers=["CPUExecutionProvider"])
+        matter = models.load(ModelSettings(name="rvm", size=256, runtime="onnxruntime"))
+        prepared = matter.prepare(portrait)
+        zeros = np.zeros((1, 1, 1, 1), np.float32)
+        _fgr, pha, *_ = whole.run(None, {"src": prepared, "downsample_ratio": np.ones(1, np.float32),
+                                         **{f"r{i}i": zeros for i in range(1, 5)}})
+        # ...equals the cut model's coefficients applied to the same picture's guide.
+        matte, _ = matter.infer(prepared, matter.initial_state())
+        small = np.ascontiguousarray(prepared[0, ::-1].transpose(1, 2, 0) * 255).round().astype(np.uint8)
+        ours = apply_coefficients(matte.a, matte.b, guide(small))
+        assert np.abs(ours - pha[0, 0]).max() < 2e-3
+
+    def test_openvino_and_onnxruntime_agree(self, rvm_weights, portrait):
+        outs = []
+        for runtime in ("openvino", "onnxruntime"):
+            matter = models.load(ModelSettings(name="rvm", size=256, runtime=runtime))
+            matte, _ = matter.infer(matter.prepare(portrait), matter.initial_state())
+            outs.append(np.clip(matte.a * guide(cv2.resize(portrait, (218, 256))) + matte.b, 0, 1))
+        assert np.abs(outs[0] - outs[1]).mean() < 0.01  # bf16 against float32
+
+    def test_finished_at_full_resolution_edges_follow_the_frame(self, rvm_weights, portrait):
+        # Upscaled 3x, the portrait's edges are where the full-size frame has them: the
+        # matte is sharper than the coarse matte resized, not a blurred copy of it.
+        big = cv2.resize(portrait, None, fx=3, fy=3, interpolation=cv2.INTER_CUBIC)
+        matter = models.load(ModelSettings(name="rvm", size=512))
+        alpha = matte_image(matter, big)
+        assert alpha.shape == big.shape[:2]
+        matte, _ = matter.infer(matter.prepare(big), matter.initial_state())
+        small = cv2.resize(big, (matte.a.shape[1], matte.a.shape[0]), interpolation=cv2.INTER_LINEAR)
+        coarse = np.clip(matte.a * guide(small) + matte.b, 0, 1)
+        resized = cv2.resize(coarse, (big.shape[1], big.shape[0]), interpolation=cv2.INTER_LINEAR)
+        gradient = lambda a: np.abs(np.diff(a, axis=1)).max(axis=1).mean()  # noqa: E731
+        assert gradient(alpha) > 1.25 * gradient(resized), (gradient(alpha), gradient(resized))
 
     def test_prepare_feeds_rgb_0_1(self, rvm_weights):
         matter = models.load(ModelSettings(name="rvm"))

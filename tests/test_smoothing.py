@@ -124,6 +124,21 @@ def test_small_change_is_mixed_by_the_documented_formula(rng):
     assert not np.allclose(s3, reference(second, third, strength, sigma), atol=1e-4)
 
 
+def test_planes_ride_along_with_the_alphas_weights(rng):
+    # Planes after the first (a guided filter's coefficients) are mixed with the weights the
+    # first plane's change earns: a copy of the alpha comes out as the smoothed alpha, twice
+    # the alpha as twice it, and a constant stays constant.
+    smoother = TemporalSmoother(SmoothingSettings(strength=0.8, sigma=0.1))
+    for _ in range(4):
+        alpha = rng.uniform(0.4, 0.6, (H, W)).astype(np.float32)
+        out = smoother.apply(np.stack([alpha, alpha, 2 * alpha, np.full_like(alpha, 0.3)]))
+        assert out.shape == (4, H, W)
+        assert np.allclose(out[1], out[0], atol=1e-6) and np.allclose(out[2], 2 * out[0], atol=1e-6)
+        assert np.allclose(out[3], 0.3, atol=1e-6)
+    # and the past is mixed in: the smoothed alpha is not the last input
+    assert np.abs(out[0] - alpha).max() > 0.01
+
+
 def test_one_pixel_by_hand():
     # Given past 0.5 and new 0.55 with strength 0.6, sigma 0.15: w = 0.6 * exp(-1/9)
     smoother = TemporalSmoother(SmoothingSettings(strength=0.6, sigma=0.15))

@@ -25,11 +25,9 @@ class ModelSettings:
     model_dir: a local copy of the weights (a ModelScope snapshot folder or a
         ``.pb`` for bshm, a ``.onnx`` for rvm); None means the cache.
     size: the model's input is resized so its longest side is ``size`` pixels
-        (the matte is resized back); 0 feeds the frame as it is.
-    downsample_ratio: RVM's internal coarse scale; 0 picks it so that the
-        coarse pass's longest side is at most ``coarse`` px.
-    coarse: see downsample_ratio. 512 is RVM's own rule for video; stills,
-        with no frame budget, match BSHM better at 768.
+        (the matte is brought back to the frame's size); 0 is the backend's
+        default: the frame as it is for bshm, 512 px for rvm (RVM's own
+        choice for video).
     threads: CPU threads for the model; 0 lets the runtime choose.
     runtime: for rvm: ``openvino`` (CPU, bf16 where supported), ``onnxruntime``
         (CPU float32, or CUDA with onnxruntime-gpu), or ``auto``.
@@ -39,8 +37,6 @@ class ModelSettings:
     name: str = "auto"
     model_dir: Path | None = None
     size: int = 0
-    downsample_ratio: float = 0.0
-    coarse: int = 512
     threads: int = 0
     runtime: str = "auto"
     download_timeout: float = 300.0
@@ -48,18 +44,31 @@ class ModelSettings:
     def __post_init__(self):
         # Names are checked by models.load, which lists the choices; numbers here, because a
         # negative thread count reaches TensorFlow's C++ and aborts the process.
-        for name, low, high in (("size", 0, 1 << 16), ("coarse", 1, 1 << 16), ("threads", 0, 1024)):
+        for name, low, high in (("size", 0, 1 << 16), ("threads", 0, 1024)):
             value = getattr(self, name)
             if not (isinstance(value, int) and low <= value <= high):
                 raise ValueError(f"{name} got {value!r}, expected a whole number {low}..{high}")
-        if not 0.0 <= self.downsample_ratio <= 1.0:
-            raise ValueError(f"downsample_ratio got {self.downsample_ratio!r}, expected 0..1 (0 = automatic)")
         if not 0 < self.download_timeout < float("inf"):
             raise ValueError(f"download_timeout got {self.download_timeout!r}, expected seconds > 0")
 
 
+@dataclass(frozen=True, slots=True)
+class GuidedMatte:
+    """A matte whose last step is left to be done at the frame's full resolution.
+
+    ``alpha = a * guide + b``, ``guide`` being the frame's mean of R, G and B in
+    0..1 (:func:`livematte.refine.guide`) and ``a``, ``b`` (``float32 [h, w]`` at
+    the model's input size) resized to the frame's size: the last step of a
+    guided filter, as Robust Video Matting ends.
+    """
+
+    a: np.ndarray
+    b: np.ndarray
+
+
 class Matter(Protocol):
     name: str
+    guided: bool  # infer returns a GuidedMatte rather than an alpha
 
     def input_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) the model is fed for a frame of this size."""
@@ -70,8 +79,8 @@ class Matter(Protocol):
     def initial_state(self) -> Any:
         """Temporal state for the first frame of a stream (None if stateless)."""
 
-    def infer(self, prepared: Any, state: Any) -> tuple[np.ndarray, Any]:
-        """-> (alpha ``float32 [h, w]`` in [0, 1] at input size, next state)."""
+    def infer(self, prepared: Any, state: Any) -> tuple[np.ndarray | GuidedMatte, Any]:
+        """-> (alpha ``float32 [h, w]`` in [0, 1] at input size, or a GuidedMatte; next state)."""
 
 
 def scaled_size(width: int, height: int, longest: int) -> tuple[int, int]:

@@ -92,6 +92,7 @@ def download(timeout: float) -> Path:
 
 class BSHMMatter:
     name = "bshm"
+    guided = False  # its alpha comes out whole, at the input's size
 
     def __init__(self, settings: ModelSettings):
         self.path = find_local_weights(settings.model_dir) or download(settings.download_timeout)
