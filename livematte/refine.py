@@ -8,7 +8,8 @@ below are for backends that return a plain alpha (BSHM).
 ``bilinear`` is a plain resize. ``guided`` is a fast guided filter (He et al.):
 linear coefficients fitted at low resolution against the grey frame, upsampled
 and applied to the full-resolution grey, so that edges follow the frame.
-Measured on the composited clips with RVM at 768x432, ``guided`` *raised* MAD
+Measured on the composited clips with RVM's whole model at 768x432 (when it
+still returned a plain alpha), ``guided`` *raised* MAD
 (4.7 vs 4.1): RVM's own refiner already places edges well and the grey guide
 pulls the matte towards background texture. It stays available for backends
 with blockier output; the presets use ``bilinear``.
