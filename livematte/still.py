@@ -13,9 +13,8 @@ import numpy as np
 from . import images, models
 from .compositor import Compositor, parse_background
 from .errors import LivematteError
-from .frames import alpha_to_u8
 from .engine import Engine
-from .frames import Frame
+from .frames import Frame, alpha_to_u8
 from .models.base import Matter, ModelSettings
 from .smoothing import SmoothingSettings
 

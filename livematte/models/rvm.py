@@ -112,36 +112,38 @@ def _read_onnx(path: Path):
     return model
 
 
+def _source(node, index: int = 0):
+    """The output that feeds ``node``'s input ``index``."""
+    return node.input(index).get_source_output()
+
+
 def _coefficient_outputs(model, path: Path):
     """The refiner's coefficients ``(A, b)`` at the coarse size: the inputs of the two resizes in
     ``pha = clamp(split(A_resized * guide + b_resized))``, found by walking back from ``pha``."""
-    def source(node, index=0):
-        return node.input(index).get_source_output()
-
     def kind(output):
         return output.get_node().get_type_name()
 
     try:
-        out = next(source(r) for r in model.get_results() if "pha" in source(r).get_names())
+        out = next(_source(r) for r in model.get_results() if "pha" in _source(r).get_names())
         while kind(out) in ("Minimum", "Maximum", "Clamp"):  # the clamp to [0, 1]: follow its variable side
             node = out.get_node()
-            out = next(source(node, i) for i in range(node.get_input_size()) if kind(source(node, i)) != "Constant")
+            out = next(_source(node, i) for i in range(node.get_input_size()) if kind(_source(node, i)) != "Constant")
         if kind(out) not in ("VariadicSplit", "Split"):
             raise StopIteration
-        add = source(out.get_node()).get_node()
-        inputs = [source(add, i) for i in range(add.get_input_size())]
+        add = _source(out.get_node()).get_node()
+        inputs = [_source(add, i) for i in range(add.get_input_size())]
         resized_b = next(o for o in inputs if kind(o) == "Interpolate")
         multiply = next(o for o in inputs if kind(o) == "Multiply").get_node()
-        resized_a = next(source(multiply, i) for i in range(2) if kind(source(multiply, i)) == "Interpolate")
+        resized_a = next(_source(multiply, i) for i in range(2) if kind(_source(multiply, i)) == "Interpolate")
     except StopIteration:
         raise LivematteError(f"{path}: no guided-filter refiner before its 'pha' output; "
                              "livematte needs Robust Video Matting's own ONNX export") from None
-    return source(resized_a.get_node()), source(resized_b.get_node())
+    return _source(resized_a.get_node()), _source(resized_b.get_node())
 
 
 def _state_outputs(model) -> list:
-    by_name = {name: r for r in model.get_results() for name in r.input(0).get_source_output().get_names()}
-    return [by_name[name].input(0).get_source_output() for name in _STATE_OUTPUTS]
+    by_name = {name: _source(r) for r in model.get_results() for name in _source(r).get_names()}
+    return [by_name[name] for name in _STATE_OUTPUTS]
 
 
 class _OnnxRunner:
