@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 import numpy as np
 
 from .frames import Frame, Matted
@@ -24,9 +25,12 @@ from .smoothing import SmoothingSettings, TemporalSmoother
 class Prepared:
     """A frame with its model input ready.
 
-    guide: ``float32 [h, w]``, the mean of R, G, B in 0..1 at model size (scene cuts, and the
-    coarse matte of a :class:`GuidedMatte`); full_guide: the same at the frame's size, for
-    backends whose matte is finished there (None otherwise).
+    model_input: the backend's input for the frame resized to ``input_size``, then padded up to
+    the backend's ``min_side``. guide: ``float32 [h, w]``, the mean of R, G, B in 0..1 at
+    ``input_size``, without the padding: its shape is the region of the model's output that
+    belongs to the frame (and it serves scene cuts, and the coarse matte of a
+    :class:`GuidedMatte`); full_guide: the same at the frame's size, for backends whose
+    matte is finished there (None otherwise).
     """
 
     frame: Frame
@@ -44,6 +48,7 @@ class Engine:
         self.refine = refine
         self.smoother = TemporalSmoother(smoothing)
         self.state = matter.initial_state()
+        self._input_shape: tuple[int, int] | None = None  # the last frame's guide shape, (h, w)
 
     def reset(self) -> None:
         """Forget the past: a new stream or a scene cut."""
@@ -55,7 +60,7 @@ class Engine:
         image = frame.image
         size = self.matter.input_size(image.shape[1], image.shape[0])
         small = resize_to(image, size)
-        model_input = self.matter.prepare(small)
+        model_input = self.matter.prepare(pad_to(small, self.matter.min_side))
         # Both guides are made here, beside the running model, not on its thread.
         full_guide = guide(image) if self.matter.guided else None
         done = time.perf_counter()
@@ -63,10 +68,15 @@ class Engine:
 
     def infer(self, prepared: Prepared) -> Matted:
         t0 = time.perf_counter()
-        if self.smoother.is_cut(prepared.guide):
+        # A restarted source or a new input size starts a new stream: RVM's recurrent state has
+        # the old size's shape (OpenVINO refuses it) and the smoother's past is another picture.
+        new_stream = prepared.frame.restart or prepared.guide.shape != self._input_shape
+        self._input_shape = prepared.guide.shape
+        if new_stream or self.smoother.is_cut(prepared.guide):
             self.reset()
-            self.smoother.is_cut(prepared.guide)  # remember this frame as the new scene's first
+            self.smoother.is_cut(prepared.guide)  # remember this frame as the new stream's first
         matte, self.state = self.matter.infer(prepared.model_input, self.state)
+        matte = crop(matte, *prepared.guide.shape)
         t1 = time.perf_counter()
         if isinstance(matte, GuidedMatte):
             # The coefficients are smoothed with the weights their coarse matte earns, then
@@ -105,3 +115,20 @@ class Engine:
     def process(self, frame: Frame) -> Matted:
         """Both steps on the calling thread (stills, tests, the serial baseline)."""
         return self.infer(self.prepare(frame))
+
+
+def pad_to(image: np.ndarray, min_side: int) -> np.ndarray:
+    """``uint8 [h, w, 3]`` -> ``[max(h, min_side), max(w, min_side), 3]``, the edge pixels repeated
+    below and to the right (so :func:`crop` keeps the top-left); a no-op returns the same array."""
+    height, width = image.shape[:2]
+    bottom, right = max(0, min_side - height), max(0, min_side - width)
+    if not (bottom or right):
+        return image
+    return cv2.copyMakeBorder(image, 0, bottom, 0, right, cv2.BORDER_REPLICATE)
+
+
+def crop(matte: np.ndarray | GuidedMatte, height: int, width: int) -> np.ndarray | GuidedMatte:
+    """A model's output (an alpha or both planes of a GuidedMatte) without what :func:`pad_to` added."""
+    if isinstance(matte, GuidedMatte):
+        return GuidedMatte(matte.a[:height, :width], matte.b[:height, :width])
+    return matte[:height, :width]

@@ -25,12 +25,16 @@ class Frame:
     pts: presentation time on the source's own timeline, seconds.
     captured_at: ``time.perf_counter()`` when the frame entered livematte;
         latency is measured from here.
+    restart: the source restarted here (it changed size, or a camera came back):
+        nothing from earlier frames (a model's recurrent state, the smoother's
+        past) may carry over.
     """
 
     index: int
     image: np.ndarray
     pts: float
     captured_at: float
+    restart: bool = False
 
     def age(self) -> float:
         """Seconds since the frame entered livematte."""

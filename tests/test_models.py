@@ -1,11 +1,15 @@
 
+import sys
+
 import cv2
 import numpy as np
 import pytest
 
 from bshm_graph import expected_alpha, graph_bytes, write_snapshot
 from livematte import models
+from livematte.engine import Engine
 from livematte.errors import LivematteError
+from livematte.frames import Frame
 from livematte.models.base import GuidedMatte, ModelSettings, scaled_size
 from livematte.refine import apply_coefficients, guide
 from livematte.still import matte_image
@@ -13,6 +17,19 @@ from livematte.still import matte_image
 
 def random_image(rng, h, w):
     return rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def model_input(matter, image):
+    """The backend's input for ``image`` as the engine makes it (resized to ``input_size``)."""
+    return Engine(matter).prepare(Frame(0, image, 0.0, 0.0)).model_input
+
+
+def coarse_alpha(matter, image):
+    """RVM's matte at the network's size for ``image`` as a new stream's first frame: the
+    coefficients applied to the guide they were computed for, ``float32 [h, w]`` in [0, 1]."""
+    prepared = Engine(matter).prepare(Frame(0, image, 0.0, 0.0))
+    matte, _ = matter.infer(prepared.model_input, matter.initial_state())
+    return np.clip(matte.a * prepared.guide + matte.b, 0, 1)
 
 
 class TestBSHM:
@@ -62,6 +79,15 @@ class TestBSHM:
             models.load(ModelSettings(name="bshm", model_dir=tmp_path))
 
 
+def hide_openvino(monkeypatch):
+    """OpenVINO uninstalled, as far as imports can tell: every openvino module is unimportable."""
+    for name in {"openvino", *(n for n in sys.modules if n.startswith("openvino."))}:
+        monkeypatch.setitem(sys.modules, name, None)
+
+
+AGREEMENT = 0.01  # mean difference of OpenVINO's bf16 matte from onnxruntime's float32 one
+
+
 class TestRVM:
     def test_separates_the_person_in_a_real_photo(self, rvm_weights, portrait):
         matter = models.load(ModelSettings(name="rvm"))
@@ -74,7 +100,7 @@ class TestRVM:
 
     def test_recurrent_state_goes_in_and_comes_out(self, rvm_weights, portrait):
         matter = models.load(ModelSettings(name="rvm", size=256))
-        prepared = matter.prepare(portrait)
+        prepared = model_input(matter, portrait)
         assert prepared.shape == (1, 3, 256, 218) and prepared.dtype == np.float32
         first, state = matter.infer(prepared, matter.initial_state())
         assert isinstance(first, GuidedMatte) and first.a.shape == first.b.shape == (256, 218)
@@ -90,7 +116,7 @@ class TestRVM:
 
         whole = ort.InferenceSession(str(rvm_weights), providers=["CPUExecutionProvider"])
         matter = models.load(ModelSettings(name="rvm", size=256, runtime="onnxruntime"))
-        prepared = matter.prepare(portrait)
+        prepared = model_input(matter, portrait)
         zeros = np.zeros((1, 1, 1, 1), np.float32)
         _fgr, pha, *_ = whole.run(None, {"src": prepared, "downsample_ratio": np.ones(1, np.float32),
                                          **{f"r{i}i": zeros for i in range(1, 5)}})
@@ -101,12 +127,17 @@ class TestRVM:
         assert np.abs(ours - pha[0, 0]).max() < 2e-3
 
     def test_openvino_and_onnxruntime_agree(self, rvm_weights, portrait):
-        outs = []
-        for runtime in ("openvino", "onnxruntime"):
-            matter = models.load(ModelSettings(name="rvm", size=256, runtime=runtime))
-            matte, _ = matter.infer(matter.prepare(portrait), matter.initial_state())
-            outs.append(np.clip(matte.a * guide(cv2.resize(portrait, (218, 256))) + matte.b, 0, 1))
-        assert np.abs(outs[0] - outs[1]).mean() < 0.01  # bf16 against float32
+        outs = [coarse_alpha(models.load(ModelSettings(name="rvm", size=256, runtime=runtime)), portrait)
+                for runtime in ("openvino", "onnxruntime")]
+        assert outs[0].shape == (256, 218)
+        assert np.abs(outs[0] - outs[1]).mean() < AGREEMENT  # bf16 against float32
+
+    def test_onnxruntime_needs_no_openvino(self, rvm_weights, portrait, monkeypatch):
+        on_openvino = models.load(ModelSettings(name="rvm", size=256, runtime="openvino"))
+        hide_openvino(monkeypatch)
+        matter = models.load(ModelSettings(name="rvm", size=256, runtime="auto"))
+        assert matter.device == "CPU (onnxruntime float32)"
+        assert np.abs(coarse_alpha(matter, portrait) - coarse_alpha(on_openvino, portrait)).mean() < AGREEMENT
 
     def test_finished_at_full_resolution_edges_follow_the_frame(self, rvm_weights, portrait):
         # Upscaled 3x, the portrait's edges are where the full-size frame has them: the
@@ -115,7 +146,7 @@ class TestRVM:
         matter = models.load(ModelSettings(name="rvm", size=512))
         alpha = matte_image(matter, big)
         assert alpha.shape == big.shape[:2]
-        matte, _ = matter.infer(matter.prepare(big), matter.initial_state())
+        matte, _ = matter.infer(model_input(matter, big), matter.initial_state())
         small = cv2.resize(big, (matte.a.shape[1], matte.a.shape[0]), interpolation=cv2.INTER_LINEAR)
         coarse = np.clip(matte.a * guide(small) + matte.b, 0, 1)
         resized = cv2.resize(coarse, (big.shape[1], big.shape[0]), interpolation=cv2.INTER_LINEAR)
@@ -128,6 +159,19 @@ class TestRVM:
         image[..., 2] = 255  # pure red in BGR
         prepared = matter.prepare(image)
         assert prepared[0, 0].min() == 1.0 and prepared[0, 1:].max() == 0.0
+
+    def test_refiner_is_required_without_openvino_too(self, rvm_weights, tmp_path, monkeypatch):
+        import onnx
+
+        # The same model with pha computed another way: the graph walk must say what is missing.
+        proto = onnx.load(str(rvm_weights))
+        clip = next(node for node in proto.graph.node if "pha" in node.output)
+        clip.input[0] = "src"
+        bad = tmp_path / "no_refiner.onnx"
+        onnx.save(proto, str(bad))
+        hide_openvino(monkeypatch)
+        with pytest.raises(LivematteError, match="no_refiner.onnx: no guided-filter refiner"):
+            models.load(ModelSettings(name="rvm", model_dir=bad, runtime="onnxruntime"))
 
     def test_checksum_failure_is_reported(self, tmp_path, monkeypatch):
         monkeypatch.setenv("LIVEMATTE_CACHE", str(tmp_path))
@@ -157,3 +201,39 @@ def test_unknown_model_name():
 def test_status_lists_both_backends():
     names = [s.name for s in models.status()]
     assert names == ["bshm", "rvm"]
+
+
+@pytest.fixture(scope="module", params=["openvino", "onnxruntime"])
+def rvm(request, rvm_weights):
+    return models.load(ModelSettings(name="rvm", runtime=request.param))
+
+
+class TestRVMStreams:
+    """The recurrent state belongs to one stream: one size, one source run."""
+
+    def test_a_new_frame_size_starts_a_new_stream(self, rvm, portrait):
+        images = [cv2.resize(portrait, size, interpolation=cv2.INTER_AREA) for size in ((64, 48), (96, 64), (64, 48))]
+        engine = Engine(rvm)
+        for index, image in enumerate(images):
+            frame = Frame(index, image, index / 30, 0.0)
+            alpha = engine.process(frame).alpha
+            assert alpha.shape == image.shape[:2]
+            assert np.array_equal(alpha, Engine(rvm).process(frame).alpha)  # as a fresh engine's
+
+    def test_a_restarted_source_forgets_the_past(self, rvm, portrait):
+        image = cv2.resize(portrait, (64, 48), interpolation=cv2.INTER_AREA)
+        fresh = Engine(rvm).process(Frame(1, image, 1 / 30, 0.0)).alpha
+        for restart in (False, True):
+            engine = Engine(rvm)
+            engine.process(Frame(0, image, 0.0, 0.0))
+            alpha = engine.process(Frame(1, image, 1 / 30, 0.0, restart=restart)).alpha
+            # Carried over, the state and the smoother change the matte; after a restart, nothing does.
+            assert np.array_equal(alpha, fresh) == restart
+
+    def test_a_failed_run_is_one_line_naming_the_model_and_size(self, rvm, portrait):
+        small, big = (model_input(rvm, cv2.resize(portrait, size)) for size in ((64, 48), (96, 64)))
+        _, state = rvm.infer(small, rvm.initial_state())
+        with pytest.raises(LivematteError) as caught:
+            rvm.infer(big, state)  # the state of another size
+        message = str(caught.value)
+        assert "\n" not in message and f"running {rvm.path} at 96x64 failed: " in message

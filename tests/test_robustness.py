@@ -358,10 +358,11 @@ def fixed_size_graph(tf):
 
 
 def absurd_allocation_graph(tf):
-    """BSHM's contract, but the matte depends on 2**58 floats per input row, sized at run time
-    so that nothing is allocated before ``session.run``."""
+    """BSHM's contract, but the matte depends on 2**56 floats per input row, sized at run time
+    so that nothing is allocated before ``session.run`` (small enough not to overflow int64 at
+    BSHM's 32-row minimum input)."""
     image = tf.compat.v1.placeholder(tf.float32, shape=[None, None, 3], name="input_image")
-    count = tf.cast(tf.shape(image)[0], tf.int64) * 2 ** 58
+    count = tf.cast(tf.shape(image)[0], tf.int64) * 2 ** 56
     huge = tf.zeros(tf.reshape(count, [1]), tf.float32)
     alpha = tf.cast(tf.clip_by_value(image[..., 0] + huge[0], 0.0, 255.0), tf.uint8)
     tf.concat([tf.cast(tf.clip_by_value(image, 0.0, 255.0), tf.uint8), alpha[..., None]], axis=2, name="output_png")
@@ -433,7 +434,8 @@ def test_out_of_memory_on_the_cpu_is_one_clear_line(tmp_path, bad_dir):
                           capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 1
     line = error_line(done.stderr)
-    assert f"out of memory running {model} at 30x20; try a smaller --model-size" in line
+    # The 30x20 photo runs padded to BSHM's 32x32 minimum input.
+    assert f"out of memory running {model} at 32x32; try a smaller --model-size" in line
     assert not any((tmp_path / "out").iterdir())
 
 

@@ -1,10 +1,11 @@
 """The interface every matting backend implements.
 
 A backend is split into two steps so that the engine can double-buffer:
-``prepare`` (resize, colour order, layout; cheap, runs on a helper thread for
-frame N+1) and ``infer`` (the model itself, for frame N). Temporal state goes
-in and comes out of ``infer`` explicitly; backends keep none of their own, so
-the caller decides when to reset it (a new stream, a scene cut).
+``prepare`` (colour order and layout of a picture the engine has already
+resized and padded; cheap, runs on a helper thread for frame N+1) and ``infer``
+(the model itself, for frame N). Temporal state goes in and comes out of
+``infer`` explicitly; backends keep none of their own, so the caller decides
+when to reset it (a new stream, a new size, a scene cut).
 """
 
 from __future__ import annotations
@@ -17,6 +18,12 @@ import cv2
 import numpy as np
 
 
+# The range of an explicit model size (longest side, px). At 32 px RVM's encoder (output stride
+# 16) is already down to 2 px of features across: smaller, no matte is left to find. 4096 is
+# DCI 4K's width: a larger network input buys nothing on real video and only exhausts memory.
+MIN_SIZE, MAX_SIZE = 32, 4096
+
+
 @dataclass(frozen=True)
 class ModelSettings:
     """How to build a backend.
@@ -27,7 +34,7 @@ class ModelSettings:
     size: the model's input is resized so its longest side is ``size`` pixels
         (the matte is brought back to the frame's size); 0 is the backend's
         default: the frame as it is for bshm, 512 px for rvm (RVM's own
-        choice for video).
+        choice for video); otherwise ``MIN_SIZE..MAX_SIZE``.
     threads: CPU threads for the model; 0 lets the runtime choose.
     runtime: for rvm: ``openvino`` (CPU, bf16 where supported), ``onnxruntime``
         (CPU float32, or CUDA with onnxruntime-gpu), or ``auto``.
@@ -44,10 +51,11 @@ class ModelSettings:
     def __post_init__(self):
         # Names are checked by models.load, which lists the choices; numbers here, because a
         # negative thread count reaches TensorFlow's C++ and aborts the process.
-        for name, low, high in (("size", 0, 1 << 16), ("threads", 0, 1024)):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and low <= value <= high):
-                raise ValueError(f"{name} got {value!r}, expected a whole number {low}..{high}")
+        size = self.size
+        if not (isinstance(size, int) and (size == 0 or MIN_SIZE <= size <= MAX_SIZE)):
+            raise ValueError(f"size got {size!r}, expected 0 (the backend's default) or {MIN_SIZE}..{MAX_SIZE}")
+        if not (isinstance(self.threads, int) and 0 <= self.threads <= 1024):
+            raise ValueError(f"threads got {self.threads!r}, expected a whole number 0..1024")
         if not 0 < self.download_timeout < float("inf"):
             raise ValueError(f"download_timeout got {self.download_timeout!r}, expected seconds > 0")
 
@@ -69,18 +77,24 @@ class GuidedMatte:
 class Matter(Protocol):
     name: str
     guided: bool  # infer returns a GuidedMatte rather than an alpha
+    # The smallest height and width (px) the network takes. The engine pads a smaller
+    # input up to it (edge pixels repeated) and crops the output back, so a backend
+    # sees no side below it and any frame from 1x1 up can be matted.
+    min_side: int
 
     def input_size(self, width: int, height: int) -> tuple[int, int]:
-        """(width, height) the model is fed for a frame of this size."""
+        """(width, height) the model is fed for a frame of this size, before padding to min_side."""
 
     def prepare(self, image_bgr: np.ndarray) -> Any:
-        """``uint8 [H, W, 3]`` BGR -> the backend's own input, at input_size."""
+        """``uint8 [h, w, 3]`` BGR, already resized (and padded) by the engine -> the backend's
+        own input at that same size: layout and colour order only, no resizing."""
 
     def initial_state(self) -> Any:
         """Temporal state for the first frame of a stream (None if stateless)."""
 
     def infer(self, prepared: Any, state: Any) -> tuple[np.ndarray | GuidedMatte, Any]:
-        """-> (alpha ``float32 [h, w]`` in [0, 1] at input size, or a GuidedMatte; next state)."""
+        """-> (alpha ``float32 [h, w]`` in [0, 1] at the prepared (padded) size, or a GuidedMatte
+        at that size; next state). The state's shape may depend on the input's size."""
 
 
 def scaled_size(width: int, height: int, longest: int) -> tuple[int, int]:

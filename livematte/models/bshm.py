@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LivematteError, error_line
-from .base import ModelSettings, resize_to, scaled_size
+from .base import ModelSettings, scaled_size
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,10 @@ def download(timeout: float) -> Path:
 class BSHMMatter:
     name = "bshm"
     guided = False  # its alpha comes out whole, at the input's size
+    # Not measured: the real weights are out of reach here. The model is a U-Net (ModelScope's
+    # name for it), and U-Nets halve their input up to five times (output stride 32): 32 px
+    # keeps the deepest features at least 1x1. Only frames under 32 px are padded at all.
+    min_side = 32
 
     def __init__(self, settings: ModelSettings):
         self.path = find_local_weights(settings.model_dir) or download(settings.download_timeout)
@@ -135,9 +139,8 @@ class BSHMMatter:
         return scaled_size(width, height, self.size)
 
     def prepare(self, image_bgr: np.ndarray) -> np.ndarray:
-        """-> ``float32 [h, w, 3]`` RGB in 0..255."""
-        small = resize_to(image_bgr, self.input_size(image_bgr.shape[1], image_bgr.shape[0]))
-        return small[:, :, ::-1].astype(np.float32)
+        """``uint8 [h, w, 3]`` BGR at the model's input size -> ``float32 [h, w, 3]`` RGB in 0..255."""
+        return image_bgr[:, :, ::-1].astype(np.float32)
 
     def initial_state(self) -> None:
         return None

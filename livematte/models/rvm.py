@@ -21,14 +21,19 @@ against 4.2 for the whole model fed 704x396 at ratio 0.5, and 9% less model time
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import LivematteError, error_line
-from .base import GuidedMatte, ModelSettings, resize_to, scaled_size
+from .base import GuidedMatte, ModelSettings, scaled_size
 from . import weights
+
+if TYPE_CHECKING:
+    import onnx
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,11 @@ RUNTIMES = ("auto", "openvino", "onnxruntime")
 class RVMMatter:
     name = "rvm"
     guided = True
+    # Measured on the real model: OpenVINO refuses a side below 5 px (the three chained 2x2
+    # ceil-mode AveragePools that shrink the input for the decoder leave ceil(side / 4) px for
+    # the last one, whose kernel needs 2); onnxruntime takes 1x1. Any side from 5 works on both,
+    # odd ones included: no multiple is needed (the decoder crops its upsampled maps).
+    min_side = 5
 
     def __init__(self, settings: ModelSettings):
         self.path = resolve_weights(settings)
@@ -63,10 +73,9 @@ class RVMMatter:
         return scaled_size(width, height, self.size)
 
     def prepare(self, image_bgr: np.ndarray) -> np.ndarray:
-        """-> ``float32 [1, 3, h, w]`` RGB in [0, 1]."""
-        small = resize_to(image_bgr, self.input_size(image_bgr.shape[1], image_bgr.shape[0]))
+        """``uint8 [h, w, 3]`` BGR at the model's input size -> ``float32 [1, 3, h, w]`` RGB in [0, 1]."""
         # One pass: BGR->RGB by reversed channel index, HWC->CHW, scale.
-        chw = small.transpose(2, 0, 1)[::-1]
+        chw = image_bgr.transpose(2, 0, 1)[::-1]
         return np.multiply(chw, np.float32(1 / 255), dtype=np.float32)[None]
 
     def initial_state(self) -> tuple[np.ndarray, ...]:
@@ -91,80 +100,77 @@ def _has_cuda_onnxruntime() -> bool:
     return "CUDAExecutionProvider" in ort.get_available_providers()
 
 
-def _check_inputs(names: set[str], path: Path) -> None:
-    missing = {"src", "downsample_ratio", *_STATE_NAMES} - names
-    if missing:
-        raise LivematteError(f"{path} is not a Robust Video Matting model (no input {', '.join(sorted(missing))})")
-
-
-def _read_onnx(path: Path):
-    """The ONNX file as an OpenVINO model, with a one-line error for a file that is not one."""
-    from openvino.frontend import FrontEndManager
+def _load_onnx(path: Path) -> onnx.ModelProto:
+    """The file as an ``onnx.ModelProto``, with a one-line error for a file that is not RVM's ONNX."""
+    import onnx
 
     try:
-        # Only the ONNX frontend: read_model tries every frontend in turn, and TensorFlow's
-        # prints its parse errors for a damaged file straight to stderr.
-        frontend = FrontEndManager().load_by_framework("onnx")
-        model = frontend.convert(frontend.load(str(path)))
-    except Exception as e:  # OpenVINO raises RuntimeError with long multi-line texts
+        proto = onnx.load(str(path))
+    except Exception as e:  # protobuf's DecodeError, onnx's own errors
         raise LivematteError(f"cannot load {path} as an ONNX model: {error_line(e, last=True)}") from e
-    _check_inputs({i.get_any_name() for i in model.inputs}, path)
-    return model
+    present = {t.name for t in proto.graph.input} | {t.name for t in proto.graph.output}
+    missing = {"src", "downsample_ratio", *_STATE_NAMES, *_STATE_OUTPUTS} - present
+    if missing:
+        raise LivematteError(f"{path} is not a Robust Video Matting model (no {', '.join(sorted(missing))})")
+    return proto
 
 
-def _source(node, index: int = 0):
-    """The output that feeds ``node``'s input ``index``."""
-    return node.input(index).get_source_output()
+def _coefficient_names(graph: onnx.GraphProto, path: Path) -> tuple[str, str]:
+    """The tensors holding the refiner's coefficients ``(A, b)`` at the coarse size: the inputs of
+    the two Resize nodes in ``pha = clip(split(resize(A) * guide + resize(b)))``, found by walking
+    the ONNX graph back from ``pha``."""
+    producer = {name: node for node in graph.node for name in node.output}
 
-
-def _coefficient_outputs(model, path: Path):
-    """The refiner's coefficients ``(A, b)`` at the coarse size: the inputs of the two resizes in
-    ``pha = clamp(split(A_resized * guide + b_resized))``, found by walking back from ``pha``."""
-    def kind(output):
-        return output.get_node().get_type_name()
+    def feeding(node) -> list:
+        """The nodes whose outputs ``node`` takes (graph inputs and weights have none)."""
+        return [producer[name] for name in node.input if name in producer]
 
     try:
-        out = next(_source(r) for r in model.get_results() if "pha" in _source(r).get_names())
-        while kind(out) in ("Minimum", "Maximum", "Clamp"):  # the clamp to [0, 1]: follow its variable side
-            node = out.get_node()
-            out = next(_source(node, i) for i in range(node.get_input_size()) if kind(_source(node, i)) != "Constant")
-        if kind(out) not in ("VariadicSplit", "Split"):
+        node = producer["pha"]
+        while node.op_type in ("Clip", "Min", "Max"):  # the clamp to [0, 1]: follow its computed side
+            node = next(n for n in feeding(node) if n.op_type != "Constant")
+        if node.op_type != "Split":
             raise StopIteration
-        add = _source(out.get_node()).get_node()
-        inputs = [_source(add, i) for i in range(add.get_input_size())]
-        resized_b = next(o for o in inputs if kind(o) == "Interpolate")
-        multiply = next(o for o in inputs if kind(o) == "Multiply").get_node()
-        resized_a = next(_source(multiply, i) for i in range(2) if kind(_source(multiply, i)) == "Interpolate")
-    except StopIteration:
+        add = producer[node.input[0]]
+        resize_b = next(n for n in feeding(add) if n.op_type == "Resize")
+        multiply = next(n for n in feeding(add) if n.op_type == "Mul")
+        resize_a = next(n for n in feeding(multiply) if n.op_type == "Resize")
+    except (KeyError, StopIteration):
         raise LivematteError(f"{path}: no guided-filter refiner before its 'pha' output; "
                              "livematte needs Robust Video Matting's own ONNX export") from None
-    return _source(resized_a.get_node()), _source(resized_b.get_node())
+    return resize_a.input[0], resize_b.input[0]
 
 
-def _state_outputs(model) -> list:
-    by_name = {name: _source(r) for r in model.get_results() for name in _source(r).get_names()}
-    return [by_name[name] for name in _STATE_OUTPUTS]
+def _coefficient_model(path: Path) -> bytes:
+    """RVM's ONNX with its outputs re-declared as the refiner's coefficients ``A``, ``b``
+    (``float32 [1, 4, h, w]``) and the state ``r1o``..``r4o``: both runtimes then leave out
+    everything after them. Both runtimes load these bytes: the graph is walked once, in ONNX,
+    and onnxruntime works without OpenVINO installed."""
+    import onnx
+
+    proto = _load_onnx(path)
+    a, b = _coefficient_names(proto.graph, path)
+    declared = {t.name: t for t in proto.graph.output}
+    coefficients = [onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in (a, b)]
+    outputs = coefficients + [declared[name] for name in _STATE_OUTPUTS]
+    del proto.graph.output[:]
+    proto.graph.output.extend(outputs)
+    return proto.SerializeToString()
+
+
+def _run_failed(path: Path, feeds: dict, error: Exception) -> LivematteError:
+    """A failed model run as one line naming the model file and the input size."""
+    height, width = feeds["src"].shape[2:]
+    return LivematteError(f"running {path} at {width}x{height} failed: {error_line(error, last=True)}")
 
 
 class _OnnxRunner:
-    """onnxruntime: CUDA when onnxruntime-gpu finds a GPU, else CPU in float32.
-
-    The model's outputs are re-declared (with the ``onnx`` package) as the refiner's
-    coefficients and the state; onnxruntime then leaves out everything after them.
-    """
+    """onnxruntime: CUDA when onnxruntime-gpu finds a GPU, else CPU in float32."""
 
     def __init__(self, path: Path, threads: int):
-        import onnx
         import onnxruntime as ort
 
-        a, b = (o.get_any_name() for o in _coefficient_outputs(_read_onnx(path), path))
-        proto = onnx.load(str(path))
-        kept = [o for o in proto.graph.output if o.name in _STATE_OUTPUTS]
-        del proto.graph.output[:]
-        proto.graph.output.extend([onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
-                                   for name in (a, b)] + kept)
-        self.model_bytes = proto.SerializeToString()
-
+        self.model_bytes = _coefficient_model(path)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
@@ -194,7 +200,7 @@ class _OnnxRunner:
             a, b, *state = self.session.run(None, feeds)
         except Exception as e:  # onnxruntime's untyped errors; on CUDA mostly out of memory
             if not self.on_gpu:
-                raise LivematteError(f"running {self.path} failed: {error_line(e, last=True)}") from e
+                raise _run_failed(self.path, feeds, e) from e
             log.warning("CUDA run of %s failed (%s); continuing on the CPU", self.path, error_line(e, last=True))
             self.session = self._load(["CPUExecutionProvider"])
             return self.run(feeds)
@@ -211,6 +217,7 @@ class _OpenVinoRunner:
 
     def __init__(self, path: Path, threads: int):
         import openvino as ov
+        from openvino.frontend import FrontEndManager
 
         core = ov.Core()
         capabilities = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
@@ -218,22 +225,29 @@ class _OpenVinoRunner:
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
-        model = _read_onnx(path)
-        outputs = [*_coefficient_outputs(model, path), *_state_outputs(model)]
+        model_bytes = _coefficient_model(path)
         try:
-            self.compiled = core.compile_model(ov.Model(outputs, model.get_parameters(), "rvm_coefficients"),
-                                               "CPU", config)
-        except Exception as e:  # OpenVINO's RuntimeError
+            # The ONNX frontend itself: read_model would try every frontend in turn, and
+            # TensorFlow's prints its parse errors straight to stderr.
+            frontend = FrontEndManager().load_by_framework("onnx")
+            model = frontend.convert(frontend.load(io.BytesIO(model_bytes)))
+            self.compiled = core.compile_model(model, "CPU", config)
+        except Exception as e:  # OpenVINO's RuntimeError with long multi-line texts
             raise LivematteError(f"cannot compile {path} for the CPU: {error_line(e, last=True)}") from e
         self.request = self.compiled.create_infer_request()
+        self.path = path
         self.device = f"CPU (OpenVINO {precision})"
 
     def run(self, feeds: dict) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
         """-> the alpha channel's ``A`` and ``b`` (``float32 [h, w]``) and the next state."""
-        results = self.request.infer(feeds)
-        # Copies: the request reuses its output buffers on the next call.
-        a, b = (np.array(results[i][0, -1]) for i in (0, 1))
-        return a, b, tuple(np.array(results[i]) for i in range(2, 2 + len(_STATE_OUTPUTS)))
+        try:
+            results = self.request.infer(feeds)
+            # Copies: the request reuses its output buffers on the next call.
+            a, b = (np.array(results[i][0, -1]) for i in (0, 1))
+            state = tuple(np.array(results[i]) for i in range(2, 2 + len(_STATE_OUTPUTS)))
+        except Exception as e:  # OpenVINO's RuntimeError (a shape it cannot take) with a many-line text
+            raise _run_failed(self.path, feeds, e) from e
+        return a, b, state
 
 
 def resolve_weights(settings: ModelSettings) -> Path:
