@@ -306,9 +306,9 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
     if encode:
         from .sinks.file import FileSink
 
-        audio = source_path if source.info.has_audio and not realtime else None
         sink = FileSink(workdir / f"{config.preset}.mp4", source.width, source.height, source.info.rate,
-                        audio_from=audio, crf=config.output.crf, preset=config.output.preset)
+                        audio=None if realtime else source.audio, crf=config.output.crf,
+                        preset=config.output.preset)
     else:
         sink = NullSink()
     total = min(frames, source.info.frame_count or frames)

@@ -23,7 +23,14 @@ log = logging.getLogger(__name__)
 
 
 class FileSource:
-    """A video file or stream URL, decoded with PyAV.
+    """A video file or stream URL, decoded with PyAV, opened once.
+
+    The reader opened here describes the input (``info``) and decodes its frames later, so a
+    URL is one connection. ``audio`` is that same reader's :class:`~livematte.videoio.AudioFeed`
+    (None when the file has no audio): give it to the output file's writer, which takes the
+    packets the reader demuxes along with the frames. Unclaimed, it holds at most
+    ``AudioFeed.CAPACITY_BYTES``. ``frames()`` is one pass; a second call (a caller looping
+    the file) opens the file again, without audio.
 
     ``strict``: a file that turns out damaged or truncated part-way is an error (for
     processing a whole file), not a warning (for playing it like a camera).
@@ -32,26 +39,36 @@ class FileSource:
 
     def __init__(self, path: str, *, realtime: bool = False, strict: bool = False,
                  on_decode: Callable[[float], None] | None = None):
-        from .videoio import probe
+        from .videoio import VideoReader
 
         self.path = path
         self.strict = strict
         self.on_decode = on_decode
-        self.info = probe(path)
+        self._reader = VideoReader(path, strict=strict, audio=True)
+        self._played = False
+        self.info = self._reader.info
+        self.audio = self._reader.audio
         self.width, self.height = self.info.width, self.info.height
         self.fps = self.info.fps or 30.0
         self.live = realtime
         self.name = str(path)
 
     def frames(self) -> Iterator[tuple[np.ndarray, float]]:
+        """``(image, pts)``: ``uint8 [H, W, 3]`` BGR upright, pts in seconds on the file's timeline."""
         from .videoio import VideoReader
 
-        with VideoReader(self.path, strict=self.strict) as reader:
+        reader = VideoReader(self.path, strict=self.strict) if self._played else self._reader
+        self._played = True
+        try:
             decoded = reader.frames() if self.on_decode is None else _timed(reader.frames(), self.on_decode)
             yield from _paced(decoded) if self.live else decoded
+        finally:
+            if reader is not self._reader:
+                reader.close()
 
     def close(self) -> None:
-        pass
+        """Close the input (idempotent); ``audio`` keeps what was demuxed for its writer."""
+        self._reader.close()
 
 
 def _timed(frames: Iterator, on_decode: Callable[[float], None]) -> Iterator:
@@ -109,6 +126,10 @@ class CameraSource:
         if not capture.isOpened():
             capture.release()
             return None
+        if self.settings.fourcc:
+            # Before the size: V4L2 offers sizes per pixel format, so asking 1280x720 first
+            # can settle on a raw format that only manages a few fps at that size.
+            capture.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*self.settings.fourcc))
         capture.set(cv2.CAP_PROP_FRAME_WIDTH, self.settings.width)
         capture.set(cv2.CAP_PROP_FRAME_HEIGHT, self.settings.height)
         capture.set(cv2.CAP_PROP_FPS, self.settings.fps)

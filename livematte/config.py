@@ -28,11 +28,16 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 
 @dataclass(frozen=True)
 class CaptureSettings:
-    """What to ask a camera for (it may give something else; the output follows what it gives)."""
+    """What to ask a camera for (it may give something else; the output follows what it gives).
+
+    fourcc: the pixel format asked for, four characters; "MJPG" because most USB cameras give
+    720p30 only compressed (their raw YUYV is limited by USB bandwidth). "" keeps the camera's default.
+    """
 
     width: int = 1280
     height: int = 720
     fps: float = 30.0
+    fourcc: str = "MJPG"
 
     def __post_init__(self):
         for name in ("width", "height"):
@@ -40,6 +45,8 @@ class CaptureSettings:
                 raise ValueError(f"{name} got {getattr(self, name)!r}, expected 1..{MAX_SIDE} pixels")
         if not MIN_FPS <= self.fps <= MAX_FPS:
             raise ValueError(f"fps got {self.fps!r}, expected {MIN_FPS}..{MAX_FPS}")
+        if self.fourcc and not (len(self.fourcc) == 4 and self.fourcc.isascii() and self.fourcc.isprintable()):
+            raise ValueError(f"fourcc got {self.fourcc!r}, expected four characters (e.g. MJPG, YUYV) or \"\"")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,9 @@
 """Video files in and out: decoding to upright BGR frames, encoding composites and mattes safely.
 
 Reading: :func:`probe` and :class:`VideoReader` turn any file (or http(s) URL) FFmpeg can demux
-into ``uint8 [H, W, 3]`` BGR pictures with their presentation times in seconds.
+into ``uint8 [H, W, 3]`` BGR pictures with their presentation times in seconds. A reader opened
+with ``audio=True`` also hands the file's audio packets, demuxed along with the video from the
+same container, to an :class:`AudioFeed` that a writer takes them from.
 
 Writing: :class:`VideoWriter` (composites, optionally transparent, with the source's audio) and
 :class:`AlphaWriter` (lossless mattes) write under a temporary name beside the target and move
@@ -17,6 +19,8 @@ import operator
 import os
 import re
 import shutil
+import threading
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -42,7 +46,9 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".m
                             ".wmv", ".gif"})
 ALPHA_KINDS = ("mkv", "png")
 
-# How far audio may run ahead of the latest video frame when interleaving, seconds.
+# How far audio may run ahead of the latest video frame when interleaving, seconds. Writers
+# keep to one frame period when that is shorter, so that VideoWriter.end_audio_at(last frame's
+# pts + one frame), called after the last frame, still finds all the audio past it unwritten.
 AUDIO_LEAD_S = 0.1
 
 _FRAME_NAME = re.compile(r"^\d{6}\.png$")
@@ -157,29 +163,40 @@ def _to_bgr(frame: av.VideoFrame) -> np.ndarray:
 
 
 class VideoReader:
-    """Decodes one video file or http(s) URL into upright BGR frames.
+    """Decodes one video file or http(s) URL into upright BGR frames, opening it once.
 
     Opening reads the headers and decodes the first frame, so a file that cannot be read
     fails here with a :class:`LivematteError` naming it, before any work is done.
     ``info`` describes the video; :meth:`frames` yields every frame once, in order.
 
+    ``audio=True``: the first audio stream is demuxed together with the video, and its
+    packets go to ``self.audio`` (an :class:`AudioFeed`, None when the file has no audio) as
+    they come, for a :class:`VideoWriter` to take.
+
     A file that ends before its container says it should (a partial download, a damaged
     middle) is noticed once decoding stops: ``strict`` raises :class:`LivematteError`
     then, otherwise a warning is logged and the frames decoded so far are kept.
+
+    :meth:`frames` may run on another thread than :meth:`close`: closing waits for the
+    packet being decoded, and the frames stop there.
     """
 
-    def __init__(self, path: PathLike, *, strict: bool = False):
+    def __init__(self, path: PathLike, *, strict: bool = False, audio: bool = False):
         self.path = str(path)
         self.strict = strict
+        self.audio: AudioFeed | None = None
         self._stopped = False  # decoding failed part-way (already reported)
+        self._closed = False
+        # Held while FFmpeg uses the container: during each demux/decode step, and by close().
+        self._lock = threading.Lock()
         self._container = _open_input(self.path)
         try:
-            self._first, self.info = self._start()
+            self._first, self.info = self._start(audio)
         except BaseException:
-            self._container.close()
+            self.close()
             raise
 
-    def _start(self) -> tuple[av.VideoFrame, VideoInfo]:
+    def _start(self, audio: bool) -> tuple[av.VideoFrame, VideoInfo]:
         container, name = self._container, self.path
         if not container.streams.video:
             what = "audio only, " if container.streams.audio else ""
@@ -189,10 +206,15 @@ class VideoReader:
             raise LivematteError(f"{name}: its video codec is not supported by this FFmpeg")
         codec = stream.codec_context.name
         stream.thread_type = "AUTO"
-        self._stream = stream
-        self._decoded = container.decode(stream)
+        self._declared = self._declared_end(stream)
+        streams = [stream]
+        if audio and container.streams.audio:
+            streams.append(container.streams.audio[0])
+            self.audio = AudioFeed(name, streams[1], container.format.name, self._lock)
+        self._decoded = self._demux(streams)
         try:
-            first = next(self._decoded)
+            with self._lock:
+                first = next(self._decoded)
         except StopIteration:
             raise LivematteError(f"{name} contains no decodable video frames") from None
         except av.error.FFmpegError as e:
@@ -222,6 +244,15 @@ class VideoReader:
                          has_audio=bool(container.streams.audio), codec=codec)
         return first, info
 
+    def _demux(self, streams: list[av.stream.Stream]) -> Iterator[av.VideoFrame]:
+        """Frames of ``streams[0]`` (the video); packets of ``streams[1]``, the audio if any, go to the feed."""
+        for packet in self._container.demux(streams):
+            # By stream, not stream_index: the empty packets that end each stream leave the index at 0.
+            if packet.stream is streams[0]:
+                yield from packet.decode()
+            else:
+                self.audio._put(packet)
+
     def frames(self) -> Iterator[tuple[np.ndarray, float]]:
         """Yield ``(image, pts)``: ``uint8 [H, W, 3]`` BGR upright, pts in seconds.
 
@@ -230,6 +261,8 @@ class VideoReader:
         """
         step = 1.0 / self.info.fps
         pts: float | None = None
+        if self.audio is not None:
+            self.audio.release_unless_claimed()  # no writer wants it: demux it, keep none
         for frame in self._frames():
             if frame.pts is not None and frame.time_base:
                 pts = float(frame.pts * frame.time_base)
@@ -240,7 +273,7 @@ class VideoReader:
             if turn:
                 image = cv2.rotate(image, _CLOCKWISE[turn])
             yield image, pts
-        if pts is not None and not self._stopped:
+        if pts is not None and not self._stopped and not self._closed:
             missing = self._missing(pts + step)
             if missing:
                 self._ended_early(missing)
@@ -252,32 +285,42 @@ class VideoReader:
         yield first
         count = 1
         while True:
-            try:
-                frame = next(self._decoded)
-            except StopIteration:
-                return
-            except av.error.FFmpegError as e:
-                self._stopped = True
-                self._ended_early(f"decoding stopped after {count} frames ({e.strerror or e})")
+            with self._lock:
+                if self._closed:
+                    return
+                try:
+                    frame = next(self._decoded)
+                except StopIteration:
+                    return
+                except av.error.FFmpegError as e:
+                    self._stopped = True
+                    error = e
+                    frame = None
+            if frame is None:
+                self._ended_early(f"decoding stopped after {count} frames ({error.strerror or error})")
                 return
             count += 1
             yield frame
+
+    @staticmethod
+    def _declared_end(stream: av.VideoStream) -> float | None:
+        """Where the stream says it ends, seconds: its duration (MP4, AVI...) or Matroska's DURATION tag."""
+        if stream.duration is not None and stream.time_base:
+            return float((stream.duration + (stream.start_time or 0)) * stream.time_base)
+        if _MKV_DURATION.match(stream.metadata.get("DURATION", "")):
+            hours, minutes, seconds = stream.metadata["DURATION"].split(":")
+            return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+        return None
 
     def _missing(self, end: float) -> str | None:
         """How far short of its declared length decoding stopped (at ``end`` s), or None.
 
         FFmpeg reports no error when a file simply stops (a partial download), so the
-        stream's duration (MP4, AVI...) or Matroska's DURATION tag is the reference. Frame
-        counts are not: files cut without re-encoding hold pre-roll frames that are never
-        shown. The margin leaves room for a long-lasting last frame.
+        declared end is the reference. Frame counts are not: files cut without re-encoding
+        hold pre-roll frames that are never shown. The margin leaves room for a long-lasting
+        last frame.
         """
-        stream = self._stream
-        declared = None
-        if stream.duration is not None and stream.time_base:
-            declared = float((stream.duration + (stream.start_time or 0)) * stream.time_base)
-        elif _MKV_DURATION.match(stream.metadata.get("DURATION", "")):
-            hours, minutes, seconds = stream.metadata["DURATION"].split(":")
-            declared = int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+        declared = self._declared
         if declared and end < declared - max(0.5, declared / 10):
             return f"it ends at {end:.2f} s of its {declared:.2f} s"
         return None
@@ -288,14 +331,184 @@ class VideoReader:
         log.warning("%s: %s; the file looks damaged or truncated, keeping what was decoded", self.path, what)
 
     def close(self) -> None:
-        self._first = None
-        self._container.close()
+        """Close the input (idempotent). The audio feed keeps what was demuxed until its writer is done."""
+        with self._lock:
+            self._first = None
+            if self._closed:
+                return
+            self._closed = True
+            if self.audio is not None:
+                self.audio._input_closed()
+            self._container.close()
 
     def __enter__(self) -> VideoReader:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class AudioFeed:
+    """The first audio stream of one input, as its compressed packets in demux order, for one writer.
+
+    A :class:`VideoReader` opened with ``audio=True`` adds packets as it demuxes them along
+    with the video (on the capture thread); the :class:`VideoWriter` given the feed takes them
+    up to the video time it has written (on its own thread). Thread-safe. Demux order keeps
+    the feed short (the frames in flight plus the file's audio/video interleaving: a fraction
+    of a second); ``CAPACITY_BYTES`` bounds it anyway: beyond that the oldest packets are
+    dropped, with a warning once a writer holds the feed.
+
+    :meth:`from_file` makes one that reads a file's audio itself, as the writer asks for it.
+
+    name: the input, for messages. format_name: its FFmpeg demuxer. codec: the audio codec's
+    FFmpeg name, None when this FFmpeg cannot decode it (copying it may still work).
+    decoder: the stream's decoder (None likewise), for the writer's thread only.
+    input_lock: the lock held by whoever uses the input's container (the reader's).
+    """
+
+    CAPACITY_BYTES = 16 * 2**20
+
+    def __init__(self, name: str, stream: av.audio.stream.AudioStream, format_name: str,
+                 input_lock: threading.Lock):
+        self.name = name
+        self.format_name = format_name
+        # PyAV allocates this apart from the container, so it stays usable after the input closes.
+        self.decoder = stream.codec_context
+        self.codec = self.decoder.name if self.decoder is not None else None
+        self._stream: av.audio.stream.AudioStream | None = stream  # None once the input is closed
+        self._input_lock = input_lock
+        self._lock = threading.Lock()  # guards the fields below
+        self._packets: deque[av.Packet] = deque()
+        self._bytes = 0
+        self._claimed = self._released = self._warned = False
+        self._pull: Iterator[av.Packet] | None = None  # from_file: where packets come from
+        self._owned: av.container.InputContainer | None = None
+
+    @classmethod
+    def from_file(cls, path: PathLike) -> AudioFeed | None:
+        """The audio of the file or URL at ``path``, demuxed as the writer takes it; None if it has none.
+
+        This opens ``path`` a second time; a :class:`VideoReader`'s own feed does not.
+        """
+        container = _open_input(path)
+        if not container.streams.audio:
+            container.close()
+            return None
+        stream = container.streams.audio[0]
+        feed = cls(str(path), stream, container.format.name, threading.Lock())
+        feed._owned = container
+        feed._pull = container.demux(stream)
+        return feed
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of packets waiting for the writer."""
+        with self._lock:
+            return self._bytes
+
+    def claim(self) -> None:
+        """Reserve the packets for one writer (a second claim is a ValueError: each packet goes once)."""
+        with self._lock:
+            if self._claimed:
+                raise ValueError(f"the audio of {self.name} already goes to another writer")
+            self._claimed = True
+
+    def add_copy_to(self, output: av.container.OutputContainer) -> av.audio.stream.AudioStream:
+        """A new stream in ``output`` for these packets as they are; ValueError if its format cannot hold them."""
+        with self._input_lock:
+            if self._stream is None:
+                raise LivematteError(f"cannot copy the audio of {self.name}: it is already closed")
+            return output.add_stream_from_template(self._stream)
+
+    def take(self, before: float, *, whole: bool = False) -> list[av.Packet]:
+        """Remove and return, in order, the packets that start before ``before`` seconds
+        (``whole``: that also end by then)."""
+        with self._lock:
+            if self._pull is not None:
+                self._read_until(before)
+            taken = []
+            while self._packets:
+                start = _packet_start(self._packets[0])
+                if start is not None and start >= before:
+                    break
+                if whole and start is not None and start + _packet_length(self._packets[0]) > before:
+                    break
+                packet = self._packets.popleft()
+                self._bytes -= packet.size
+                taken.append(packet)
+            return taken
+
+    def release_unless_claimed(self) -> None:
+        """Frames start flowing: with no writer by now there will be none, so hold nothing."""
+        with self._lock:
+            claimed = self._claimed
+        if not claimed:
+            self.release()
+
+    def release(self) -> None:
+        """The writer is done: drop what is held, keep nothing more, close a file opened for it."""
+        with self._lock:
+            self._released = True
+            self._packets.clear()
+            self._bytes = 0
+            self._pull = None
+        if self._owned is not None:
+            with self._input_lock:
+                self._input_closed()
+                self._owned.close()
+
+    def _put(self, packet: av.Packet) -> None:
+        """From the reader: one more packet, in demux order."""
+        with self._lock:
+            self._store(packet)
+
+    def _input_closed(self) -> None:
+        """From the reader, holding its lock: the container is closed (packets stay valid, the stream does not)."""
+        self._stream = None
+
+    def _store(self, packet: av.Packet) -> None:
+        # The demuxer ends each stream with an empty packet, a flush marker for decoders.
+        if self._released or packet.size == 0:
+            return
+        self._packets.append(packet)
+        self._bytes += packet.size
+        while self._bytes > self.CAPACITY_BYTES:
+            self._bytes -= self._packets.popleft().size
+            if self._claimed and not self._warned:
+                self._warned = True
+                log.warning("%s: the audio ran more than %d MiB ahead of the video written; "
+                            "the oldest was dropped, so the output's audio has a gap",
+                            self.name, self.CAPACITY_BYTES >> 20)
+
+    def _read_until(self, before: float) -> None:
+        """from_file: demux until a packet that starts at or after ``before`` is held, or the end."""
+        while True:
+            last = _packet_start(self._packets[-1]) if self._packets else None
+            if last is not None and last >= before:
+                return
+            try:
+                packet = next(self._pull)
+            except StopIteration:
+                self._pull = None
+                return
+            except av.error.FFmpegError as e:
+                log.warning("%s: audio ends early (%s)", self.name, e.strerror or e)
+                self._pull = None
+                return
+            self._store(packet)
+
+
+def _packet_start(packet: av.Packet) -> float | None:
+    """When a packet starts, seconds; None when it has no timestamp (it then goes with the one before)."""
+    when = packet.pts if packet.pts is not None else packet.dts
+    if when is None or not packet.time_base:
+        return None
+    return float(when * packet.time_base)
+
+
+def _packet_length(packet: av.Packet) -> float:
+    """How long a packet plays, seconds (0 when the demuxer does not say)."""
+    return float(packet.duration * packet.time_base) if packet.duration and packet.time_base else 0.0
 
 
 def probe(path: PathLike) -> VideoInfo:
@@ -452,14 +665,21 @@ class _Clock:
         self._name = name
         self._warned = False
 
-    def next(self, pts: float | None) -> int:
+    @property
+    def last_seconds(self) -> float | None:
+        """The last time handed out, seconds; None before the first."""
+        return None if self._last is None else float(self._last * self.tick)
+
+    def next(self, pts: float | None, *, repeat: bool = False) -> int:
+        """Ticks for ``pts`` seconds (None: one frame period on); ``repeat``: a frame shown
+        again, one tick after the last, as expected rather than warned about."""
         if pts is None:
             ticks = 0 if self._last is None else self._last + max(1, round(self._step))
         else:
             ticks = round(pts / self.tick)
         if self._last is not None and ticks <= self._last:
             # Muxers reject repeated or backward timestamps; nudging keeps every frame.
-            if not self._warned:
+            if not self._warned and not repeat:
                 log.warning("%s: non-increasing timestamp %.6f s after %.6f s; shifted forward",
                             self._name, float(ticks * self.tick), float(self._last * self.tick))
                 self._warned = True
@@ -488,59 +708,54 @@ class _PngFolder:
 
 
 class _AudioCarrier:
-    """Moves the audio of a source file into an output container, alongside the video.
+    """Moves the packets of an :class:`AudioFeed` into an output container, alongside the video.
 
     Packets are copied untouched when the output container accepts the codec, otherwise
     decoded, resampled and encoded with the kind's audio encoder. :meth:`pump` advances
-    up to a time so that audio is interleaved with the video as it is written.
+    up to a time so that audio is interleaved with the video as it is written. ``end``
+    (seconds) cuts the audio there: copied packets that start at or after it are left out,
+    re-encoded audio stops at that sample. Only whole packets that end by the pumped time
+    go out, so an ``end`` set later, but not before that time, is still exact.
     """
 
-    def __init__(self, source: str, output: av.container.OutputContainer, kind: _Kind, out_name: Path):
-        self._source = source
+    def __init__(self, feed: AudioFeed, output: av.container.OutputContainer, kind: _Kind, out_name: Path):
+        feed.claim()
+        self._feed = feed
         self._out = output
         self._out_name = out_name
-        self._input = _open_input(source)
+        self.end = math.inf
         self.active = False
         try:
             self._setup(kind)
         except BaseException:
-            self._input.close()
+            feed.release()
             raise
 
     def _setup(self, kind: _Kind) -> None:
-        if not self._input.streams.audio:
-            log.info("%s has no audio; %s will be silent", self._source, self._out_name)
-            self._input.close()
-            return
-        src = self._input.streams.audio[0]
-        self._src = src
-        codec = src.codec_context.name if src.codec_context is not None else None
+        feed = self._feed
         # ADTS (raw .aac, MPEG-TS) AAC needs a bitstream filter to go into MP4/MOV; re-encoding is simpler.
-        adts = self._input.format.name in ("aac", "mpegts") and kind.container in ("mp4", "mov")
-        self._copy = codec in kind.audio_copy and not adts
+        adts = feed.format_name in ("aac", "mpegts") and kind.container in ("mp4", "mov")
+        self._copy = feed.codec in kind.audio_copy and not adts
         if self._copy:
             try:
-                self._dst = self._out.add_stream_from_template(src)
+                self._dst = feed.add_copy_to(self._out)
             except ValueError:
                 self._copy = False
         if not self._copy:
-            if src.codec_context is None:
-                log.warning("%s: its audio codec cannot be decoded; %s will be silent", self._source, self._out_name)
-                self._input.close()
+            if feed.decoder is None:
+                log.warning("%s: its audio codec cannot be decoded; %s will be silent", feed.name, self._out_name)
+                feed.release()
                 return
-            self._setup_encoder(kind.audio_codec, src)
-        self._packets = self._input.demux(src)
-        self._pending: av.Packet | None = None
-        self._ended = False
+            self._setup_encoder(kind.audio_codec, feed.decoder)
         self.active = True
-        log.info("audio from %s: %s", self._source,
-                 f"{codec} copied" if self._copy else f"{codec} re-encoded as {kind.audio_codec}")
+        log.info("audio from %s: %s", feed.name,
+                 f"{feed.codec} copied" if self._copy else f"{feed.codec} re-encoded as {kind.audio_codec}")
 
-    def _setup_encoder(self, encoder: str, src) -> None:
+    def _setup_encoder(self, encoder: str, src: av.audio.codeccontext.AudioCodecContext) -> None:
         if encoder == "libopus":
             rate = 48000
         else:
-            rate = src.rate if src.rate in _AAC_RATES else 48000
+            rate = src.sample_rate if src.sample_rate in _AAC_RATES else 48000
         layout = src.layout.name if src.layout.nb_channels <= 2 else "stereo"
         dst = self._out.add_stream(encoder, rate=rate)
         dst.layout = layout
@@ -555,52 +770,35 @@ class _AudioCarrier:
         self._next_sample: int | None = None
 
     def pump(self, until: float) -> None:
-        """Mux source audio whose timestamp is at or before ``until`` seconds."""
-        while self.active and not self._ended:
-            packet = self._pending or self._read()
-            if packet is None:
-                self._ended = True
-                break
-            when = packet.pts if packet.pts is not None else packet.dts
-            if when is not None and packet.time_base and float(when * packet.time_base) > until:
-                self._pending = packet
-                break
-            self._pending = None
+        """Mux the feed's packets that end by ``until`` seconds and start before ``end``."""
+        if not self.active:
+            return
+        for packet in self._feed.take(min(until, self.end), whole=until < self.end):
             self._carry(packet)
-        if self._ended and self.active and not self._copy:
-            self._carry(None)
-
-    def _read(self) -> av.Packet | None:
-        try:
-            return next(self._packets)
-        except StopIteration:
-            return None
-        except av.error.FFmpegError as e:
-            log.warning("%s: audio ends early (%s)", self._source, e.strerror or e)
-            return None
 
     def _carry(self, packet: av.Packet | None) -> None:
+        """Mux one packet; None flushes the decoder, resampler and encoder (re-encoding, once)."""
         if self._copy:
-            # The demuxer's final packet is an empty marker for flushing decoders.
-            if packet.dts is None and packet.pts is None:
-                return
             packet.stream = self._dst
             self._out.mux(packet)
             return
+        decoder = self._feed.decoder
+        try:
+            frames = decoder.decode(packet)
+        except av.error.FFmpegError as e:
+            log.warning("%s: skipped undecodable audio (%s)", self._feed.name, e.strerror or e)
+            frames = []
         if packet is None:
-            frames = [None]
-            self.active = False  # flushing happens once
-        else:
-            try:
-                frames = self._src.decode(packet)
-            except av.error.FFmpegError as e:
-                log.warning("%s: skipped undecodable audio (%s)", self._source, e.strerror or e)
-                return
+            frames.append(None)  # flushes the resampler
+            self.active = False
         for frame in frames:
             if frame is not None and self._next_sample is None:
                 start = frame.time if frame.time is not None else 0.0
                 self._next_sample = round(start * self._rate)
             for out in self._resampler.resample(frame):
+                out = self._cut(out)
+                if out is None:
+                    continue
                 out.pts = self._next_sample
                 out.time_base = Fraction(1, self._rate)
                 self._next_sample += out.samples
@@ -608,13 +806,34 @@ class _AudioCarrier:
         if packet is None:
             self._out.mux(self._dst.encode(None))
 
+    def _cut(self, frame: av.AudioFrame) -> av.AudioFrame | None:
+        """``frame`` (about to start at sample ``_next_sample``) without what lies at or after ``end``."""
+        if self.end == math.inf:
+            return frame
+        keep = round(self.end * self._rate) - self._next_sample
+        if keep >= frame.samples:
+            return frame
+        if keep <= 0:
+            return None
+        data = frame.to_ndarray()  # planar: [channels, samples]; packed: [1, samples * channels]
+        per_sample = 1 if frame.format.is_planar else frame.layout.nb_channels
+        cut = av.AudioFrame.from_ndarray(np.ascontiguousarray(data[:, :keep * per_sample]),
+                                         format=frame.format.name, layout=frame.layout.name)
+        cut.sample_rate = frame.sample_rate
+        return cut
+
     def finish(self) -> None:
-        self.pump(math.inf)
+        """Mux what the feed still holds (up to ``end``), flush, and let the feed go."""
+        if self.active:
+            for packet in self._feed.take(self.end):
+                self._carry(packet)
+            if not self._copy:
+                self._carry(None)
         self.close()
 
     def close(self) -> None:
         self.active = False
-        self._input.close()
+        self._feed.release()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -638,12 +857,23 @@ class VideoWriter(_SafeOutput):
     ``rate`` is the nominal frame rate (the encoder's hint, and the step for frames written
     without a pts); the file keeps the pts given to :meth:`write`, so variable rates survive.
     ``crf`` (lower is better) applies to libx264; ``preset`` is an x264 preset
-    name, mapped onto libvpx's speed for VP9. ``audio_from`` names the file whose audio goes
-    along (copied when the container allows its codec, else AAC, or Opus for WebM).
+    name, mapped onto libvpx's speed for VP9.
+
+    Audio goes along from ``audio``, the :class:`AudioFeed` of the reader whose frames are
+    written (``VideoReader(..., audio=True).audio``, ``FileSource.audio``), or from the file
+    ``audio_from`` names (opened again, for callers without a feed). It is copied when the
+    container allows its codec, else encoded as AAC (Opus for WebM), and interleaved with the
+    video: each frame takes the audio up to its time + ``AUDIO_LEAD_S`` or one frame period,
+    whichever is shorter. :meth:`close` adds what the feed still holds: all of it once the
+    reader has reached the end, what it demuxed if it stopped early. :meth:`end_audio_at`
+    cuts it at the video's end.
     """
 
     def __init__(self, path: PathLike, *, width: int, height: int, rate: Fraction, kind: str | None = None,
-                 audio_from: PathLike | None = None, crf: int = 18, preset: str = "veryfast"):
+                 audio: AudioFeed | None = None, audio_from: PathLike | None = None, crf: int = 18,
+                 preset: str = "veryfast"):
+        if audio is not None and audio_from is not None:
+            raise ValueError("give audio (a feed) or audio_from (a file), not both")
         width, height = _check_size(width, height)
         kind = kind or output_kind(path)
         if kind not in OUTPUT_KINDS:
@@ -656,17 +886,20 @@ class VideoWriter(_SafeOutput):
         self._container = None
         super().__init__(path, folder=kind == "png")
         try:
-            self._open(audio_from, crf, preset)
+            self._open(audio, audio_from, crf, preset)
         except BaseException:
             self.abort()
             raise
 
-    def _open(self, audio_from: PathLike | None, crf: int, preset: str) -> None:
+    def _open(self, audio: AudioFeed | None, audio_from: PathLike | None, crf: int, preset: str) -> None:
         if self.kind == "png":
             self._png = _PngFolder(self._partial, self.path)
             self._clock = _Clock(Fraction(1, 90000), self.rate, str(self.path))
-            if audio_from is not None:
-                log.warning("PNG sequences have no audio; the audio of %s is dropped", audio_from)
+            if audio is not None or audio_from is not None:
+                log.warning("PNG sequences have no audio; the audio of %s is dropped",
+                            audio.name if audio is not None else audio_from)
+            if audio is not None:
+                audio.release()
             return
         spec = _KINDS[self.kind]
         self._spec = spec
@@ -689,7 +922,33 @@ class VideoWriter(_SafeOutput):
         except (av.error.FFmpegError, OSError, ValueError) as e:
             raise LivematteError(f"cannot write {self.path}: {getattr(e, 'strerror', None) or e}") from e
         if audio_from is not None:
-            self._audio = _AudioCarrier(str(audio_from), self._container, spec, self.path)
+            audio = AudioFeed.from_file(audio_from)
+            if audio is None:
+                log.info("%s has no audio; %s will be silent", audio_from, self.path)
+        if audio is not None:
+            self._audio = _AudioCarrier(audio, self._container, spec, self.path)
+
+    @property
+    def last_pts(self) -> float | None:
+        """The time of the last frame written, seconds (as stamped, after any nudge); None before the first."""
+        return self._clock.last_seconds
+
+    def end_audio_at(self, seconds: float) -> None:
+        """End the audio at ``seconds``, on the timeline of the pts given to :meth:`write`.
+
+        For a video that stops before its source's end (a frame limit, a stopped run): call it
+        before :meth:`close` with the last frame's pts + one frame duration (1 / ``rate``); the
+        audio already written runs at most that far past the last frame, so a time before that
+        cannot take it back. Copied audio loses the packets that start at or after ``seconds``
+        (so it may run up to one packet longer, e.g. 1024 samples for AAC); re-encoded audio
+        ends at that sample. No effect without audio.
+        """
+        if self._state != "open":
+            raise ValueError(f"{self.path} is already closed")
+        if math.isnan(seconds):
+            raise ValueError("end_audio_at needs a time in seconds, got NaN")
+        if self._audio is not None:
+            self._audio.end = float(seconds)
 
     def write(self, image: np.ndarray, pts: float | None = None) -> None:
         """Add one frame.
@@ -720,7 +979,7 @@ class VideoWriter(_SafeOutput):
         try:
             self._container.mux(self._stream.encode(frame))
             if self._audio is not None:
-                self._audio.pump(float(ticks * self._clock.tick) + AUDIO_LEAD_S)
+                self._audio.pump(float(ticks * self._clock.tick) + min(AUDIO_LEAD_S, 1 / self.rate))
         except av.error.FFmpegError as e:
             raise LivematteError(f"cannot write {self.path}: {e.strerror or e}") from e
 
@@ -797,12 +1056,16 @@ class AlphaWriter(_SafeOutput):
             self.abort()
             raise LivematteError(f"cannot write {self.path}: {getattr(e, 'strerror', None) or e}") from e
 
-    def write(self, alpha: np.ndarray, pts: float | None = None) -> None:
-        """Add one matte: ``uint8 [H, W]``, 255 where the person is; pts in seconds or None."""
+    def write(self, alpha: np.ndarray, pts: float | None = None, *, repeat: bool = False) -> None:
+        """Add one matte: ``uint8 [H, W]``, 255 where the person is; pts in seconds or None.
+
+        ``repeat``: the matte of a frame sent again (live output falling behind), with that
+        frame's pts; it is stamped one tick (1 ms) after the matte before it.
+        """
         if self._state != "open":
             raise ValueError(f"{self.path} is already closed")
         _check_image(alpha, self.width, self.height, (0,))
-        ticks = self._clock.next(pts)
+        ticks = self._clock.next(pts, repeat=repeat)
         if self.kind == "png":
             self._png.write(alpha)
             return

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from livematte.errors import LivematteError
-from media import FPS, H, N, W, audio_seconds, gradient, make_video
+from media import AUDIO_RATE, FPS, H, N, W, audio_seconds, gradient, make_video
 from livematte.videoio import (AlphaWriter, VideoReader, VideoWriter, output_kind, probe, read_alpha,
                                read_alpha_with_pts, read_rgba)
 
@@ -62,6 +62,80 @@ def test_audio_reencoded_into_webm(clip, tmp_path):
     codec, seconds = audio_seconds(out)
     assert codec == "opus"
     assert seconds == pytest.approx(audio_seconds(clip)[1], abs=1 / FPS)
+
+
+@pytest.fixture(scope="module")
+def two_seconds(tmp_path_factory) -> Path:
+    """60 frames at 30 fps with 2 s of AAC."""
+    return make_video(tmp_path_factory.mktemp("two") / "two.mp4", n=60)
+
+
+def write_with_feed(source: Path, out: Path, *, write: int | None = None, read: int | None = None,
+                    end_audio: float | None = None) -> None:
+    """Decode ``source`` with its audio feed and write the first ``write`` frames (all: None) to ``out``,
+    reading ``read`` frames (all: None) as a pipeline reads ahead of its writer."""
+    with VideoReader(source, audio=True) as reader, \
+            VideoWriter(out, width=W, height=H, rate=reader.info.rate, audio=reader.audio) as writer:
+        for i, (image, pts) in enumerate(reader.frames()):
+            if read is not None and i >= read:
+                break
+            if write is None or i < write:
+                writer.write(image, pts)
+        reader.close()
+        if end_audio is not None:
+            writer.end_audio_at(end_audio)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".webm"])
+def test_audio_from_the_readers_own_container(two_seconds, tmp_path, suffix):
+    out = tmp_path / f"out{suffix}"
+    write_with_feed(two_seconds, out)
+    codec, seconds = audio_seconds(out)
+    assert seconds == pytest.approx(audio_seconds(two_seconds)[1], abs=1 / FPS)
+    if suffix == ".mp4":  # copied, packet for packet
+        assert codec == "aac" and audio_packets(out) == audio_packets(two_seconds)
+    else:
+        assert codec == "opus"
+
+
+@pytest.mark.parametrize("suffix, packet", [(".mp4", 1024), (".webm", 0)])
+def test_end_audio_at_ends_the_audio_with_the_last_frame(two_seconds, tmp_path, suffix, packet):
+    # The reader runs to the end, as a pipeline's reads ahead, but only 15 frames (0.5 s) are written.
+    out = tmp_path / f"out{suffix}"
+    write_with_feed(two_seconds, out, write=15, end_audio=15 / FPS)
+    seconds = audio_seconds(out)[1]
+    # Copied AAC ends with the last whole packet that starts before 0.5 s; Opus is cut to the sample.
+    assert 0.5 <= seconds <= 0.5 + packet / AUDIO_RATE + 1e-9, seconds
+
+
+def test_audio_stops_where_the_reader_stopped(two_seconds, tmp_path):
+    # A run stopped after 15 frames, its reader closed: the audio demuxed so far is written, no more.
+    out = tmp_path / "out.mp4"
+    write_with_feed(two_seconds, out, read=15)
+    assert 15 / FPS <= audio_seconds(out)[1] < 1.0
+
+
+def test_audio_feed_is_bounded(two_seconds, caplog, monkeypatch):
+    monkeypatch.setattr("livematte.videoio.AudioFeed.CAPACITY_BYTES", 2000)
+    with VideoReader(two_seconds, audio=True) as reader:
+        reader.audio.claim()  # a writer that never takes anything
+        with caplog.at_level(logging.WARNING):
+            assert len(list(reader.frames())) == 60
+        assert 1000 < reader.audio.held_bytes <= 2000
+    assert "ahead of the video" in caplog.text
+
+
+def test_audio_nobody_writes_is_not_kept(two_seconds):
+    with VideoReader(two_seconds, audio=True) as reader:
+        assert len(list(reader.frames())) == 60
+        assert reader.audio.held_bytes == 0  # no writer claimed it before the frames started
+
+
+def test_only_one_writer_takes_a_feed(two_seconds, tmp_path):
+    with VideoReader(two_seconds, audio=True) as reader:
+        with VideoWriter(tmp_path / "a.mp4", width=W, height=H, rate=Fraction(30), audio=reader.audio):
+            with pytest.raises(ValueError, match="another writer"):
+                VideoWriter(tmp_path / "b.mp4", width=W, height=H, rate=Fraction(30), audio=reader.audio)
 
 
 @pytest.mark.parametrize("suffix", [".webm", ".mov"])

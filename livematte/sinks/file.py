@@ -9,15 +9,27 @@ from . import Sink
 
 
 class FileSink(Sink):
+    """``audio``: the source's audio feed (``FileSource.audio``) to carry along; ``audio_from``:
+    a file to take the audio from instead (opened again). See ``videoio.VideoWriter``."""
+
     name = "file"
 
-    def __init__(self, path: Path, width: int, height: int, rate: Fraction, *, audio_from: str | None = None,
-                 crf: int = 18, preset: str = "veryfast", kind: str | None = None):
+    def __init__(self, path: Path, width: int, height: int, rate: Fraction, *, audio=None,
+                 audio_from: str | None = None, crf: int = 18, preset: str = "veryfast", kind: str | None = None):
         from ..videoio import VideoWriter
 
-        self.writer = VideoWriter(path, width=width, height=height, rate=rate, kind=kind,
+        self.writer = VideoWriter(path, width=width, height=height, rate=rate, kind=kind, audio=audio,
                                   audio_from=audio_from, crf=crf, preset=preset)
         self.accepts_alpha = self.writer.has_alpha
+
+    @property
+    def last_pts(self) -> float | None:
+        """Seconds of the last frame written; None before the first."""
+        return self.writer.last_pts
+
+    def end_audio_at(self, seconds: float) -> None:
+        """End the audio at ``seconds`` (source time); call before ``close``. See ``VideoWriter.end_audio_at``."""
+        self.writer.end_audio_at(seconds)
 
     def send(self, image, pts):
         self.writer.write(image, pts)
