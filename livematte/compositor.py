@@ -11,7 +11,6 @@ A background SPEC is one of:
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -117,41 +116,99 @@ class Blur(Background):
 
 
 class LoopingVideo(Background):
-    """A video file played in a loop, in step with the foreground's timestamps."""
+    """A video file played in a loop, in step with the foreground's timestamps, decoded as it plays.
+
+    ``render(image, pts)`` (pts in seconds) gives frame ``int(pts * fps) % N`` of the file's N
+    frames, cover-fitted to ``image``'s size: ``uint8 [H, W, 3]`` BGR. ``fps`` is the stream's
+    average rate (25 when it states none). Rendering decodes forward from the frame shown last,
+    and reopens the file when the loop wraps or pts go back (a restarted source). Memory does
+    not grow with the video's length: it holds one decoded frame and one fitted copy.
+
+    The constructor decodes the file once through (nothing kept) to learn N, on the thread
+    that builds the background (the watcher's, for a switch): so the output thread never
+    decodes more than the frames it shows, even when the first pts is far past the end, and
+    a damaged file is refused here instead of failing mid-run. Render and close on one
+    thread (the compositor's output thread).
+    """
 
     def __init__(self, path: str):
-        import av
-
         self.spec = path
-        try:
-            container = av.open(path)
-            stream = container.streams.video[0]
-            self.frames = [cover_source(f.to_ndarray(format="bgr24")) for f in container.decode(stream)]
-            self.fps = float(stream.average_rate or 25)
-            container.close()
-        except (av.FFmpegError, IndexError, OSError) as e:
-            raise LivematteError(f"cannot read background video {path}: {getattr(e, 'strerror', None) or e}") from e
-        if not self.frames:
-            raise LivematteError(f"background video {path} has no frames")
-        self._fitted: dict[int, np.ndarray] = {}
+        self.fps = 25.0
+        self._container = self._decoder = None
+        self._frame = None  # the current decoded frame (av.VideoFrame), number ``_index`` of the file
+        self._index = -1
+        self._fitted: np.ndarray | None = None  # ``_frame`` cover-fitted to the size last asked for
+        self._open()
+        while self._advance():
+            pass
+        self.length = self._index + 1  # N, the frames in one loop
+        self._open()
 
     def render(self, image, pts):
-        # Background videos are short loops; decoding them once keeps the hot path to
-        # a lookup and a cached resize.
-        index = int(pts * self.fps) % len(self.frames)
+        if self._container is None:
+            raise ValueError(f"background video {self.spec} is closed")
+        self._go_to(int(pts * self.fps))
         h, w = image.shape[:2]
-        fitted = self._fitted.get(index)
-        if fitted is None or fitted.shape[:2] != (h, w):
-            fitted = self._fitted[index] = cover_fit(self.frames[index], w, h)
-        return fitted
+        if self._fitted is None or self._fitted.shape[:2] != (h, w):
+            self._fitted = cover_fit(self._frame.to_ndarray(format="bgr24"), w, h)
+        return self._fitted
+
+    def close(self) -> None:
+        """Release the file (idempotent); rendering afterwards raises ValueError."""
+        container, self._container = self._container, None
+        self._decoder = self._frame = self._fitted = None
+        if container is not None:
+            container.close()
+
+    def _go_to(self, count: int) -> None:
+        """Make the current frame number ``count`` (any integer) of the endless loop."""
+        while True:
+            target = count % self.length
+            if target < self._index:
+                self._open()  # the loop wrapped or the source restarted: back to frame 0
+            if target == self._index:
+                return
+            if not self._advance():  # the file was made shorter on disk since it was measured
+                self.length = self._index + 1
+
+    def _open(self) -> None:
+        """(Re)open the file with its first frame decoded; any failure closes it and names it."""
+        import av  # here, not at the top: PyAV costs 0.1 s to import
+
+        self.close()
+        try:
+            self._container = av.open(self.spec)
+        except (av.FFmpegError, OSError) as e:
+            raise LivematteError(f"cannot read background video {self.spec}: {_reason(e)}") from e
+        if not self._container.streams.video:
+            self.close()
+            raise LivematteError(f"background video {self.spec} has no video stream")
+        stream = self._container.streams.video[0]
+        self.fps = float(stream.average_rate or 25)
+        self._decoder, self._index = self._container.decode(stream), -1
+        if not self._advance():
+            self.close()
+            raise LivematteError(f"background video {self.spec} has no frames")
+
+    def _advance(self) -> bool:
+        """Decode the next frame into ``_frame``; False at the end of the file."""
+        import av
+
+        try:
+            frame = next(self._decoder, None)
+        except av.FFmpegError as e:
+            self.close()
+            raise LivematteError(f"cannot decode background video {self.spec}: {_reason(e)}") from e
+        if frame is None:
+            return False
+        # Only the frame that is shown gets converted to BGR (in render); skipped ones stay YUV.
+        self._frame, self._index, self._fitted = frame, self._index + 1, None
+        return True
 
 
-def cover_source(frame: np.ndarray) -> np.ndarray:
-    """Cap background video frames at 1080p so a long loop stays small in memory."""
-    h, w = frame.shape[:2]
-    scale = min(1.0, 1920 / max(w, h))
-    return frame if scale == 1.0 else cv2.resize(frame, (round(w * scale), round(h * scale)),
-                                                 interpolation=cv2.INTER_AREA)
+def _reason(error: Exception) -> str:
+    """An FFmpeg or OS error -> its one-line cause."""
+    return str(getattr(error, "strerror", None) or error)
 
 
 def parse_background(spec: str) -> Background:
@@ -186,35 +243,67 @@ def parse_background(spec: str) -> Background:
     return StillImage(text)
 
 
-@dataclass
 class Compositor:
-    """Blends frames over a background that can be swapped while running (thread-safe)."""
+    """Blends frames over a background that other threads may replace while it runs.
 
-    background: Background
+    One thread, the output thread, calls :meth:`composite` and owns ``background``.
+    :meth:`set_background` only leaves the new one pending; the next ``composite`` swaps it
+    in and closes the old one, so no background is closed while it renders.
+    """
 
-    def __post_init__(self):
+    def __init__(self, background: Background):
+        self.background = background
+        self._pending: Background | None = None  # handed over, not yet swapped in
+        self._closed = False
         self._lock = threading.Lock()
 
     @property
     def transparent(self) -> bool:
-        return isinstance(self.background, Transparent)
+        """Whether the next frame comes out with alpha (BGRA): its background is transparent."""
+        with self._lock:
+            upcoming = self.background if self._pending is None else self._pending
+        return isinstance(upcoming, Transparent)
 
     def set_background(self, background: Background) -> None:
+        """Hand over ``background`` from any thread; the next :meth:`composite` uses it.
+
+        The compositor owns it from here on and closes it when it is replaced or closed.
+        """
         with self._lock:
-            old, self.background = self.background, background
-        old.close()
+            if self._closed:
+                unused = background
+            else:
+                unused, self._pending = self._pending, background
+        if unused is not None:  # never rendered, so no other thread can be using it
+            unused.close()
 
     def composite(self, image: np.ndarray, alpha: np.ndarray, pts: float = 0.0) -> np.ndarray:
-        """``uint8 [H, W, 3]`` BGR frame + ``float32 [H, W]`` alpha -> the output picture.
+        """``uint8 [H, W, 3]`` BGR frame + ``float32 [H, W]`` alpha (0..1) at ``pts`` seconds
+        -> the output picture.
 
         Returns ``uint8 [H, W, 3]`` BGR, or ``uint8 [H, W, 4]`` BGRA when transparent.
         """
         with self._lock:
-            background = self.background
-        behind = background.render(image, pts)
+            incoming, self._pending = self._pending, None
+        if incoming is not None:
+            self.background.close()
+            self.background = incoming
+        behind = self.background.render(image, pts)
         if behind is None:
             return np.dstack([image, alpha_to_u8(alpha)])
         return blend(image, behind, alpha)
+
+    def close(self) -> None:
+        """Close the current and any pending background, once the last ``composite`` returned.
+
+        A background handed over afterwards is closed at once.
+        """
+        with self._lock:
+            self._closed = True
+            pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.close()
+        self.background.close()
 
 
 def blend(foreground: np.ndarray, background: np.ndarray, alpha: np.ndarray) -> np.ndarray:
