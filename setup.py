@@ -7,7 +7,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.10",
+    python_requires=">=3.11",  # tomllib (config files) is in the standard library from 3.11
     # The presets in configs/ install as livematte.presets so that a non-editable
     # install finds them too.
     packages=find_packages(include=["livematte", "livematte.*"]) + ["livematte.presets"],

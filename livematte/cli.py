@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import sys
+import threading
 from pathlib import Path
 
 from . import __version__
@@ -26,16 +28,18 @@ def _number(text: str, kind: type) -> int | float:
 
 
 def positive_int(text: str) -> int:
+    """0 or more."""
     value = _number(text, int)
     if value < 0:
         raise argparse.ArgumentTypeError(f"got {value}, expected 0 or more")
     return value
 
 
-def ratio(text: str) -> float:
-    value = _number(text, float)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"got {value}, expected 0..1")
+def count(text: str) -> int:
+    """1 or more."""
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"got {value}, expected 1 or more")
     return value
 
 
@@ -69,9 +73,11 @@ def model_settings(args: argparse.Namespace, base: ModelSettings | None = None) 
 
 
 def strength(text: str) -> float:
-    value = ratio(text)
-    if value > 0.95:
-        raise argparse.ArgumentTypeError(f"got {value}, expected 0..0.95 (0 = off)")
+    from .smoothing import MAX_STRENGTH
+
+    value = _number(text, float)
+    if not 0.0 <= value <= MAX_STRENGTH:
+        raise argparse.ArgumentTypeError(f"got {value}, expected 0..{MAX_STRENGTH} (0 = off)")
     return value
 
 
@@ -95,8 +101,9 @@ def add_pipeline_options(parser: argparse.ArgumentParser, default_preset: str) -
     group.add_argument("--smoothing", type=strength, default=None, metavar="S",
                        help="temporal smoothing strength 0..0.95 (0 = off)")
     group.add_argument("--refine", choices=("bilinear", "guided"), default=None,
-                       help="how the matte is brought to full resolution")
-    group.add_argument("--frames", type=positive_int, default=None, metavar="N", help="stop after N frames")
+                       help="how a plain matte (bshm) is brought to full resolution; "
+                            "rvm finishes its own with its guided filter")
+    group.add_argument("--frames", type=count, default=None, metavar="N", help="stop after N frames (1 or more)")
     add_model_options(parser)
 
 
@@ -111,15 +118,26 @@ def load_config(args: argparse.Namespace, **output):
         "output": {"background": args.background, **output}})
 
 
+def _common_options(default) -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("-v", "--verbose", action="store_true", default=default, help="more log lines")
+    options.add_argument("--debug", action="store_true", default=default, help="show tracebacks for errors")
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="livematte", description="Replace the background behind people in video.")
+    parser = argparse.ArgumentParser(prog="livematte", description="Replace the background behind people in video.",
+                                     parents=[_common_options(False)])
     parser.add_argument("--version", action="version", version=f"livematte {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="more log lines")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    # The same options after the command too (`livematte video ... --debug`); SUPPRESS keeps
+    # a command from resetting what was given before it.
+    common = _common_options(argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    image = commands.add_parser("image", help="matte still images (files, URLs or a folder)")
-    image.add_argument("-i", "--input", required=True, nargs="+", help="image file(s), http(s) URL or folder")
+    image = commands.add_parser("image", parents=[common], help="matte still images (files, URLs or a folder)")
+    image.add_argument("-i", "--input", required=True, nargs="+",
+                       help="image file(s), http(s) URL or folder; inputs that share a name (pic.bmp, "
+                            "pic.webp) keep their extension in the output names (pic_bmp_alpha.png)")
     image.add_argument("-d", "--output_dir", "--output-dir", dest="output_dir", type=Path,
                        default=Path("results"), help="where results go (default ./results)")
     image.add_argument("--background", default=None, metavar="SPEC",
@@ -127,15 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(image)
     image.set_defaults(run=run_image)
 
-    live = commands.add_parser("live", help="live background replacement: camera or stream to a virtual camera")
+    live = commands.add_parser("live", parents=[common],
+                               help="live background replacement: camera or stream to a virtual camera")
     where = live.add_mutually_exclusive_group()
     where.add_argument("--camera", default=None, metavar="N|PATH", help="camera index or device path (default 0)")
     where.add_argument("--source", default=None, metavar="PATH", help="a video file or stream URL instead of a camera")
     live.add_argument("--realtime", action="store_true",
                       help="play --source at its own frame rate, newest frame wins, like a camera")
-    live.add_argument("--sink", choices=("vcam", "preview", "file", "null"), default="vcam",
-                      help="where the output goes (default vcam)")
-    live.add_argument("-o", "--output", type=Path, default=None, help="the file for --sink file")
+    live.add_argument("--sink", choices=("vcam", "preview", "file", "null"), default=None,
+                      help="where the output goes (default vcam, or file when -o is given)")
+    live.add_argument("-o", "--output", type=Path, default=None,
+                      help="record to this file (.mp4 .mkv .webm .mov, or a folder for PNGs); "
+                           "Ctrl-C stops and keeps it, with the source's audio")
     live.add_argument("--device", default=None, help="virtual camera device, e.g. /dev/video10")
     live.add_argument("--alpha-out", type=Path, default=None, metavar="PATH",
                       help="also write every output frame's matte: FFV1 gray .mkv, or PNGs into a folder")
@@ -143,28 +164,34 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--watch-background", type=Path, default=None, metavar="FILE",
                       help="a text file holding a background SPEC; edit it to switch backgrounds while running")
     live.add_argument("--fps", type=frame_rate, default=None,
-                      help="output frame rate (default: the source's)")
+                      help="frame rate of the virtual camera or preview (default: the source's); "
+                           "a recording keeps each frame's own time")
     live.add_argument("--width", type=positive_int, default=None, help="camera width to ask for")
     live.add_argument("--height", type=positive_int, default=None, help="camera height to ask for")
     add_pipeline_options(live, "live")
     live.set_defaults(run=run_live)
 
-    video = commands.add_parser("video", help="process a video file (or a folder of them), every frame, with audio")
+    video = commands.add_parser("video", parents=[common],
+                                help="process a video file (or a folder of them), every frame, with audio")
     video.add_argument("input", help="video file, stream URL, or folder of videos")
     video.add_argument("-o", "--output", type=Path, default=None,
-                       help="output file (.mp4 .mkv .webm .mov, or a folder for PNGs); a folder for batch input")
+                       help="output file (.mp4 .mkv .webm .mov, or a folder for PNGs); a folder for batch input, "
+                            "where videos that share a name (a.mkv, a.mp4) keep their extension in it "
+                            "(a_mkv.mp4, a_mp4.mp4). Never an input's own name")
     video.add_argument("--format", choices=("mp4", "mkv", "webm", "mov", "png"), default=None,
                        help="output kind when the name does not say (webm/mov/png keep transparency)")
     video.add_argument("--alpha-out", type=Path, default=None, metavar="PATH",
                        help="also write the matte: FFV1 gray .mkv or a PNG folder (a folder for batch input)")
-    video.add_argument("--crf", type=positive_int, default=None, help="encoder quality, lower is better (default 18)")
+    video.add_argument("--crf", type=positive_int, default=None,
+                       help="H.264 quality (.mp4 .mkv), lower is better (default 18); "
+                            ".webm is lossless, .mov is ProRes 4444")
     video.add_argument("--encoder-preset", default=None, metavar="NAME",
-                       help="x264 speed preset: ultrafast .. veryslow (default veryfast)")
+                       help="H.264 (and VP9) speed preset: ultrafast .. veryslow (default veryfast)")
     video.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     add_pipeline_options(video, "offline")
     video.set_defaults(run=run_video)
 
-    demo = commands.add_parser("demo", help="replace the background of a built-in clip of a real person")
+    demo = commands.add_parser("demo", parents=[common], help="replace the background of a built-in clip")
     demo.add_argument("-o", "--output", type=Path, default=Path("livematte-demo.mp4"),
                       help="where the result goes (default ./livematte-demo.mp4)")
     demo.add_argument("--alpha-out", type=Path, default=None, metavar="PATH", help="also write the matte")
@@ -173,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=run_demo)
 
     bench = commands.add_parser(
-        "bench", help="measure the real pipeline end to end, presets side by side",
+        "bench", parents=[common], help="measure the real pipeline end to end, presets side by side",
         description="Run the real pipeline on one source for each preset and report fps, latency, "
                     "per-stage ms, CPU and memory. Without --source a built-in synthetic clip is used; "
                     "real footage of people gives the representative figures.")
@@ -192,10 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(bench)
     bench.set_defaults(run=run_bench)
 
-    presets_cmd = commands.add_parser("presets", help="list the settings presets in configs/")
+    presets_cmd = commands.add_parser("presets", parents=[common], help="list the settings presets in configs/")
     presets_cmd.set_defaults(run=run_presets)
 
-    models_cmd = commands.add_parser("models", help="list the matting backends, or fetch their weights")
+    models_cmd = commands.add_parser("models", parents=[common],
+                                     help="list the matting backends, or fetch their weights")
     models_cmd.add_argument("action", nargs="?", choices=("list", "fetch"), default="list")
     models_cmd.add_argument("name", nargs="?", choices=("bshm", "rvm"), help="backend to fetch")
     models_cmd.set_defaults(run=run_models)
@@ -213,6 +241,10 @@ def run_image(args: argparse.Namespace) -> int:
 def run_live(args: argparse.Namespace) -> int:
     from .jobs import LiveJob, run_live_job
 
+    sink = args.sink or ("file" if args.output is not None else "vcam")
+    if args.fps is not None and sink not in ("vcam", "preview"):
+        raise LivematteError(f"--fps sets the rate of a virtual camera or preview; --sink {sink} "
+                             "keeps each frame's own time")
     config = load_config(args, fps=args.fps)
     if args.width or args.height:
         from dataclasses import replace
@@ -222,21 +254,48 @@ def run_live(args: argparse.Namespace) -> int:
             config = replace(config, capture=replace(config.capture, **capture))
         except ValueError as e:  # CaptureSettings' range checks
             raise LivematteError(f"--width/--height: {e}") from e
-    if args.realtime and args.source is None:
-        raise LivematteError("--realtime plays a --source file like a camera; it needs --source PATH")
-    run_live_job(LiveJob(config=config, camera=args.camera, source=args.source, realtime=args.realtime,
-                         sink=args.sink, output=args.output, device=args.device, alpha_out=args.alpha_out,
-                         stats_json=args.stats_json, watch_background=args.watch_background,
-                         max_frames=args.frames))
+    job = LiveJob(config=config, camera=args.camera, source=args.source, realtime=args.realtime,
+                  sink=sink, output=args.output, device=args.device, alpha_out=args.alpha_out,
+                  stats_json=args.stats_json, watch_background=args.watch_background, max_frames=args.frames)
+    # Ctrl-C and SIGTERM are how a live session ends: they stop it, and the recording,
+    # matte and stats files are finished and kept. A second one abandons them.
+    stop = threading.Event()
+
+    def request_stop(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    with _signals_handled_by(request_stop):
+        run_live_job(job, stop=stop)
+    if stop.is_set():
+        kept = [str(p) for p in (args.output, args.alpha_out, args.stats_json) if p is not None]
+        print("livematte: stopped" + (f"; kept {', '.join(kept)}" if kept else ""), file=sys.stderr)
     return 0
 
 
+@contextlib.contextmanager
+def _signals_handled_by(handler):
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
 def run_video(args: argparse.Namespace) -> int:
-    from .jobs import VideoJob, run_video_job
+    from .jobs import VideoJob, plan_outputs, run_video_job
 
     config = load_config(args, crf=args.crf, preset=args.encoder_preset)
     job = VideoJob(config=config, input=args.input, output=args.output, format=args.format,
                    alpha_out=args.alpha_out, quiet=args.quiet, max_frames=args.frames)
+    kinds = {item.kind for item in plan_outputs(job)}
+    if args.crf is not None and kinds - {"mp4", "mkv"}:
+        log.warning("--crf is for H.264 (.mp4, .mkv); ignored for %s (.webm is lossless VP9, .mov ProRes 4444)",
+                    ", ".join(sorted(kinds - {"mp4", "mkv"})))
+    if args.encoder_preset is not None and kinds & {"mov", "png"}:
+        log.warning("--encoder-preset is for H.264 and VP9; ignored for %s", ", ".join(sorted(kinds & {"mov", "png"})))
     return 1 if run_video_job(job) else 0
 
 

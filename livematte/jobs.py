@@ -15,13 +15,14 @@ from .compositor import Compositor, parse_background
 from .config import Config
 from .engine import Engine
 from .errors import LivematteError
-from .pipeline import BackgroundWatcher, Outputs, Pipeline, Progress, run_live, run_offline
+from .outpaths import check_outputs, unique_stems
+from .pipeline import Outputs, Pipeline, Progress, run_live, run_offline
 from .sinks import NullSink
 from .stats import Stats
-from .videoio import VIDEO_SUFFIXES
+from .videoio import ALPHA_KINDS, VIDEO_SUFFIXES, output_kind
+from .watcher import BackgroundWatcher
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -50,64 +51,112 @@ def _alpha_writer(stack: contextlib.ExitStack, path: Path | None, width: int, he
     return stack.enter_context(AlphaWriter(path, width=width, height=height, rate=rate))
 
 
-def _open_sink(job: LiveJob, width: int, height: int, fps: float):
+def _check_alpha_path(path: Path | None) -> None:
+    if path is not None and output_kind(path) not in ALPHA_KINDS:
+        raise LivematteError(f"{path}: mattes are written as .mkv (FFV1) or to a folder of PNGs")
+
+
+def check_live_job(job: LiveJob) -> None:
+    """What can be checked without a source or a model, so that a typo costs no start-up."""
+    if job.sink == "file":
+        if job.output is None:
+            raise LivematteError("--sink file needs -o FILE")
+        output_kind(job.output)  # a known extension, or a folder for PNGs
+    elif job.output is not None:
+        raise LivematteError(f"-o is the file for --sink file, but the sink is {job.sink}")
+    if job.realtime and job.source is None:
+        raise LivematteError("--realtime plays a --source file like a camera; it needs --source PATH")
+    _check_alpha_path(job.alpha_out)
+    check_outputs([job.source] if job.source else [], [job.output, job.alpha_out, job.stats_json])
+    if job.sink == "preview":
+        from .sinks.preview import check_display
+
+        check_display()
+
+
+def _open_sink(job: LiveJob, source, fps: float):
     if job.sink == "null":
         return NullSink()
     if job.sink == "vcam":
         from .sinks.vcam import VirtualCameraSink
 
-        return VirtualCameraSink(width, height, fps, device=job.device, backend=job.vcam_backend)
+        return VirtualCameraSink(source.width, source.height, fps, device=job.device, backend=job.vcam_backend)
     if job.sink == "preview":
         from .sinks.preview import PreviewSink
 
         return PreviewSink()
     if job.sink == "file":
-        if job.output is None:
-            raise LivematteError("--sink file needs -o FILE")
         from .sinks.file import FileSink
 
-        return FileSink(job.output, width, height, Fraction(fps).limit_denominator(1001),
-                        crf=job.config.output.crf, preset=job.config.output.preset)
+        return FileSink(job.output, source.width, source.height, Fraction(fps).limit_denominator(1001),
+                        audio=getattr(source, "audio", None), crf=job.config.output.crf,
+                        preset=job.config.output.preset)
     raise LivematteError(f"unknown sink {job.sink!r}, expected vcam, preview, file or null")
 
 
-def run_live_job(job: LiveJob, matter=None, *, camera_opener=None) -> Stats:
-    """``camera_opener`` replaces ``cv2.VideoCapture`` for ``--camera`` (the hardware boundary; tests)."""
+def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threading.Event | None = None) -> Stats:
+    """Run until the source ends, ``--frames`` are done, the preview window quits or ``stop``
+    is set (the command line sets it on Ctrl-C and SIGTERM): then every output (recording,
+    matte file, stats) is finished and kept.
+
+    ``camera_opener`` replaces ``cv2.VideoCapture`` for ``--camera`` (the hardware boundary; tests).
+    """
     config = job.config
+    check_live_job(job)
     compositor = Compositor(parse_background(config.output.background))
     if compositor.transparent and job.sink == "vcam":
         raise LivematteError("a virtual camera cannot carry transparency; use --background key[:#RRGGBB]")
-    stopping = threading.Event()
+    stop = stop if stop is not None else threading.Event()
     stats = Stats()
-    # Unwound in reverse: stop flag, pipeline threads, matte file (finished, or removed
-    # after an error), sink, source — whatever failed on the way in.
+    # Unwound in reverse: stop flag, pipeline threads, watcher, matte file (finished, or
+    # removed after an error), sink, compositor, source: whatever failed on the way in.
     with contextlib.ExitStack() as stack:
-        source = open_source(job.camera, job.source, job.realtime, config.capture, should_stop=stopping.is_set,
+        source = open_source(job.camera, job.source, job.realtime, config.capture, should_stop=stop.is_set,
                              opener=camera_opener)
         stack.callback(source.close)
+        stack.callback(compositor.close)
         out_fps = config.output.fps or source.fps
+        # The sink before the model: a missing virtual camera is reported at once.
+        sink = stack.enter_context(_open_sink(job, source, out_fps))
+        _check_alpha_support(compositor, sink)
         matter = matter or models.load(config.model)
+        _warn_unused_refine(config, matter)
         engine = Engine(matter, config.smoothing, config.refine)
         log.debug("model warm-up %.2f s", engine.warm_up(source.width, source.height))
-        log.info("live: %s %dx%d at %.3g fps -> %s, preset %s, background %s", source.name, source.width,
-                 source.height, source.fps, job.sink, config.preset, compositor.background.spec)
-        sink = stack.enter_context(_open_sink(job, source.width, source.height, out_fps))
-        _check_alpha_support(compositor, sink)
         if job.sink == "preview":
             sink.on_key = _background_cycler(compositor, config.output.background)
         alpha_writer = _alpha_writer(stack, job.alpha_out, source.width, source.height,
                                      Fraction(out_fps).limit_denominator(1001))
+        if job.watch_background is not None:
+            stack.enter_context(BackgroundWatcher(job.watch_background, compositor))
+        background = f"from {job.watch_background}" if job.watch_background else compositor.background.spec
+        log.info("live: %s %dx%d at %.3g fps -> %s, preset %s, background %s", source.name, source.width,
+                 source.height, source.fps, job.sink, config.preset, background)
         pipeline = stack.enter_context(Pipeline(source, engine, stats, live=source.live, max_frames=job.max_frames,
-                                                max_lag=2.0 / source.fps))
+                                                max_lag=2.0 / source.fps, stop=stop))
         # Before the pipeline joins its threads: a camera waiting out an outage only
-        # looks at ``stopping``.
-        stack.callback(stopping.set)
-        run_live(pipeline, Outputs(compositor, sink, alpha_writer), out_fps=out_fps, paced=source.live,
-                 watcher=BackgroundWatcher(job.watch_background, compositor), stats_every=job.stats_every)
+        # looks at ``stop``.
+        stack.callback(stop.set)
+        outputs = Outputs(compositor, sink, alpha_writer)
+        run_live(pipeline, outputs, out_fps=out_fps, paced=source.live, stats_every=job.stats_every)
+        _end_audio(sink, outputs, out_fps)
     log.info("done: %s", stats.line())
     if job.stats_json is not None:
         stats.write_json(job.stats_json)
     return stats
+
+
+def _end_audio(sink, outputs: Outputs, fps: float) -> None:
+    """A recording that stops before its source's end keeps the audio up to its last frame."""
+    end_audio_at = getattr(sink, "end_audio_at", None)
+    if end_audio_at is not None and outputs.last_out_pts is not None:
+        end_audio_at(outputs.last_out_pts + 1.0 / fps)
+
+
+def _warn_unused_refine(config: Config, matter) -> None:
+    if config.refine != "bilinear" and matter.guided:
+        log.warning("--refine %s is for models that return a plain matte (bshm); %s finishes its matte "
+                    "with its own guided filter, so it is ignored", config.refine, matter.name)
 
 
 def _check_alpha_support(compositor: Compositor, sink) -> None:
@@ -144,6 +193,14 @@ class VideoJob:
     max_frames: int | None = None
 
 
+@dataclass(frozen=True)
+class PlannedVideo:
+    input: str
+    output: Path
+    alpha_out: Path | None
+    kind: str  # output kind: mp4, mkv, webm, mov or png
+
+
 def list_videos(folder: Path) -> list[Path]:
     found = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
     if not found:
@@ -158,38 +215,63 @@ def output_name(stem: str, job: VideoJob) -> str:
     return stem if fmt == "png" else f"{stem}.{fmt}"
 
 
-def plan_outputs(job: VideoJob) -> list[tuple[str, Path, Path | None]]:
-    """(input, output, alpha output) for every video the job names."""
+def plan_outputs(job: VideoJob) -> list[PlannedVideo]:
+    """Input, output and matte file for every video the job names, all checked before any work:
+    known kinds, no output overwriting an input, no two outputs with the same name.
+
+    In a folder, inputs that share a name stem keep their extension in the output's name
+    (``a.mkv``, ``a.mp4`` -> ``a_mkv.mp4``, ``a_mp4.mp4``).
+    """
     if Path(job.input).is_dir():
         if job.output is None:
             raise LivematteError("a folder of videos needs -o DIR for the results")
-        return [(str(video), job.output / output_name(video.stem, job),
-                 job.alpha_out / f"{video.stem}_alpha.mkv" if job.alpha_out else None)
-                for video in list_videos(Path(job.input))]
-    stem = Path(job.input.split("?")[0]).stem or "video"
-    return [(job.input, job.output or Path(output_name(f"{stem}_livematte", job)), job.alpha_out)]
+        if job.output.exists() and not job.output.is_dir():
+            raise LivematteError(f"{job.output} is a file; a folder of videos needs -o DIR for the results")
+        videos = [str(v) for v in list_videos(Path(job.input))]
+        stems = unique_stems(videos, lambda v: Path(v).stem)
+        plan = [(video, job.output / output_name(stem, job),
+                 job.alpha_out / f"{stem}_alpha.mkv" if job.alpha_out else None)
+                for video, stem in zip(videos, stems)]
+    else:
+        stem = Path(job.input.split("?")[0]).stem or "video"
+        output = job.output or Path(output_name(f"{stem}_livematte", job))
+        if job.output is not None and job.format is not None and output_kind(output) != job.format:
+            raise LivematteError(f"--format {job.format} contradicts -o {output} ({output_kind(output)}); "
+                                 "drop one of them")
+        plan = [(job.input, output, job.alpha_out)]
+    planned = [PlannedVideo(video, output, alpha, job.format or output_kind(output))
+               for video, output, alpha in plan]
+    for item in planned:
+        _check_alpha_path(item.alpha_out)
+    check_outputs([item.input for item in planned],
+                  [path for item in planned for path in (item.output, item.alpha_out)])
+    return planned
 
 
 def run_video_job(job: VideoJob) -> int:
     """Process every input; -> the number that failed (each named in the log)."""
     plan = plan_outputs(job)
     compositor = Compositor(parse_background(job.config.output.background))
-    # A bad single input is reported before seconds go into loading the model; the
-    # source opened for that check is the one processed.
-    opened = FileSource(plan[0][0], strict=True) if len(plan) == 1 else None
-    matter = models.load(job.config.model)
-    failed = 0
-    for index, (source, output, alpha_out) in enumerate(plan):
-        if len(plan) > 1:
-            log.info("[%d/%d] %s", index + 1, len(plan), source)
-        try:
-            # strict: a half-read file must not pass as a whole
-            process_video(job, matter, compositor, opened or FileSource(source, strict=True), output, alpha_out)
-        except LivematteError as e:
-            if len(plan) == 1:
-                raise
-            failed += 1
-            log.error("failed: %s: %s", source, e)
+    with contextlib.ExitStack() as stack:
+        stack.callback(compositor.close)
+        # A bad single input is reported before seconds go into loading the model; the
+        # source opened for that check is the one processed.
+        opened = stack.enter_context(contextlib.closing(FileSource(plan[0].input, strict=True))) if len(plan) == 1 else None
+        matter = models.load(job.config.model)
+        _warn_unused_refine(job.config, matter)
+        failed = 0
+        for index, item in enumerate(plan):
+            if len(plan) > 1:
+                log.info("[%d/%d] %s", index + 1, len(plan), item.input)
+            try:
+                # strict: a half-read file must not pass as a whole
+                with contextlib.closing(opened or FileSource(item.input, strict=True)) as source:
+                    process_video(job, matter, compositor, source, item.output, item.alpha_out)
+            except LivematteError as e:
+                if len(plan) == 1:
+                    raise
+                failed += 1
+                log.error("failed: %s: %s", item.input, e)
     if failed:
         log.error("%d of %d videos failed", failed, len(plan))
     return failed
@@ -200,22 +282,22 @@ def process_video(job: VideoJob, matter, compositor: Compositor, source: FileSou
     from .sinks.file import FileSink
 
     config = job.config
-    source_path = source.path
     info = source.info
-    output.parent.mkdir(parents=True, exist_ok=True)
     engine = Engine(matter, config.smoothing, config.refine)
     engine.warm_up(info.width, info.height)
     stats = Stats()
     with contextlib.ExitStack() as stack:
-        sink = stack.enter_context(FileSink(output, info.width, info.height, info.rate,
-                                            audio_from=source_path if info.has_audio else None,
+        sink = stack.enter_context(FileSink(output, info.width, info.height, info.rate, audio=source.audio,
                                             crf=config.output.crf, preset=config.output.preset, kind=job.format))
         _check_alpha_support(compositor, sink)
         alpha_writer = _alpha_writer(stack, alpha_out, info.width, info.height, info.rate)
         total = min(filter(None, (info.frame_count, job.max_frames)), default=None)
         pipeline = stack.enter_context(Pipeline(source, engine, stats, live=False, max_frames=job.max_frames))
-        run_offline(pipeline, Outputs(compositor, sink, alpha_writer), Progress(total, Path(source_path).name, job.quiet))
+        outputs = Outputs(compositor, sink, alpha_writer)
+        run_offline(pipeline, outputs, Progress(total, Path(source.path).name, job.quiet))
+        if job.max_frames is not None and stats.composited >= job.max_frames:
+            _end_audio(sink, outputs, info.fps)
     snap = stats.snapshot()
-    log.info("%s -> %s: %d frames, %.1f fps", source_path, output, snap["composited"],
+    log.info("%s -> %s: %d frames, %.1f fps", source.path, output, snap["composited"],
              snap["composited"] / max(snap["elapsed_s"], 1e-6))
     return stats

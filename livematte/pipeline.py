@@ -18,17 +18,17 @@ exception stops every stage and is re-raised to the caller.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-from .compositor import Compositor, parse_background
+import cv2
+import numpy as np
+
+from .compositor import Compositor
 from .engine import Engine
-from .errors import LivematteError
 from .frames import Frame, Matted, alpha_to_u8
 from .stats import Stats
 from .workers import END, Channel, LatestSlot, Stopped, Worker, first_error, join_all
@@ -40,10 +40,11 @@ class Pipeline:
     """Capture, prepare and infer threads around one source and one engine (a context manager)."""
 
     def __init__(self, source, engine: Engine, stats: Stats, *, live: bool, depth: int = 4,
-                 max_frames: int | None = None, max_lag: float = 0.067):
+                 max_frames: int | None = None, max_lag: float = 0.067, stop: threading.Event | None = None):
         self.source, self.engine, self.stats, self.live = source, engine, stats, live
         self.max_frames = max_frames
-        self.stop = threading.Event()
+        # The run's one stop event: set by the caller (Ctrl-C in ``live``) or by a failing stage.
+        self.stop = stop if stop is not None else threading.Event()
         # Live: up to two frames wait, in order, and none older than max_lag is started
         # while a newer one waits; the model's occasional slow call costs no frame.
         self.frames = LatestSlot(self.stop, 2, max_lag) if live else Channel(self.stop, depth)
@@ -76,16 +77,30 @@ class Pipeline:
             return self.matted.get(timeout)
         except Stopped:
             error = first_error(self.workers)
-            if error is not None:
-                raise error
-            raise
+            if error is None:
+                raise
+        # Raised here, outside the ``except``, so that its traceback is the worker's own
+        # and not chained to the ``Stopped`` that only woke this thread.
+        raise error
 
     def _capture(self) -> None:
+        size = (self.source.height, self.source.width)
+        last_shape = size
         for index, (image, pts) in enumerate(self.source.frames()):
             if self.max_frames is not None and index >= self.max_frames:
                 break
+            # A source that changes size mid-stream (concatenated segments, a camera back in
+            # another mode) is fitted into the size the outputs were opened with, and
+            # everything learnt from the old picture is forgotten.
+            restart = image.shape[:2] != last_shape
+            if restart:
+                log.info("%s changed size from %dx%d to %dx%d; fitted into %dx%d from here", self.source.name,
+                         last_shape[1], last_shape[0], image.shape[1], image.shape[0], size[1], size[0])
+                last_shape = image.shape[:2]
+            if image.shape[:2] != size:
+                image = fit_into(image, size[1], size[0])
             self.stats.frame_in()
-            self.frames.put(Frame(index, image, pts, time.perf_counter()))
+            self.frames.put(Frame(index, image, pts, time.perf_counter(), restart))
             if self.stop.is_set():
                 return
         self.frames.put(END)
@@ -110,6 +125,18 @@ class Pipeline:
         self.matted.put(END)
 
 
+def fit_into(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``uint8 [h, w, 3]`` -> ``uint8 [height, width, 3]``: scaled to fit whole, aspect kept,
+    centred on black (the bars are matted as background like any other)."""
+    h, w = image.shape[:2]
+    scale = min(width / w, height / h)
+    new_w, new_h = max(1, min(width, round(w * scale))), max(1, min(height, round(h * scale)))
+    fitted = np.zeros((height, width, 3), np.uint8)
+    x, y = (width - new_w) // 2, (height - new_h) // 2
+    fitted[y:y + new_h, x:x + new_w] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    return fitted
+
+
 @dataclass
 class Outputs:
     """What the caller's thread writes each frame: the sink, and optionally the matte."""
@@ -117,89 +144,80 @@ class Outputs:
     compositor: Compositor
     sink: object
     alpha_writer: object | None = None
+    # The last frame sent, for repeats: (picture, its matte as uint8, the source pts it shows).
+    last: tuple[np.ndarray, np.ndarray, float] | None = None
+    last_out_pts: float | None = None  # the sink's stamp of the latest frame sent
 
-    def emit(self, matted: Matted, stats: Stats, pts: float | None = None) -> object:
+    def emit(self, matted: Matted, stats: Stats, pts: float | None = None) -> None:
         """Composite and send one frame; ``pts`` (default: the frame's own) stamps it in the sink."""
         start = time.perf_counter()
         picture = self.compositor.composite(matted.frame.image, matted.alpha, matted.frame.pts)
         if picture.shape[2] == 4 and not self.sink.accepts_alpha:
             picture = picture[:, :, :3]
         composited = time.perf_counter()
-        self.sink.send(picture, matted.frame.pts if pts is None else pts)
+        self.last_out_pts = matted.frame.pts if pts is None else pts
+        self.sink.send(picture, self.last_out_pts)
         sent = time.perf_counter()
         stats.stage("composite", (composited - start) * 1e3)
         stats.stage("sink", (sent - composited) * 1e3)
-        if self.alpha_writer is not None:
-            self.alpha_writer.write(alpha_to_u8(matted.alpha), matted.frame.pts)
+        alpha = alpha_to_u8(matted.alpha) if self.alpha_writer is not None else None
+        if alpha is not None:
+            self.alpha_writer.write(alpha, matted.frame.pts)
             stats.stage("alpha_out", (time.perf_counter() - sent) * 1e3)
+        self.last = (picture, alpha, matted.frame.pts)
         stats.output(matted.frame.captured_at)
-        return picture
 
+    def repeat(self, stats: Stats, pts: float) -> None:
+        """Send the last frame again, stamped ``pts``, when no new one is ready in time.
 
-class BackgroundWatcher:
-    """Swaps the background when a watched text file (holding a SPEC) changes: no restart needed."""
-
-    def __init__(self, path: Path | None, compositor: Compositor, interval: float = 0.5):
-        self.path, self.compositor, self.interval = path, compositor, interval
-        self._mtime = self._stat()
-        self._next_check = 0.0
-
-    def _stat(self) -> float | None:
-        try:
-            return os.stat(self.path).st_mtime if self.path else None
-        except OSError:
-            return None
-
-    def poll(self) -> None:
-        now = time.perf_counter()
-        if self.path is None or now < self._next_check:
+        Its matte goes to ``--alpha-out`` again too, with the source time of the frame it
+        shows (moved on by one tick of the matte file's clock), so that the matte file
+        holds one matte per output frame, in output order.
+        """
+        if self.last is None:
             return
-        self._next_check = now + self.interval
-        mtime = self._stat()
-        if mtime is None or mtime == self._mtime:
-            return
-        self._mtime = mtime
-        try:
-            spec = Path(self.path).read_text(encoding="utf-8").strip()
-            self.compositor.set_background(parse_background(spec))
-            log.info("background: %s", spec)
-        except (LivematteError, OSError, UnicodeDecodeError) as e:
-            log.warning("kept the current background: %s", e)
+        picture, alpha, source_pts = self.last
+        self.last_out_pts = pts
+        self.sink.send(picture, pts)
+        if alpha is not None:
+            self.alpha_writer.write(alpha, source_pts, repeat=True)
+        stats.output(None, repeated=True)
 
 
 def run_live(pipeline: Pipeline, outputs: Outputs, *, out_fps: float, paced: bool,
-             watcher: BackgroundWatcher | None = None, stats_every: float = 5.0) -> None:
-    """Output loop for live use, on the caller's thread.
+             stats_every: float = 5.0) -> None:
+    """Output loop for live use, on the caller's thread, until the source ends, the sink
+    quits or the pipeline's stop event is set (Ctrl-C): then it returns normally, so that
+    every output is finished and kept.
 
     When ``paced``, a frame goes out at least every 1.5 periods of ``out_fps``:
     if inference falls behind, the last composite is sent again so a virtual
-    camera never stalls. Paced output is stamped with the output clock (seconds
-    since the first frame went out), so a recording of it has increasing
-    timestamps, repeats included; the matte file keeps source timestamps.
+    camera never stalls. Paced output is stamped with the output clock, which
+    starts at the first frame's source time, so a recording of it has increasing
+    timestamps (repeats included) and its audio, on the source's timeline, stays in step.
     """
     stats, sink = pipeline.stats, outputs.sink
     period = 1.0 / out_fps
-    last_picture = None
-    started: float | None = None
+    clock_offset: float | None = None  # output pts = perf_counter() - clock_offset
     deadline = time.perf_counter() + 10.0  # the first frame may wait for the model to warm up
     next_report = time.perf_counter() + stats_every
     while not sink.wants_quit:
-        if watcher is not None:
-            watcher.poll()
         timeout = max(0.0, deadline - time.perf_counter()) if paced else None
         try:
             matted = pipeline.next(timeout)
         except queue.Empty:
-            if last_picture is not None:
-                sink.send(last_picture, time.perf_counter() - started)
-                stats.output(None, repeated=True)
+            if clock_offset is not None:
+                outputs.repeat(stats, time.perf_counter() - clock_offset)
             deadline = time.perf_counter() + period
             continue
+        except Stopped:  # stopped by the caller; a stage's error would have been raised instead
+            break
         if matted is END:
             break
         if paced:
-            started = started if started is not None else time.perf_counter()
-            last_picture = outputs.emit(matted, stats, time.perf_counter() - started)
+            if clock_offset is None:
+                clock_offset = time.perf_counter() - matted.frame.pts
+            outputs.emit(matted, stats, time.perf_counter() - clock_offset)
         else:
             outputs.emit(matted, stats)
         deadline = time.perf_counter() + 1.5 * period

@@ -24,6 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 
 
+MAX_STRENGTH = 0.95  # past this, a still pixel would hardly follow the matte at all
+
+
 @dataclass(frozen=True)
 class SmoothingSettings:
     """strength: 0 (off) .. 0.95, how much of the past a still pixel keeps.
@@ -37,8 +40,8 @@ class SmoothingSettings:
     cut_threshold: float = 0.25
 
     def __post_init__(self):
-        if not 0.0 <= self.strength <= 0.95:
-            raise ValueError(f"smoothing strength got {self.strength}, expected 0..0.95")
+        if not 0.0 <= self.strength <= MAX_STRENGTH:
+            raise ValueError(f"smoothing strength got {self.strength}, expected 0..{MAX_STRENGTH} (0 = off)")
         if not self.sigma > 0:
             raise ValueError(f"smoothing sigma got {self.sigma}, expected > 0")
 

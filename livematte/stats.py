@@ -11,6 +11,12 @@ from pathlib import Path
 import numpy as np
 
 
+def _rate(count: int, first: float | None, last: float | None) -> float:
+    """Events per second from the first to the last of ``count`` events."""
+    span = (last - first) if first is not None and last is not None else 0.0
+    return (count - 1) / span if span > 0 else 0.0
+
+
 class Stats:
     """Thread-safe counters. Stage times are per processed frame, in ms."""
 
@@ -24,8 +30,10 @@ class Stats:
         self._stage_ms: dict[str, deque] = defaultdict(lambda: deque(maxlen=window))
         self._latency_ms: deque = deque(maxlen=window)
         self._dropped_fn = lambda: 0
-        self._first_out: float | None = None
+        self._first_out: float | None = None  # first and last fresh (composited) frame sent
         self._last_out: float | None = None
+        self._first_any: float | None = None  # first and last frame sent, repeats included
+        self._last_any: float | None = None
 
     def count_dropped_by(self, fn) -> None:
         """``fn()`` -> frames dropped upstream (e.g. a newest-wins slot's overwrites)."""
@@ -49,6 +57,9 @@ class Stats:
         now = time.perf_counter()
         with self._lock:
             self.frames_out += 1
+            if self._first_any is None:
+                self._first_any = now
+            self._last_any = now
             if repeated:
                 self.repeated += 1
             else:
@@ -64,14 +75,22 @@ class Stats:
         return self._dropped_fn()
 
     def snapshot(self) -> dict:
-        """The ``--stats-json`` schema: fps, latency_ms {p50, p95}, frames_in/out, dropped, stages_ms."""
+        """The ``--stats-json`` schema.
+
+        fps: fresh frames per second (each composited with its own matte), first to last;
+        output_fps: every frame sent per second, repeats of the last frame included (what a
+        virtual camera receives); latency_ms {p50, p95} of fresh frames, capture to output;
+        frames_in, frames_out (repeats included), composited (fresh), repeated, dropped
+        (never processed); stages_ms: mean ms per stage; elapsed_s.
+        """
         with self._lock:
-            span = (self._last_out - self._first_out) if self._first_out and self._last_out else 0.0
-            fps = (self.composited - 1) / span if span > 0 else 0.0
+            fps = _rate(self.composited, self._first_out, self._last_out)
+            output_fps = _rate(self.frames_out, self._first_any, self._last_any)
             latency = np.array(self._latency_ms) if self._latency_ms else np.zeros(1)
             stages = {name: round(float(np.mean(v)), 3) for name, v in self._stage_ms.items() if v}
             return {
                 "fps": round(fps, 2),
+                "output_fps": round(output_fps, 2),
                 "latency_ms": {"p50": round(float(np.percentile(latency, 50)), 1),
                                "p95": round(float(np.percentile(latency, 95)), 1)},
                 "frames_in": self.frames_in,
@@ -90,9 +109,9 @@ class Stats:
     def line(self) -> str:
         s = self.snapshot()
         stages = " ".join(f"{k} {v:.1f}" for k, v in s["stages_ms"].items())
-        return (f"{s['fps']:.1f} fps, latency p50 {s['latency_ms']['p50']:.0f} ms p95 "
-                f"{s['latency_ms']['p95']:.0f} ms, in {s['frames_in']} out {s['frames_out']} "
-                f"dropped {s['dropped']} repeated {s['repeated']} | ms: {stages}")
+        return (f"{s['fps']:.1f} fps fresh ({s['output_fps']:.1f} out), latency p50 {s['latency_ms']['p50']:.0f} ms "
+                f"p95 {s['latency_ms']['p95']:.0f} ms, in {s['frames_in']} fresh {s['composited']} "
+                f"repeated {s['repeated']} dropped {s['dropped']} | ms: {stages}")
 
     def write_json(self, path: Path) -> None:
         path = Path(path)

@@ -15,6 +15,7 @@ from .compositor import Compositor, parse_background
 from .errors import LivematteError
 from .engine import Engine
 from .frames import Frame, alpha_to_u8
+from .outpaths import check_outputs, unique_stems
 from .models.base import Matter, ModelSettings
 from .smoothing import SmoothingSettings
 
@@ -51,6 +52,10 @@ class ImageJob:
 def run_images(job: ImageJob) -> int:
     """Process every input; -> the number that failed (each failure is logged by name)."""
     sources = images.list_inputs(job.inputs[0]) if len(job.inputs) == 1 else list(job.inputs)
+    stems = unique_stems(sources, images.stem_of)
+    written = [path for stem in stems for kind, path in output_paths(job.output_dir, stem).items()
+               if kind != "composite" or job.background is not None]
+    check_outputs(sources, written)
     # A missing single input is the user's typo: report it before loading a model
     # (and keep the picture for processing).
     preread = images.read(sources[0]) if len(sources) == 1 else None
@@ -61,9 +66,9 @@ def run_images(job: ImageJob) -> int:
         settings = replace(settings, size=STILL_RVM_SIZE)
     matter = models.load(settings)
     failed = 0
-    for source in sources:
+    for source, stem in zip(sources, stems):
         try:
-            written = process_one(matter, source, job.output_dir, compositor, preread)
+            written = process_one(matter, source, output_paths(job.output_dir, stem), compositor, preread)
         except LivematteError as e:
             if len(sources) == 1:
                 raise
@@ -76,19 +81,20 @@ def run_images(job: ImageJob) -> int:
     return failed
 
 
-def process_one(matter: Matter, source: str, output_dir: Path, compositor: Compositor | None,
+def output_paths(output_dir: Path, stem: str) -> dict[str, Path]:
+    """What :func:`process_one` writes, by kind: alpha, foreground and (with a background) composite."""
+    return {kind: output_dir / f"{stem}_{kind}.png" for kind in ("alpha", "foreground", "composite")}
+
+
+def process_one(matter: Matter, source: str, paths: dict[str, Path], compositor: Compositor | None,
                 image: np.ndarray | None = None) -> list[Path]:
-    """Matte ``source`` (``image``, when it has been read already) and write its PNGs."""
+    """Matte ``source`` (``image``, when it has been read already) and write its PNGs to ``paths``."""
     image = images.read(source) if image is None else image
     alpha = matte_image(matter, image)
-    stem = images.stem_of(source)
     alpha_u8 = alpha_to_u8(alpha)
-    outputs = {
-        output_dir / f"{stem}_alpha.png": alpha_u8,
-        output_dir / f"{stem}_foreground.png": np.dstack([image, alpha_u8]),
-    }
+    outputs = {paths["alpha"]: alpha_u8, paths["foreground"]: np.dstack([image, alpha_u8])}
     if compositor is not None:
-        outputs[output_dir / f"{stem}_composite.png"] = compositor.composite(image, alpha)
+        outputs[paths["composite"]] = compositor.composite(image, alpha)
     for path, picture in outputs.items():
         write_png(path, picture)
     return list(outputs)

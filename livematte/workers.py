@@ -62,8 +62,11 @@ class Channel:
         """The next item; raises ``queue.Empty`` after ``timeout`` s, ``Stopped`` on stop."""
         deadline = _deadline(timeout)
         while True:
+            # Outside the ``try``: its ``queue.Empty`` means the caller's time is up, not
+            # that this short wait ended empty.
+            wait = _next_wait(self._stop, deadline)
             try:
-                return self._queue.get(timeout=_next_wait(self._stop, deadline))
+                return self._queue.get(timeout=wait)
             except queue.Empty:
                 continue
 

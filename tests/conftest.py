@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -10,14 +11,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from bshm_graph import write_snapshot  # noqa: E402
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# The project's test data: LIVEMATTE_TEST_DATA names it, else ../shared/data beside the checkout.
+SHARED_DATA = Path(os.environ.get("LIVEMATTE_TEST_DATA")
+                   or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """../shared/data beside the project; tests that need it skip on a user's clone."""
+    """The test data folder (LIVEMATTE_TEST_DATA, or ../shared/data); tests that need it skip without it."""
     if not SHARED_DATA.is_dir():
-        pytest.skip("../shared/data is not present")
+        pytest.skip(f"the test data folder {SHARED_DATA} is not present (set LIVEMATTE_TEST_DATA)")
     return SHARED_DATA
 
 

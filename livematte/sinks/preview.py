@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Callable
 
 import cv2
@@ -19,6 +21,23 @@ def checkerboard(height: int, width: int, cell: int = 16) -> np.ndarray:
     board = np.full((height, width, 3), 102, np.uint8)
     board[light] = 153
     return board
+
+
+def check_display() -> None:
+    """LivematteError unless a preview window can open here.
+
+    OpenCV's Qt build aborts the whole process (SIGABRT, no exception) when it finds
+    no display, so the window is tried in a child process first, before a model loads.
+    """
+    probe = "import cv2; cv2.namedWindow('livematte-probe'); cv2.destroyAllWindows()"
+    try:
+        result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        raise LivematteError("the preview window did not open within 20 s; use --sink null, file or vcam") from None
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.splitlines() if "display" in line.lower()] or ["no display?"]
+        raise LivematteError(f"cannot open a preview window ({lines[0].strip()}); "
+                             "run it in a desktop session, or use --sink null, file or vcam")
 
 
 class PreviewSink(Sink):

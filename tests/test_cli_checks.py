@@ -1,0 +1,138 @@
+"""The command line says what it does: bad or contradictory flags are refused before a model
+loads, ignored ones are named, options work wherever they are written, and the README's
+figures match the presets."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from media import make_video
+from livematte import config as livematte_config
+from livematte.cli import main
+from livematte.errors import LivematteError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    return make_video(tmp_path_factory.mktemp("in") / "clip.mp4", n=10)
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "livematte", *args], capture_output=True, text=True,
+                          timeout=120, env=env)
+
+
+# --- refused before the model loads (the log's "model:" line never comes) ------------------------------
+
+@pytest.mark.parametrize("args, message", [
+    (["--sink", "file"], "--sink file needs -o FILE"),
+    (["-o", "out.xyz"], "unknown video extension '.xyz'"),
+    (["-o", "out.mp4", "--sink", "null"], "-o is the file for --sink file, but the sink is null"),
+    (["--sink", "null", "--fps", "15"], "--fps sets the rate of a virtual camera or preview"),
+    (["--sink", "null", "--alpha-out", "m.mp4"], "mattes are written as .mkv (FFV1) or to a folder of PNGs"),
+    (["--sink", "vcam"], "no virtual camera device (v4l2loopback)"),
+])
+def test_live_checks_that_need_no_model_come_first(clip, tmp_path, args, message):
+    result = subprocess.run([sys.executable, "-m", "livematte", "live", "--source", str(clip), *args],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert message in result.stderr
+    assert "model:" not in result.stderr and "Traceback" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_preview_without_a_display_is_a_clear_error_not_an_abort(clip):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    result = run_cli("live", "--source", str(clip), "--sink", "preview", env=env)
+    assert result.returncode == 1, result.stderr  # not 134 (SIGABRT from Qt)
+    assert "cannot open a preview window" in result.stderr
+    assert "model:" not in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--format", "webm", "-o", "x.mp4"], "--format webm contradicts -o x.mp4 (mp4)"),
+    (["-o", "x.avi"], "unknown video extension '.avi'"),
+    (["-o", "x.mkv", "--alpha-out", "x.mkv"], "two outputs would both be written to x.mkv"),
+])
+def test_video_checks_that_need_no_model_come_first(clip, tmp_path, args, message):
+    result = subprocess.run([sys.executable, "-m", "livematte", "video", str(clip), *args],
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert message in result.stderr
+    assert "model:" not in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- ranges say one thing ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("value", ["1.5", "0.97", "-0.1"])
+def test_smoothing_range_is_the_same_everywhere(value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["video", "x.mp4", "--smoothing", value])
+    assert exit_info.value.code == 2
+    assert "expected 0..0.95 (0 = off)" in capsys.readouterr().err
+    config_file = tmp_path / "c.toml"
+    config_file.write_text(f"[smoothing]\nstrength = {abs(float(value))}\n")
+    if abs(float(value)) > 0.95:
+        with pytest.raises(LivematteError, match=r"expected 0\.\.0\.95 \(0 = off\)"):
+            livematte_config.load("offline", config_file)
+
+
+@pytest.mark.parametrize("command", [["video", "x.mp4"], ["live", "--source", "x.mp4"], ["demo"]])
+def test_frames_zero_is_refused_at_once(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([*command, "--frames", "0"])
+    assert exit_info.value.code == 2
+    assert "--frames: got 0, expected 1 or more" in capsys.readouterr().err
+
+
+# --- options after the command ------------------------------------------------------------------------
+
+def test_debug_and_verbose_work_after_the_command_too(tmp_path):
+    missing = str(tmp_path / "missing.mp4")
+    for args in (["--debug", "video", missing], ["video", missing, "--debug"]):
+        with pytest.raises(LivematteError, match="no such file"):  # --debug: the error is raised, not printed
+            main(args)
+    assert main(["video", missing]) == 1
+    result = run_cli("models", "-v")
+    assert result.returncode == 0 and "rvm" in result.stdout
+
+
+# --- ignored flags are named ---------------------------------------------------------------------------
+
+def test_crf_for_lossless_outputs_is_named(clip, tmp_path, capfd, rvm_weights):
+    out = tmp_path / "x.webm"
+    assert main(["video", str(clip), "-o", str(out), "--crf", "30", "--background", "transparent", "--quiet"]) == 0
+    assert "--crf is for H.264 (.mp4, .mkv); ignored for webm" in capfd.readouterr().err
+
+
+def test_guided_refine_with_rvm_is_named(clip, tmp_path, capfd, rvm_weights):
+    assert main(["video", str(clip), "-o", str(tmp_path / "x.mp4"), "--refine", "guided", "--model", "rvm",
+                 "--quiet"]) == 0
+    assert "--refine guided is for models that return a plain matte" in capfd.readouterr().err
+
+
+# --- packaging and documentation -----------------------------------------------------------------------
+
+def test_python_requires_covers_what_the_package_imports():
+    # tomllib (config files) is in the standard library from Python 3.11.
+    assert 'python_requires=">=3.11"' in (REPO / "setup.py").read_text()
+
+
+def test_readme_preset_table_matches_the_presets():
+    readme = (REPO / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `([\w-]+)` \| [^|]+\| (\d+x\d+) \|", readme, re.MULTILINE))
+    presets = livematte_config.presets()
+    assert set(rows) == set(presets)
+    for name in presets:
+        size = livematte_config.load(name).model.size
+        assert int(rows[name].split("x")[0]) == size, f"README says {rows[name]} for {name}, the preset {size}"
