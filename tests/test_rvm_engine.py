@@ -41,6 +41,7 @@ from livematte.models.base import GuidedMatte, ModelSettings
 from livematte.refine import apply_coefficients
 from livematte.smoothing import SmoothingSettings
 from livematte.videoio import read_alpha_with_pts
+from test_live import Delegating
 
 W, H, FPS = 160, 128, 30  # small, and below every preset's model size: the network sees the frame as it is
 PW, PH = 72, 84  # the portrait, shrunk
@@ -80,27 +81,15 @@ def is_initial(state, initial) -> bool:
         s.shape == i.shape and np.array_equal(s, i) for s, i in zip(state, initial))
 
 
-class Recording:
+class Recording(Delegating):
     """The real backend, recording what each ``infer`` got and gave (copies: runners may reuse buffers)."""
 
     def __init__(self, inner):
-        self.inner = inner
+        super().__init__(inner)
         self.inputs: list[np.ndarray] = []
         self.states_in: list[tuple] = []
         self.states_out: list[tuple] = []
         self.mattes: list[GuidedMatte] = []
-
-    def __getattr__(self, name):  # name, guided, min_side, device, ...
-        return getattr(self.inner, name)
-
-    def input_size(self, width, height):
-        return self.inner.input_size(width, height)
-
-    def prepare(self, image_bgr):
-        return self.inner.prepare(image_bgr)
-
-    def initial_state(self):
-        return self.inner.initial_state()
 
     def infer(self, prepared, state):
         self.inputs.append(np.array(prepared))
