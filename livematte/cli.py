@@ -191,7 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_pipeline_options(video, "offline")
     video.set_defaults(run=run_video)
 
-    demo = commands.add_parser("demo", parents=[common], help="replace the background of a built-in clip")
+    demo = commands.add_parser("demo", parents=[common],
+                               help="replace the background of a built-in clip: a person on a call in a busy room")
     demo.add_argument("-o", "--output", type=Path, default=Path("livematte-demo.mp4"),
                       help="where the result goes (default ./livematte-demo.mp4)")
     demo.add_argument("--alpha-out", type=Path, default=None, metavar="PATH", help="also write the matte")

@@ -131,8 +131,75 @@ def test_real_clip_with_audio(shared_data, rvm_weights, tmp_path):
 
 
 def test_demo_makes_a_video(tmp_path, monkeypatch, rvm_weights):
+    """The demo replaces the room around the person with its backdrop and leaves her as she is.
+
+    The demo builds its clip itself, so the test can film the same frames again and know
+    where she is: everywhere more than 6 px away from her is room in the clip and must be
+    backdrop, nothing of the room left, in the output; her face must come through as filmed.
+    """
+    import cv2
+
+    from livematte import demo
+
     monkeypatch.setenv("LIVEMATTE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr("livematte.models.weights.rvm_cached_path", lambda: rvm_weights)
     out = tmp_path / "demo.mp4"
     assert main(["demo", "-o", str(out), "--frames", "20", "--quiet"]) == 0
     assert video_stream_facts(out)[0] == 20
+    info = probe(out)
+    assert (info.width, info.height) == (demo.WIDTH, demo.HEIGHT)
+
+    def first_frames(path: Path) -> list[np.ndarray]:
+        with av.open(str(path)) as container:
+            frames = [frame.to_ndarray(format="bgr24").astype(np.int16)
+                      for _, frame in zip(range(20), container.decode(container.streams.video[0]))]
+        assert len(frames) == 20
+        return frames
+
+    inputs = first_frames(tmp_path / "cache" / "demo" / demo.CLIP_NAME)
+    outputs = first_frames(out)
+    portrait = demo.sample_portrait()
+    colours, alpha = demo.cut_out_person(portrait, demo.matte_still(portrait))
+    room, backdrop = demo.room_background(), demo.demo_background().astype(np.int16)
+    around = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (13, 13))
+    for index in (0, 10, 19):
+        seen, made = inputs[index], outputs[index]
+        filmed, cover = demo.film(index, colours, alpha, room)
+        assert np.abs(seen - filmed).mean() < 4, index  # the clip is what the test films again
+        away = cv2.dilate((cover > 0.002).astype(np.uint8), around) == 0
+        assert away.mean() > 0.5
+        # Away from her the clip shows the busy room, far from the backdrop ...
+        assert np.abs(seen[away] - backdrop[away]).mean() > 30
+        # ... and the output the backdrop, nothing of the room left (H.264 noise aside).
+        error = np.abs(made - backdrop).max(axis=2)[away]
+        assert error.mean() < 4 and (error > 30).sum() < 50, (index, error.mean(), (error > 30).sum())
+        x, y = (round(v) for v in demo.to_frame(index, demo.PORTRAIT_FACE))
+        face = np.s_[y - 40:y + 40, x - 40:x + 40]
+        assert cover[face].min() > 0.999
+        # Her face comes through as it was filmed (H.264 noise aside), not blended with the backdrop.
+        assert np.abs(made[face] - seen[face]).mean() < 6, index
+        assert np.abs(seen[face] - backdrop[face]).mean() > 40
+
+
+def test_demo_clip_is_made_once_under_its_own_name(tmp_path, monkeypatch):
+    """The clip is made once into the cache; a clip of the old demo there is not taken for it."""
+    from livematte import demo
+
+    monkeypatch.setenv("LIVEMATTE_CACHE", str(tmp_path))
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "demo" / "grace_hopper_pan.mp4").write_bytes(b"the old demo's clip")
+    made = []
+
+    def make_clip(path: Path) -> Path:
+        made.append(path)
+        path.write_bytes(b"clip")
+        return path
+
+    monkeypatch.setattr(demo, "make_clip", make_clip)
+    first = demo.prepare_inputs()
+    assert demo.prepare_inputs() == first
+    assert made == [tmp_path / "demo" / demo.CLIP_NAME] and first[0] == made[0]
+    assert first[0].name != "grace_hopper_pan.mp4"
+    backdrop = demo.demo_background()
+    assert (backdrop.shape, backdrop.dtype) == ((demo.HEIGHT, demo.WIDTH, 3), np.uint8)
+    assert first[1].is_file()
