@@ -35,6 +35,16 @@ def positive_int(text: str) -> int:
     return value
 
 
+def model_size(text: str) -> int:
+    """0 (the backend's default) or MIN_SIZE..MAX_SIZE pixels."""
+    from .models.base import MAX_SIZE, MIN_SIZE
+
+    value = _number(text, int)
+    if value != 0 and not MIN_SIZE <= value <= MAX_SIZE:
+        raise argparse.ArgumentTypeError(f"got {value}, expected 0 (the backend's default) or {MIN_SIZE}..{MAX_SIZE}")
+    return value
+
+
 def count(text: str) -> int:
     """1 or more."""
     value = _number(text, int)
@@ -49,8 +59,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                        help="matting backend (default: auto = bshm when its weights are present, else rvm)")
     group.add_argument("--model-dir", type=Path, default=None,
                        help="local weights: a ModelScope snapshot folder or .pb (bshm), a .onnx (rvm)")
-    group.add_argument("--model-size", type=positive_int, default=None, metavar="PX",
-                       help="resize the model's input to this longest side "
+    group.add_argument("--model-size", type=model_size, default=None, metavar="PX",
+                       help="resize the model's input to this longest side, 32..4096 "
                             "(0 = the backend's default: bshm the frame as is, rvm 512)")
     group.add_argument("--threads", type=positive_int, default=None, help="model CPU threads (0 = all)")
     group.add_argument("--runtime", choices=("auto", "openvino", "onnxruntime"), default=None,
@@ -277,7 +287,9 @@ def run_live(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _signals_handled_by(handler):
-    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    # A signal the parent chose to ignore (SIGINT for a shell's background job) stays ignored.
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)
+                if signal.getsignal(signum) is not signal.SIG_IGN}
     try:
         yield
     finally:

@@ -91,10 +91,10 @@ def test_model_size_below_the_range_is_one_error_line(tmp_path, rvm_weights):
     out = tmp_path / "out.mp4"
     done = subprocess.run([sys.executable, "-m", "livematte", "video", str(source), "-o", str(out),
                            "--model", "rvm", "--model-size", "7"], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 1
-    [line] = done.stderr.splitlines()  # one line, no traceback
-    assert line.startswith("livematte: error: ")
-    assert line.endswith("size got 7, expected 0 (the backend's default) or 32..4096")
+    assert done.returncode == 2  # refused while parsing the command line, before anything runs
+    assert "Traceback" not in done.stderr
+    assert done.stderr.splitlines()[-1] == ("livematte video: error: argument --model-size: "
+                                            "got 7, expected 0 (the backend's default) or 32..4096")
     assert not out.exists()
 
 
