@@ -122,7 +122,7 @@ def builtin_clip() -> Path:
     path = cache_dir() / CLIP_NAME
     if path.is_file():
         try:
-            from .videoio import probe
+            from .media.reading import probe
 
             info = probe(path)
             if (info.width, info.height) == (CLIP_WIDTH, CLIP_HEIGHT) and (info.frame_count or 0) >= CLIP_FRAMES:
@@ -141,7 +141,7 @@ def write_clip(path: Path, frames: int | None = None, width: int = CLIP_WIDTH, h
 
     The same seed gives the same pictures; about 6 s for the full clip on 2 cores.
     """
-    from .videoio import VideoWriter
+    from .media.writing import VideoWriter
 
     frames = CLIP_FRAMES if frames is None else frames
     scene = _Scene(width, height, np.random.default_rng(CLIP_SEED))
@@ -391,13 +391,13 @@ def run_bench(job: BenchJob) -> dict:
     if job.plot_path is not None:
         _require_matplotlib()
     if job.source is not None:
-        from .videoio import probe
+        from .media.reading import probe
 
         info = probe(job.source)
         source_path, builtin = str(job.source), False
     else:
         source_path, builtin = str(builtin_clip()), True
-        from .videoio import probe
+        from .media.reading import probe
 
         info = probe(source_path)
     document = {

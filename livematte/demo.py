@@ -325,7 +325,7 @@ def film(index: int, colours: np.ndarray, alpha: np.ndarray, room: np.ndarray) -
 
 def make_clip(path: Path) -> Path:
     """Film the cut-out person over the room: a 720p H.264 clip (she moves, as on a call)."""
-    from .videoio import VideoWriter
+    from .media.writing import VideoWriter
 
     portrait = sample_portrait()
     log.info("cutting the person out of the sample portrait (once, with livematte's own model)")
