@@ -346,5 +346,7 @@ def prepare_inputs() -> tuple[Path, Path]:
         log.info("making the demo clip %s", clip)
         make_clip(clip)
     if not background.is_file():
-        cv2.imwrite(str(background), demo_background())
+        from .still import write_png
+
+        write_png(background, demo_background())
     return clip, background

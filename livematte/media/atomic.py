@@ -9,7 +9,8 @@ crash, Ctrl-C or a full disk never leaves a truncated file under the name the us
 nor (short of the process being killed outright) a temporary beside it.
 
 :class:`AtomicOutput` is the machinery, for writers that produce their output piece by piece
-(the video writers subclass it). A failure to write raises :class:`LivematteError` reading
+(the video writers subclass it); :func:`write_atomically` writes a whole file held in memory
+(JSON, a PNG, downloaded weights). A failure to write raises :class:`LivematteError` reading
 ``cannot write PATH: reason``.
 
 No PyAV or OpenCV here: this module is cheap to import.
@@ -123,3 +124,15 @@ class AtomicOutput:
             self.abort()
 
 
+def write_atomically(path: PathLike, data: bytes) -> None:
+    """Write ``data`` as the whole file at ``path``, creating its folder if needed.
+
+    The file appears under ``path`` complete, or not at all: an existing file there is
+    replaced in one step, and on any failure the temporary is removed and the old file,
+    if any, is left as it was. :class:`LivematteError` if it cannot be written.
+    """
+    with AtomicOutput(path, folder=False) as output:
+        try:
+            output._partial.write_bytes(data)
+        except OSError as e:
+            raise LivematteError(f"cannot write {output.path}: {e.strerror or e}") from e
