@@ -83,6 +83,7 @@ the working stages' ms per frame.
 from __future__ import annotations
 
 import gc
+import io
 import json
 import logging
 import os
@@ -99,6 +100,7 @@ import numpy as np
 from . import __version__
 from .capture import FileSource
 from .errors import LivematteError
+from .media.atomic import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +124,7 @@ def builtin_clip() -> Path:
     path = cache_dir() / CLIP_NAME
     if path.is_file():
         try:
-            from .videoio import probe
+            from .media.reading import probe
 
             info = probe(path)
             if (info.width, info.height) == (CLIP_WIDTH, CLIP_HEIGHT) and (info.frame_count or 0) >= CLIP_FRAMES:
@@ -141,7 +143,7 @@ def write_clip(path: Path, frames: int | None = None, width: int = CLIP_WIDTH, h
 
     The same seed gives the same pictures; about 6 s for the full clip on 2 cores.
     """
-    from .videoio import VideoWriter
+    from .media.writing import VideoWriter
 
     frames = CLIP_FRAMES if frames is None else frames
     scene = _Scene(width, height, np.random.default_rng(CLIP_SEED))
@@ -391,13 +393,13 @@ def run_bench(job: BenchJob) -> dict:
     if job.plot_path is not None:
         _require_matplotlib()
     if job.source is not None:
-        from .videoio import probe
+        from .media.reading import probe
 
         info = probe(job.source)
         source_path, builtin = str(job.source), False
     else:
         source_path, builtin = str(builtin_clip()), True
-        from .videoio import probe
+        from .media.reading import probe
 
         info = probe(source_path)
     document = {
@@ -418,21 +420,10 @@ def run_bench(job: BenchJob) -> dict:
             gc.collect()
     print(format_table(document))
     if job.json_path is not None:
-        _write_text(job.json_path, json.dumps(document, indent=2) + "\n")
+        write_atomically(job.json_path, (json.dumps(document, indent=2) + "\n").encode("utf-8"))
     if job.plot_path is not None:
         write_plot(job.plot_path, results, document)
     return document
-
-
-def _write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".part")
-        partial.write_text(text, encoding="utf-8")
-        partial.replace(path)
-    except OSError as e:
-        raise LivematteError(f"cannot write {path}: {e.strerror or e}") from e
 
 
 def format_table(document: dict) -> str:
@@ -517,9 +508,6 @@ def write_plot(path: Path, results: list[RunResult], document: dict) -> None:
     figure.suptitle(f"livematte bench: {what} {source['width']}x{source['height']}, {mode}, "
                     f"{document['machine']['cores']} CPUs")
     figure.tight_layout()
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        figure.savefig(path, format="png")
-    except OSError as e:
-        raise LivematteError(f"cannot write {path}: {e.strerror or e}") from e
+    image = io.BytesIO()
+    figure.savefig(image, format="png")
+    write_atomically(path, image.getvalue())

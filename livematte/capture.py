@@ -26,7 +26,7 @@ class FileSource:
     """A video file or stream URL, decoded with PyAV, opened once.
 
     The reader opened here describes the input (``info``) and decodes its frames later, so a
-    URL is one connection. ``audio`` is that same reader's :class:`~livematte.videoio.AudioFeed`
+    URL is one connection. ``audio`` is that same reader's :class:`~livematte.media.audio.AudioFeed`
     (None when the file has no audio): give it to the output file's writer, which takes the
     packets the reader demuxes along with the frames. Unclaimed, it holds at most
     ``AudioFeed.CAPACITY_BYTES``. ``frames()`` is one pass; a second call (a caller looping
@@ -39,7 +39,7 @@ class FileSource:
 
     def __init__(self, path: str, *, realtime: bool = False, strict: bool = False,
                  on_decode: Callable[[float], None] | None = None):
-        from .videoio import VideoReader
+        from .media.reading import VideoReader
 
         self.path = path
         self.strict = strict
@@ -55,7 +55,7 @@ class FileSource:
 
     def frames(self) -> Iterator[tuple[np.ndarray, float]]:
         """``(image, pts)``: ``uint8 [H, W, 3]`` BGR upright, pts in seconds on the file's timeline."""
-        from .videoio import VideoReader
+        from .media.reading import VideoReader
 
         reader = VideoReader(self.path, strict=self.strict) if self._played else self._reader
         self._played = True

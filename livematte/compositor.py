@@ -236,7 +236,7 @@ def parse_background(spec: str) -> Background:
     if not path.is_file():
         raise LivematteError(
             f"background {text!r} is not a file nor one of color:#RRGGBB, key[:#RRGGBB], blur[:N], transparent")
-    from .videoio import VIDEO_SUFFIXES  # here, not at the top: PyAV costs 0.1 s to import
+    from .media.reading import VIDEO_SUFFIXES  # here, not at the top: PyAV costs 0.1 s to import
 
     if path.suffix.lower() in VIDEO_SUFFIXES:
         return LoopingVideo(text)

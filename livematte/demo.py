@@ -325,7 +325,7 @@ def film(index: int, colours: np.ndarray, alpha: np.ndarray, room: np.ndarray) -
 
 def make_clip(path: Path) -> Path:
     """Film the cut-out person over the room: a 720p H.264 clip (she moves, as on a call)."""
-    from .videoio import VideoWriter
+    from .media.writing import VideoWriter
 
     portrait = sample_portrait()
     log.info("cutting the person out of the sample portrait (once, with livematte's own model)")
@@ -346,5 +346,7 @@ def prepare_inputs() -> tuple[Path, Path]:
         log.info("making the demo clip %s", clip)
         make_clip(clip)
     if not background.is_file():
-        cv2.imwrite(str(background), demo_background())
+        from .still import write_png
+
+        write_png(background, demo_background())
     return clip, background

@@ -15,11 +15,12 @@ from .compositor import Compositor, parse_background
 from .config import Config
 from .engine import Engine
 from .errors import LivematteError
+from .media.reading import VIDEO_SUFFIXES
+from .media.writing import ALPHA_KINDS, output_kind
 from .outpaths import check_outputs, unique_stems
 from .pipeline import Outputs, Pipeline, Progress, run_live, run_offline
 from .sinks import NullSink
 from .stats import Stats
-from .videoio import ALPHA_KINDS, VIDEO_SUFFIXES, output_kind
 from .watcher import BackgroundWatcher
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def _alpha_writer(stack: contextlib.ExitStack, path: Path | None, width: int, he
     """The ``--alpha-out`` writer, entered on ``stack`` (finished on success, removed on error)."""
     if path is None:
         return None
-    from .videoio import AlphaWriter
+    from .media.writing import AlphaWriter
 
     return stack.enter_context(AlphaWriter(path, width=width, height=height, rate=rate))
 

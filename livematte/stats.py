@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .media.atomic import write_atomically
+
 
 def _rate(count: int, first: float | None, last: float | None) -> float:
     """Events per second from the first to the last of ``count`` events."""
@@ -114,7 +116,5 @@ class Stats:
                 f"repeated {s['repeated']} dropped {s['dropped']} | ms: {stages}")
 
     def write_json(self, path: Path) -> None:
-        path = Path(path)
-        partial = path.with_name(path.name + ".part")
-        partial.write_text(json.dumps(self.snapshot(), indent=2) + "\n")
-        partial.replace(path)
+        """The :meth:`snapshot` as JSON, written atomically."""
+        write_atomically(path, (json.dumps(self.snapshot(), indent=2) + "\n").encode())

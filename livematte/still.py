@@ -15,6 +15,7 @@ from .compositor import Compositor, parse_background
 from .errors import LivematteError
 from .engine import Engine
 from .frames import Frame, alpha_to_u8
+from .media.atomic import write_atomically
 from .outpaths import check_outputs, unique_stems
 from .models.base import Matter, ModelSettings
 from .smoothing import SmoothingSettings
@@ -36,9 +37,7 @@ def write_png(path: Path, image: np.ndarray) -> None:
     ok, encoded = cv2.imencode(".png", image)
     if not ok:
         raise LivematteError(f"cannot encode {path}")
-    partial = path.with_name(path.name + ".part")
-    partial.write_bytes(encoded.tobytes())
-    partial.replace(path)
+    write_atomically(path, encoded.tobytes())
 
 
 @dataclass(frozen=True)

@@ -147,7 +147,7 @@ def run_livematte(input_path: Path, background_path: Path, output: Path, alpha_o
                   max_frames: int | None) -> dict:
     """``livematte video`` in-process; -> timings and the mattes it wrote."""
     from livematte import cli, jobs
-    from livematte.videoio import read_alpha
+    from livematte.media.readback import read_alpha
 
     captured = []
     original = jobs.process_video
@@ -264,7 +264,7 @@ class CpuMeter:
 
 def compare(args: argparse.Namespace) -> dict:
     from livematte import models
-    from livematte.videoio import read_alpha
+    from livematte.media.readback import read_alpha
 
     video, truth_path, segments = resolve_clip(args.clip)
     weights = models.fetch("rvm")

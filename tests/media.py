@@ -26,7 +26,7 @@ def make_video(path: Path, *, n: int = N, width: int = W, height: int = H, pts: 
                audio: bool = True, video: bool = True, rotation: float | None = None,
                codec: str = "libx264") -> Path:
     """A real file (H.264, or ``codec`` e.g. ffv1 for odd sizes, plus a 440 Hz AAC track) written
-    with PyAV directly, not with videoio."""
+    with PyAV directly, not with livematte.media."""
     container = av.open(str(path), "w")
     if video:
         options = {"preset": "ultrafast", "crf": "12", "threads": "1"} if codec == "libx264" else {}

@@ -39,7 +39,7 @@ from livematte.sinks import NullSink
 from livematte.sinks.vcam import VirtualCameraSink
 from livematte.smoothing import SmoothingSettings
 from livematte.stats import Stats
-from livematte.videoio import read_alpha_with_pts
+from livematte.media.readback import read_alpha_with_pts
 
 W, H, FPS = 160, 120, 30
 SIDE = 32

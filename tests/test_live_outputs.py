@@ -14,7 +14,7 @@ from livematte import config as livematte_config
 from livematte import models
 from livematte.jobs import LiveJob, run_live_job
 from livematte.models.base import ModelSettings
-from livematte.videoio import read_alpha_with_pts
+from livematte.media.readback import read_alpha_with_pts
 
 
 @pytest.fixture(scope="module")

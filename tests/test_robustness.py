@@ -36,14 +36,15 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from bshm_graph import expected_alpha, graph_bytes, write_snapshot
 from media import gradient, make_video
-from livematte import config, net, videoio
+from livematte import config, net
 from livematte.cli import build_parser, main
 from livematte.compositor import Blur, Compositor, SolidColor, Transparent, parse_background
 from livematte.errors import LivematteError
 from livematte.frames import alpha_to_u8
+from livematte.media.reading import VideoReader, probe
+from livematte.media.readback import read_alpha
 from livematte.models import weights
 from livematte.smoothing import SmoothingSettings, TemporalSmoother
-from livematte.videoio import probe, read_alpha
 
 PACKAGE = Path(__file__).resolve().parents[1] / "livematte"
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -222,7 +223,7 @@ def test_truncated_file_played_live_is_a_warning_not_an_error(tmp_path, caplog):
     data = faststart_mp4(tmp_path / "whole.mp4", n=60).read_bytes()
     cut = tmp_path / "cut.mp4"
     cut.write_bytes(data[: len(data) // 2])
-    with caplog.at_level(logging.WARNING), videoio.VideoReader(cut) as reader:
+    with caplog.at_level(logging.WARNING), VideoReader(cut) as reader:
         count = sum(1 for _ in reader.frames())
     assert 0 < count < 60
     assert "cut.mp4" in caplog.text and "truncated" in caplog.text
@@ -233,7 +234,7 @@ def test_whole_files_are_not_taken_for_truncated(tmp_path, caplog):
     stamps = [i / 30 for i in range(29)] + [1.6]
     for source in (make_video(tmp_path / "vfr.mp4", n=30, pts=stamps),
                    make_video(tmp_path / "vfr.mkv", n=30, pts=stamps, codec="ffv1", audio=False)):
-        with caplog.at_level(logging.WARNING), videoio.VideoReader(source, strict=True) as reader:
+        with caplog.at_level(logging.WARNING), VideoReader(source, strict=True) as reader:
             assert sum(1 for _ in reader.frames()) == 30
     assert "truncated" not in caplog.text
 

@@ -40,7 +40,7 @@ from livematte.jobs import LiveJob, run_live_job
 from livematte.models.base import GuidedMatte, ModelSettings
 from livematte.refine import apply_coefficients
 from livematte.smoothing import SmoothingSettings
-from livematte.videoio import read_alpha_with_pts
+from livematte.media.readback import read_alpha_with_pts
 from test_live import Delegating
 
 W, H, FPS = 160, 128, 30  # small, and below every preset's model size: the network sees the frame as it is

@@ -15,7 +15,8 @@ import pytest
 
 from media import FPS, N, audio_seconds, make_video
 from livematte.cli import main
-from livematte.videoio import probe, read_alpha, read_alpha_with_pts, read_rgba
+from livematte.media.reading import probe
+from livematte.media.readback import read_alpha, read_alpha_with_pts, read_rgba
 
 
 @pytest.fixture(scope="module")

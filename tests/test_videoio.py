@@ -12,8 +12,9 @@ import pytest
 
 from livematte.errors import LivematteError
 from media import AUDIO_RATE, FPS, H, N, W, audio_seconds, gradient, make_video
-from livematte.videoio import (AlphaWriter, VideoReader, VideoWriter, output_kind, probe, read_alpha,
-                               read_alpha_with_pts, read_rgba)
+from livematte.media.reading import VideoReader, probe
+from livematte.media.readback import read_alpha, read_alpha_with_pts, read_rgba
+from livematte.media.writing import AlphaWriter, VideoWriter, output_kind
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:
@@ -116,7 +117,7 @@ def test_audio_stops_where_the_reader_stopped(two_seconds, tmp_path):
 
 
 def test_audio_feed_is_bounded(two_seconds, caplog, monkeypatch):
-    monkeypatch.setattr("livematte.videoio.AudioFeed.CAPACITY_BYTES", 2000)
+    monkeypatch.setattr("livematte.media.audio.AudioFeed.CAPACITY_BYTES", 2000)
     with VideoReader(two_seconds, audio=True) as reader:
         reader.audio.claim()  # a writer that never takes anything
         with caplog.at_level(logging.WARNING):

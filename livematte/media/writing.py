@@ -1,0 +1,388 @@
+"""Writing videos: composites and mattes, encoded safely.
+
+:class:`VideoWriter` encodes composites (``uint8 [H, W, 3]`` BGR or ``[H, W, 4]`` BGRA, pts in
+seconds) to H.264 (.mp4, .mkv), VP9 with alpha (.webm), ProRes 4444 with alpha (.mov) or a
+folder of RGBA PNGs, with the source's audio (:mod:`livematte.media.audio`).
+:class:`AlphaWriter` writes mattes (``uint8 [H, W]``) losslessly: FFV1 gray .mkv or gray PNGs.
+Both subclass :class:`~livematte.media.atomic.AtomicOutput`: they write under a temporary name
+beside the target and move the result into place only when :meth:`close` succeeds, so a crash
+or an interrupted run never leaves a half-written file under the name the user asked for.
+
+:func:`output_kind` maps a path to its kind (``OUTPUT_KINDS``); ``_KINDS`` holds each video
+kind's container, codec, pixel format and audio rules, and :func:`_codec_options` the encoder
+settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import operator
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.error
+import cv2
+import numpy as np
+
+from ..errors import LivematteError
+from . import PathLike
+from .atomic import AtomicOutput
+from .audio import AUDIO_LEAD_S, AudioCarrier, AudioFeed
+from .clock import Clock
+
+log = logging.getLogger(__name__)
+
+# Output kind by file extension; a path with no extension (or ending in "/") is a PNG folder.
+OUTPUT_SUFFIXES = {".mp4": "mp4", ".m4v": "mp4", ".mkv": "mkv", ".webm": "webm", ".mov": "mov"}
+OUTPUT_KINDS = ("mp4", "mkv", "webm", "mov", "png")
+ALPHA_KINDS = ("mkv", "png")
+
+# x264 preset names mapped onto libvpx's speed (cpu-used); above 5 libvpx wants the realtime deadline.
+_VP9_SPEED = {"ultrafast": 8, "superfast": 8, "veryfast": 7, "faster": 6, "fast": 5,
+              "medium": 4, "slow": 2, "slower": 1, "veryslow": 0, "placebo": 0}
+
+
+@dataclass(frozen=True)
+class _Kind:
+    container: str  # FFmpeg muxer name
+    codec: str
+    pix_fmt: str
+    alpha: bool
+    even: bool  # the pixel format subsamples chroma 2x2 and the encoder rejects odd sizes
+    tick: Fraction  # time base the muxer keeps anyway; finer ticks would only be rounded off
+    audio_copy: frozenset[str]
+    audio_codec: str
+
+
+_KINDS = {
+    "mp4": _Kind("mp4", "libx264", "yuv420p", False, True, Fraction(1, 90000),
+                 frozenset({"aac", "mp3"}), "aac"),
+    "mkv": _Kind("matroska", "libx264", "yuv420p", False, True, Fraction(1, 1000),
+                 frozenset({"aac", "opus", "vorbis", "mp3", "flac", "ac3"}), "aac"),
+    "webm": _Kind("webm", "libvpx-vp9", "yuva420p", True, False, Fraction(1, 1000),
+                  frozenset({"opus", "vorbis"}), "libopus"),
+    "mov": _Kind("mov", "prores_ks", "yuva444p10le", True, False, Fraction(1, 90000),
+                 frozenset({"aac", "mp3", "alac"}), "aac"),
+}
+
+
+def output_kind(path: PathLike) -> str:
+    """The output kind a path asks for: ``"mp4"``, ``"mkv"``, ``"webm"``, ``"mov"`` or ``"png"``.
+
+    A path ending in ``/``, with no extension, or naming an existing folder is a PNG sequence.
+    """
+    text = os.fspath(path)
+    suffix = Path(text).suffix.lower()
+    if text.endswith(("/", os.sep)) or not suffix or Path(text).is_dir():
+        return "png"
+    if suffix in OUTPUT_SUFFIXES:
+        return OUTPUT_SUFFIXES[suffix]
+    choices = ", ".join(sorted(OUTPUT_SUFFIXES))
+    raise LivematteError(f"{text}: unknown video extension {suffix!r}; use one of {choices}, "
+                         "or a folder name for a PNG sequence")
+
+
+def _check_size(width: int, height: int) -> tuple[int, int]:
+    try:
+        width, height = operator.index(width), operator.index(height)
+    except TypeError:
+        raise ValueError(f"width and height must be integers, got {width!r}x{height!r}") from None
+    if width < 1 or height < 1:
+        raise ValueError(f"width and height must be positive, got {width}x{height}")
+    return width, height
+
+
+def _check_rate(rate: Fraction | float) -> Fraction:
+    """A positive frame rate as a fraction FFmpeg's 32-bit rationals can hold (29.97 -> 2997/100)."""
+    rate = Fraction(rate).limit_denominator(1_000_000)
+    if rate <= 0:
+        raise ValueError(f"frame rate must be positive, got {rate}")
+    return rate
+
+
+def _check_image(image: np.ndarray, width: int, height: int, channels: tuple[int, ...]) -> None:
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 array, got {getattr(image, 'dtype', type(image))}")
+    shape = image.shape
+    ok_channels = (len(shape) == 2 and 0 in channels) or (len(shape) == 3 and shape[2] in channels)
+    if shape[:2] != (height, width) or not ok_channels:
+        wanted = " or ".join(f"[{height}, {width}]" if c == 0 else f"[{height}, {width}, {c}]" for c in channels)
+        raise ValueError(f"expected an image of shape {wanted}, got {list(shape)}")
+
+
+class _PngFolder:
+    """Numbered PNGs (``000000.png``...) written into a folder in call order."""
+
+    def __init__(self, folder: Path, name: Path):
+        self._folder = folder
+        self._name = name
+        self.count = 0
+
+    def write(self, image: np.ndarray) -> None:
+        ok, encoded = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 3])
+        if not ok:
+            raise LivematteError(f"cannot encode frame {self.count} for {self._name}")
+        try:
+            (self._folder / f"{self.count:06d}.png").write_bytes(encoded.tobytes())
+        except OSError as e:
+            raise LivematteError(f"cannot write {self._name}: {e.strerror or e}") from e
+        self.count += 1
+
+
+class VideoWriter(AtomicOutput):
+    """Encodes composites to a video file or an RGBA PNG sequence.
+
+    Kinds (``kind``, or from ``path``'s extension):
+
+    - ``mp4`` (.mp4, .m4v): H.264 (libx264) yuv420p in MP4, ``+faststart``.
+    - ``mkv``: H.264 yuv420p in Matroska.
+    - ``webm``: VP9 (libvpx-vp9) yuva420p in WebM, with alpha, lossless (the matte survives exactly).
+    - ``mov``: ProRes 4444 (prores_ks, profile 4) yuva444p10le in QuickTime, with alpha.
+    - ``png`` (a folder: path ending in ``/`` or without extension): RGBA PNGs ``000000.png``...
+
+    yuv420p cannot hold an odd width or height: such frames are padded by one pixel, repeating
+    the last row/column, so an H.264 file of a 63x47 input is 64x48. Alpha kinds keep the size.
+
+    ``rate`` is the nominal frame rate (the encoder's hint, and the step for frames written
+    without a pts); the file keeps the pts given to :meth:`write`, so variable rates survive.
+    ``crf`` (lower is better) applies to libx264; ``preset`` is an x264 preset
+    name, mapped onto libvpx's speed for VP9.
+
+    Audio goes along from ``audio``, the :class:`AudioFeed` of the reader whose frames are
+    written (``VideoReader(..., audio=True).audio``, ``FileSource.audio``), or from the file
+    ``audio_from`` names (opened again, for callers without a feed). It is copied when the
+    container allows its codec, else encoded as AAC (Opus for WebM), and interleaved with the
+    video: each frame takes the audio up to its time + ``AUDIO_LEAD_S`` or one frame period,
+    whichever is shorter. :meth:`close` adds what the feed still holds: all of it once the
+    reader has reached the end, what it demuxed if it stopped early. :meth:`end_audio_at`
+    cuts it at the video's end.
+    """
+
+    def __init__(self, path: PathLike, *, width: int, height: int, rate: Fraction, kind: str | None = None,
+                 audio: AudioFeed | None = None, audio_from: PathLike | None = None, crf: int = 18,
+                 preset: str = "veryfast"):
+        if audio is not None and audio_from is not None:
+            raise ValueError("give audio (a feed) or audio_from (a file), not both")
+        width, height = _check_size(width, height)
+        kind = kind or output_kind(path)
+        if kind not in OUTPUT_KINDS:
+            raise LivematteError(f"unknown output kind {kind!r} for {path}; use one of {', '.join(OUTPUT_KINDS)}")
+        self.kind = kind
+        self.has_alpha = kind == "png" or _KINDS[kind].alpha
+        self.width, self.height = width, height
+        self.rate = _check_rate(rate)
+        self._audio: AudioCarrier | None = None
+        self._container = None
+        super().__init__(path, folder=kind == "png")
+        try:
+            self._open(audio, audio_from, crf, preset)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _open(self, audio: AudioFeed | None, audio_from: PathLike | None, crf: int, preset: str) -> None:
+        if self.kind == "png":
+            self._png = _PngFolder(self._partial, self.path)
+            self._clock = Clock(Fraction(1, 90000), self.rate, str(self.path))
+            if audio is not None or audio_from is not None:
+                log.warning("PNG sequences have no audio; the audio of %s is dropped",
+                            audio.name if audio is not None else audio_from)
+            if audio is not None:
+                audio.release()
+            return
+        spec = _KINDS[self.kind]
+        self._spec = spec
+        self._clock = Clock(spec.tick, self.rate, str(self.path))
+        self._pad = (self.height % 2, self.width % 2) if spec.even else (0, 0)
+        if any(self._pad):
+            log.info("%s: H.264 yuv420p needs even sizes; encoding %dx%d with the edge repeated",
+                     self.path, self.width + self._pad[1], self.height + self._pad[0])
+        options = {"mp4": {"movflags": "+faststart"}, "mov": {"movflags": "+faststart"}}.get(self.kind, {})
+        try:
+            self._container = av.open(str(self._partial), "w", format=spec.container, options=options)
+            stream = self._container.add_stream(spec.codec, rate=self.rate, options=_codec_options(spec, crf, preset))
+            stream.width = self.width + self._pad[1]
+            stream.height = self.height + self._pad[0]
+            stream.pix_fmt = spec.pix_fmt
+            stream.codec_context.time_base = spec.tick
+            if spec.codec == "libvpx-vp9":
+                stream.codec_context.thread_count = os.cpu_count() or 1
+            self._stream = stream
+        except (av.error.FFmpegError, OSError, ValueError) as e:
+            raise LivematteError(f"cannot write {self.path}: {getattr(e, 'strerror', None) or e}") from e
+        if audio_from is not None:
+            audio = AudioFeed.from_file(audio_from)
+            if audio is None:
+                log.info("%s has no audio; %s will be silent", audio_from, self.path)
+        if audio is not None:
+            self._audio = AudioCarrier(audio, self._container, self.path, muxer=spec.container,
+                                       copies=spec.audio_copy, encoder=spec.audio_codec)
+
+    @property
+    def last_pts(self) -> float | None:
+        """The time of the last frame written, seconds (as stamped, after any nudge); None before the first."""
+        return self._clock.last_seconds
+
+    def end_audio_at(self, seconds: float) -> None:
+        """End the audio at ``seconds``, on the timeline of the pts given to :meth:`write`.
+
+        For a video that stops before its source's end (a frame limit, a stopped run): call it
+        before :meth:`close` with the last frame's pts + one frame duration (1 / ``rate``); the
+        audio already written runs at most that far past the last frame, so a time before that
+        cannot take it back. Copied audio loses the packets that start at or after ``seconds``
+        (so it may run up to one packet longer, e.g. 1024 samples for AAC); re-encoded audio
+        ends at that sample. No effect without audio.
+        """
+        if self._state != "open":
+            raise ValueError(f"{self.path} is already closed")
+        if math.isnan(seconds):
+            raise ValueError("end_audio_at needs a time in seconds, got NaN")
+        if self._audio is not None:
+            self._audio.end = float(seconds)
+
+    def write(self, image: np.ndarray, pts: float | None = None) -> None:
+        """Add one frame.
+
+        image: ``uint8 [H, W, 3]`` BGR or ``uint8 [H, W, 4]`` BGRA at the writer's size. Alpha
+            kinds get alpha 255 for a BGR image; H.264 drops a BGRA image's alpha.
+        pts: presentation time, seconds; None means one frame after the previous one.
+        """
+        if self._state != "open":
+            raise ValueError(f"{self.path} is already closed")
+        _check_image(image, self.width, self.height, (3, 4))
+        ticks = self._clock.next(pts)
+        if self.kind == "png":
+            self._png.write(image if image.shape[2] == 4 else cv2.cvtColor(image, cv2.COLOR_BGR2BGRA))
+            return
+        if self._spec.alpha:
+            if image.shape[2] == 3:
+                image = cv2.cvtColor(image, cv2.COLOR_BGR2BGRA)
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgra")
+        else:
+            if image.shape[2] == 4:
+                image = np.ascontiguousarray(image[:, :, :3])
+            if any(self._pad):
+                image = cv2.copyMakeBorder(image, 0, self._pad[0], 0, self._pad[1], cv2.BORDER_REPLICATE)
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+        frame.pts = ticks
+        frame.time_base = self._clock.tick
+        try:
+            self._container.mux(self._stream.encode(frame))
+            if self._audio is not None:
+                self._audio.pump(float(ticks * self._clock.tick) + min(AUDIO_LEAD_S, 1 / self.rate))
+        except av.error.FFmpegError as e:
+            raise LivematteError(f"cannot write {self.path}: {e.strerror or e}") from e
+
+    def _finish(self) -> None:
+        if self.kind == "png":
+            if self._png.count == 0:
+                log.warning("%s: no frames were written", self.path)
+            return
+        try:
+            self._container.mux(self._stream.encode())
+            if self._audio is not None:
+                self._audio.finish()
+            self._container.close()
+        except av.error.FFmpegError as e:
+            raise LivematteError(f"cannot write {self.path}: {e.strerror or e}") from e
+
+    def _discard(self) -> None:
+        if self._audio is not None:
+            self._audio.close()
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:  # the file is deleted next; a broken trailer does not matter
+                pass
+
+
+def _codec_options(spec: _Kind, crf: int, preset: str) -> dict[str, str]:
+    if spec.codec == "libx264":
+        return {"crf": str(crf), "preset": preset}
+    if spec.codec == "libvpx-vp9":
+        # Lossless: libvpx codes alpha with the colour planes' settings, and any lossy
+        # setting moves sharp matte edges by tens of levels (crf 18: up to 37). Overlays
+        # need the exact matte; the price is ~40 Mbit/s at 720p.
+        speed = _VP9_SPEED.get(preset, 6)
+        return {"lossless": "1", "cpu-used": str(speed), "row-mt": "1",
+                "deadline": "realtime" if speed > 5 else "good"}
+    if spec.codec == "prores_ks":
+        return {"profile": "4", "vendor": "apl0"}
+    return {}
+
+
+class AlphaWriter(AtomicOutput):
+    """Writes mattes losslessly: reading them back gives exactly the values written.
+
+    ``.mkv``: FFV1 (level 3) gray in Matroska, keeping the pts given to :meth:`write`
+    (millisecond ticks). A folder (path ending in ``/`` or without extension): 8-bit gray
+    PNGs ``000000.png``... in write order (no timestamps).
+    """
+
+    def __init__(self, path: PathLike, *, width: int, height: int, rate: Fraction):
+        width, height = _check_size(width, height)
+        try:
+            kind = output_kind(path)
+        except LivematteError:
+            kind = None
+        if kind not in ALPHA_KINDS:
+            raise LivematteError(f"{path}: mattes are written as .mkv (FFV1) or to a folder of PNGs")
+        self.kind = kind
+        self.width, self.height = width, height
+        self.rate = _check_rate(rate)
+        self._container = None
+        super().__init__(path, folder=kind == "png")
+        self._clock = Clock(Fraction(1, 1000), self.rate, str(self.path))
+        if kind == "png":
+            self._png = _PngFolder(self._partial, self.path)
+            return
+        try:
+            self._container = av.open(str(self._partial), "w", format="matroska")
+            stream = self._container.add_stream("ffv1", rate=self.rate, options={"level": "3"})
+            stream.width, stream.height, stream.pix_fmt = width, height, "gray"
+            stream.codec_context.time_base = self._clock.tick
+            self._stream = stream
+        except (av.error.FFmpegError, OSError, ValueError) as e:
+            self.abort()
+            raise LivematteError(f"cannot write {self.path}: {getattr(e, 'strerror', None) or e}") from e
+
+    def write(self, alpha: np.ndarray, pts: float | None = None, *, repeat: bool = False) -> None:
+        """Add one matte: ``uint8 [H, W]``, 255 where the person is; pts in seconds or None.
+
+        ``repeat``: the matte of a frame sent again (live output falling behind), with that
+        frame's pts; it is stamped one tick (1 ms) after the matte before it.
+        """
+        if self._state != "open":
+            raise ValueError(f"{self.path} is already closed")
+        _check_image(alpha, self.width, self.height, (0,))
+        ticks = self._clock.next(pts, repeat=repeat)
+        if self.kind == "png":
+            self._png.write(alpha)
+            return
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(alpha), format="gray")
+        frame.pts = ticks
+        frame.time_base = self._clock.tick
+        try:
+            self._container.mux(self._stream.encode(frame))
+        except av.error.FFmpegError as e:
+            raise LivematteError(f"cannot write {self.path}: {e.strerror or e}") from e
+
+    def _finish(self) -> None:
+        if self.kind == "png":
+            return
+        try:
+            self._container.mux(self._stream.encode())
+            self._container.close()
+        except av.error.FFmpegError as e:
+            raise LivematteError(f"cannot write {self.path}: {e.strerror or e}") from e
+
+    def _discard(self) -> None:
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:  # the file is deleted next
+                pass
