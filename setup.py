@@ -1,10 +1,51 @@
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+HERE = Path(__file__).resolve().parent
+
+
+def _version() -> str:
+    """The one copy of the version, livematte/__init__.py's ``__version__``, read as text: importing
+    livematte would need its dependencies, which are not installed yet."""
+    text = (HERE / "livematte" / "__init__.py").read_text(encoding="utf-8")
+    return re.search(r"""^__version__ = ["']([^"']+)["']$""", text, re.MULTILINE).group(1)
+
+
+# Sizes: `du -sh` of each package's site-packages folders in a fresh Python 3.11 venv on Linux
+# x86_64, with the dependencies only it brings. Lower bounds are the versions the test suite and
+# the benchmarks were run with. The core is what `livematte demo`, `video`, `live`, `image` and
+# `bench` need with RVM; each optional feature outside it stops with one line naming its extra.
+# A fresh venv with the core: 686 MB; with [bshm]: 2.8 GB (before the split, with everything: 2.9 GB).
+CORE = [
+    "numpy>=2.4",  # 73 MB: every frame
+    "opencv-python>=5.0",  # 188 MB: resizing, refinement, images, cameras; its GUI (not -headless) is --sink preview
+    "av>=18.1",  # 103 MB: video files and streams, with their audio (FFmpeg inside)
+    "onnx>=1.23",  # 34 MB: re-declares RVM's outputs as its refiner's coefficients, for both runtimes
+    "openvino>=2026.4",  # 181 MB: RVM on CPUs, the default: bf16, 1.4x onnxruntime's speed
+    # 80 MB: RVM where OpenVINO does not run, --runtime onnxruntime, CUDA (with onnxruntime-gpu),
+    # and the demo's one-time cut-out of its portrait (float32 on every CPU)
+    "onnxruntime>=1.31",
+    "pyvirtualcam>=0.15",  # 1 MB: `live`'s default sink, the virtual camera
+    "psutil>=7.2",  # 1 MB: `bench`'s CPU and memory figures
+]
+# `pip install "livematte[bshm]"`: the BSHM model. 2.1 GB, three quarters of the full install,
+# for a model that cannot run before its weights are fetched.
+BSHM = [
+    "tensorflow>=2.21",  # 2.0 GB with its own dependencies (keras, grpcio, h5py, libclang, ...): BSHM's graph
+    "modelscope>=1.40",  # 92 MB with its own: snapshot_download of damo/cv_unet_image-matting
+]
+# `pip install "livematte[plot]"`: `livematte bench --plot`. 100 MB with its dependencies
+# (fonttools, pillow, ...). Out of the core since the demo's portrait, the one other use, ships
+# with livematte (livematte/data/grace_hopper.jpg, 61 KB).
+PLOT = ["matplotlib>=3.11"]
 
 setup(
     name="livematte",
-    version="0.1.0",
+    version=_version(),
     description="Real-time video background replacement with BSHM portrait matting",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11",  # tomllib (config files) is in the standard library from 3.11
@@ -12,26 +53,16 @@ setup(
     # install finds them too.
     packages=find_packages(include=["livematte", "livematte.*"]) + ["livematte.presets"],
     package_dir={"livematte.presets": "configs"},
-    package_data={"livematte.presets": ["*.toml"]},
-    # Lower bounds are the versions the test suite and the benchmarks were run with.
-    install_requires=[
-        "tensorflow>=2.21",  # BSHM's TF1 frozen graph through tf.compat.v1
-        "modelscope>=1.40",  # snapshot_download of damo/cv_unet_image-matting
-        "onnxruntime>=1.31",  # Robust Video Matting (and on GPUs, with onnxruntime-gpu)
-        "openvino>=2026.4",  # Robust Video Matting on CPUs: bf16, 1.4x onnxruntime's speed
-        "onnx>=1.23",  # re-declares RVM's outputs for onnxruntime (the refiner's coefficients)
-        "opencv-python>=5.0",
-        "numpy>=2.4",
-        "av>=18.1",
-        "pyvirtualcam>=0.15",
-        "psutil>=7.2",
-        "matplotlib>=3.11",  # benchmark plots, and the demo's sample portrait
-    ],
+    package_data={"livematte.presets": ["*.toml"], "livematte": ["data/*.jpg"]},
+    install_requires=CORE,
     extras_require={
+        "bshm": BSHM,
+        "plot": PLOT,
         # GPU builds (not tested here: no GPU). onnxruntime-gpu provides the same
         # `onnxruntime` module: uninstall the CPU `onnxruntime` after installing this extra.
-        "gpu": ["tensorflow[and-cuda]>=2.21", "onnxruntime-gpu>=1.31"],
-        "test": ["pytest>=9.2", "hypothesis>=6.170"],
+        "gpu": ["tensorflow[and-cuda]>=2.21", "modelscope>=1.40", "onnxruntime-gpu>=1.31"],
+        # The tests build BSHM stand-in graphs with TensorFlow and draw bench plots.
+        "test": ["pytest>=9.2", "hypothesis>=6.170", *BSHM, *PLOT],
     },
     entry_points={"console_scripts": ["livematte=livematte.cli:main"]},
 )

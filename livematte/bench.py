@@ -75,7 +75,7 @@ includes whatever earlier runs in the same process did not give back.
       ]
     }
 
-``--plot PATH`` writes a PNG (needs matplotlib, a dependency of livematte):
+``--plot PATH`` writes a PNG (needs matplotlib, the ``plot`` extra: ``pip install "livematte[plot]"``):
 each frame's latency in output order for every preset, and a stacked bar of
 the working stages' ms per frame.
 """
@@ -390,6 +390,10 @@ def run_bench(job: BenchJob) -> dict:
         raise LivematteError("no preset to run")
     # Everything the user can get wrong is checked before any model loads.
     loaded = [configs.load(name, None, {"model": job.model_overrides}) for name in job.presets]
+    if any(config.model.name == "bshm" for config in loaded):
+        from .models import bshm
+
+        bshm.require_extra()
     if job.plot_path is not None:
         _require_matplotlib()
     if job.source is not None:
@@ -467,7 +471,7 @@ def _require_matplotlib():
     try:
         import matplotlib  # noqa: F401
     except ImportError as e:
-        raise LivematteError("--plot needs matplotlib: pip install matplotlib") from e
+        raise LivematteError('--plot needs matplotlib: pip install "livematte[plot]"') from e
 
 
 def write_plot(path: Path, results: list[RunResult], document: dict) -> None:

@@ -226,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="play the source at its own rate, newest frame wins (live latency and drops)")
     bench.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the figures as JSON")
     bench.add_argument("--plot", type=Path, default=None, metavar="PATH",
-                       help="write a PNG of per-frame latency and the stage breakdown (needs matplotlib)")
+                       help="write a PNG of per-frame latency and the stage breakdown "
+                            '(needs matplotlib: pip install "livematte[plot]")')
     add_model_options(bench)
     bench.set_defaults(run=run_bench)
 
@@ -354,8 +355,10 @@ def run_models(args: argparse.Namespace) -> int:
         print(models.fetch(args.name))
         return 0
     for status in models.status():
-        state = "ready" if status.ready else "not downloaded"
+        state = "needs an extra" if status.install else "ready" if status.ready else "not downloaded"
         print(f"{status.name:5}  {state:14}  {status.description}")
+        if status.install:
+            print(f"{'':5}  install: {status.install}")
         print(f"{'':5}  weights: {status.weights or '-'}")
     return 0
 

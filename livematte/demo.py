@@ -2,9 +2,10 @@
 
 What the clip is, truthfully: a composite made on this machine, not a recording.
 
-- The person is Grace Hopper's official portrait, a still photo that matplotlib
-  ships as sample data (no video of a real person comes with any installed
-  package). The first time the demo runs, livematte cuts her out of that photo
+- The person is Grace Hopper's official portrait (a US Navy photo, in the public
+  domain), a still photo that comes with livematte (``livematte/data``, the same
+  file matplotlib ships as sample data; no video of a real person comes with any
+  installed package). The first time the demo runs, livematte cuts her out of that photo
   with its own model (RVM on onnxruntime, four passes over the still so its
   recurrent state settles). Everything outside her silhouette goes, the US flag
   behind her shoulder included; the inside of the silhouette is made solid, her
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import logging
 from fractions import Fraction
+from importlib import resources
 from pathlib import Path
 
 import cv2
@@ -42,6 +44,8 @@ log = logging.getLogger(__name__)
 
 WIDTH, HEIGHT, FPS, SECONDS = 1280, 720, 30, 4
 
+# Grace Hopper's portrait, byte for byte matplotlib's sample_data/grace_hopper.jpg (sha256 a8ca6d73...).
+PORTRAIT_FILE = "grace_hopper.jpg"
 # The cached clip's name: a new name whenever its content changes, so no old cache is reused.
 CLIP_NAME = "hopper_call_room_v2.mp4"
 
@@ -59,14 +63,14 @@ CUTOUT_PASSES, CUTOUT_SIZE = 4, 512
 
 
 def sample_portrait() -> np.ndarray:
-    """``uint8 [600, 512, 3]`` BGR: the portrait shipped with matplotlib."""
+    """``uint8 [600, 512, 3]`` BGR: the portrait that comes with livematte (``livematte/data``)."""
+    data = resources.files("livematte") / "data" / PORTRAIT_FILE
     try:
-        from matplotlib import cbook
-    except ImportError as e:
-        raise LivematteError("the demo's sample portrait comes with matplotlib: pip install matplotlib") from e
-    image = cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+        image = cv2.imdecode(np.frombuffer(data.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
+    except OSError as e:
+        raise LivematteError(f"the demo's sample portrait {PORTRAIT_FILE} is missing from livematte's install") from e
     if image is None:
-        raise LivematteError("matplotlib's sample portrait grace_hopper.jpg could not be read")
+        raise LivematteError(f"the demo's sample portrait {PORTRAIT_FILE} could not be read")
     return image
 
 

@@ -39,11 +39,10 @@ def rvm_weights() -> Path:
 
 @pytest.fixture(scope="session")
 def portrait() -> np.ndarray:
-    """A real photo of a person: Grace Hopper, shipped with matplotlib. ``uint8 [600, 512, 3]`` BGR."""
-    import cv2
-    from matplotlib import cbook
+    """A real photo of a person: Grace Hopper, the demo's portrait. ``uint8 [600, 512, 3]`` BGR."""
+    from livematte.demo import sample_portrait
 
-    return cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+    return sample_portrait()
 
 
 @pytest.fixture

@@ -89,4 +89,4 @@ def test_bad_input_is_one_line(tmp_path, cache, bshm_dir, capsys, args, message)
 def test_plot_without_matplotlib_says_what_to_install(tmp_path, cache, bshm_dir, capsys, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
     assert main(["bench", *bshm(bshm_dir), "--plot", str(tmp_path / "p.png")]) == 1
-    assert "pip install matplotlib" in capsys.readouterr().err
+    assert capsys.readouterr().err.strip() == 'livematte: error: --plot needs matplotlib: pip install "livematte[plot]"'

@@ -5,11 +5,16 @@ ModelScope's own pipeline does. Contract:
 - ``input_image:0``: ``float [H, W, 3]`` **RGB, 0..255**, any size;
 - ``output_png:0``: ``uint8 [H, W, 4]`` RGBA; the matte is channel 3.
 The graph is stateless: every frame is matted on its own.
+
+TensorFlow and ModelScope are the ``bshm`` extra (``pip install "livematte[bshm]"``), not
+part of the core install: :func:`missing_extra` says, without importing either, whether
+they are there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -30,14 +35,42 @@ GRAPH_FILE = "tf_graph.pb"
 INPUT_TENSOR = "input_image:0"
 OUTPUT_TENSOR = "output_png:0"
 
+INSTALL = 'pip install "livematte[bshm]"'
+NO_TENSORFLOW = f"BSHM runs on TensorFlow: {INSTALL}"
+NO_MODELSCOPE = f"BSHM's weights come from the ModelScope hub, through the modelscope package: {INSTALL}"
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported, found without importing it (TensorFlow takes seconds)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: in sys.modules without a __spec__
+        return False
+
+
+def missing_extra(*, hub: bool = False) -> str | None:
+    """None when BSHM can run (and, with ``hub``, fetch its weights); else the one line saying
+    what to install. Imports nothing."""
+    if not _installed("tensorflow"):
+        return NO_TENSORFLOW
+    if hub and not _installed("modelscope"):
+        return NO_MODELSCOPE
+    return None
+
+
+def require_extra(*, hub: bool = False) -> None:
+    """:class:`LivematteError` with :func:`missing_extra`'s line when the ``bshm`` extra is missing."""
+    reason = missing_extra(hub=hub)
+    if reason is not None:
+        raise LivematteError(reason)
+
 
 def find_local_weights(model_dir: Path | None) -> Path | None:
     """The ``tf_graph.pb`` from ``model_dir`` (a snapshot folder or a .pb) or the ModelScope cache."""
     if model_dir is not None:
         path = Path(model_dir)
         return path / GRAPH_FILE if path.is_dir() else path
-    cache = Path(os.environ.get("MODELSCOPE_CACHE") or Path.home() / ".cache" / "modelscope")
-    if not _graph_in_cache(cache):
+    if cached_graph() is None or not _installed("modelscope"):
         return None
     try:
         from modelscope.hub.snapshot_download import snapshot_download
@@ -49,21 +82,25 @@ def find_local_weights(model_dir: Path | None) -> Path | None:
     return graph if graph.is_file() else None
 
 
-def _graph_in_cache(cache: Path) -> bool:
-    """Whether some folder of ModelScope's cache named after the model holds a graph.
+def cached_graph() -> Path | None:
+    """A graph in some folder of ModelScope's cache named after the model, or None.
 
     Importing modelscope costs a quarter second at every start, so it is asked
-    only when this cheap look (valid for every cache layout it has used) finds one.
+    only when this cheap look (valid for every cache layout it has used) finds one;
+    without modelscope, this look is all there is to say that weights are here.
     """
+    cache = Path(os.environ.get("MODELSCOPE_CACHE") or Path.home() / ".cache" / "modelscope")
     for depth in range(1, 4):
         for folder in cache.glob("*/" * depth + "*cv_unet_image-matting*"):
-            if folder.is_dir() and any(folder.rglob(GRAPH_FILE)):
-                return True
-    return False
+            if folder.is_dir():
+                for graph in folder.rglob(GRAPH_FILE):
+                    return graph
+    return None
 
 
 def download(timeout: float) -> Path:
     """Fetch the snapshot from the ModelScope hub, giving up after ``timeout`` seconds."""
+    require_extra(hub=True)
     from modelscope.hub.snapshot_download import snapshot_download
 
     result: dict = {}
@@ -99,14 +136,18 @@ class BSHMMatter:
     min_side = 32
 
     def __init__(self, settings: ModelSettings):
+        require_extra()  # before any download: weights are no use without TensorFlow
         self.path = find_local_weights(settings.model_dir) or download(settings.download_timeout)
         self.size = settings.size
         if not self.path.is_file():
             raise LivematteError(f"BSHM graph not found: {self.path}")
         _check_snapshot_config(self.path.parent)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        with _quiet_tensorflow_start():
-            import tensorflow as tf
+        try:
+            with _quiet_tensorflow_start():
+                import tensorflow as tf
+        except ImportError as e:  # installed, but broken (a missing library, a numpy it was not built for)
+            raise LivematteError(f"cannot import TensorFlow ({error_line(e)}); BSHM runs on it: {INSTALL}") from e
 
         graph_def = tf.compat.v1.GraphDef()
         try:
