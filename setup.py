@@ -25,6 +25,7 @@ setup(
         "av>=18.1",
         "pyvirtualcam>=0.15",
         "psutil>=7.2",
+        "tqdm>=4.70",  # the progress line of `video`, `demo` and `bench`
         "matplotlib>=3.11",  # benchmark plots, and the demo's sample portrait
     ],
     extras_require={

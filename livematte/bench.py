@@ -4,11 +4,12 @@
                     [--json PATH] [--plot PATH] [--model NAME] [--model-dir PATH] ...
 
 For each preset (default: ``live`` and ``offline``), in one process and on the
-same source, the real :class:`~livematte.pipeline.Pipeline` runs with the
-preset's model, smoothing, refinement and background through the real
-:class:`~livematte.engine.Engine` and :class:`~livematte.pipeline.Outputs`,
-into the null sink, or with ``--encode`` into the file sink (H.264 MP4 in a
-temporary folder, deleted afterwards, with the preset's crf and x264 preset).
+same source, the run every command makes (:func:`livematte.run.run`: the real
+:class:`~livematte.pipeline.Pipeline`, :class:`~livematte.engine.Engine` and
+:class:`~livematte.output.Outputs`) plays it with the preset's model,
+smoothing, refinement and background into the null sink, or with ``--encode``
+into the file sink (H.264 MP4 in a temporary folder, deleted afterwards, with
+the preset's crf and x264 preset).
 Model loading and the engine's warm-up (three blank frames, as ``livematte
 live`` does) happen before the clock starts; ``load_s`` reports them.
 
@@ -179,7 +180,8 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
     from . import models
     from .compositor import Compositor, parse_background
     from .engine import Engine
-    from .pipeline import Outputs, Pipeline, Progress, run_live, run_offline
+    from .output import progress_bar
+    from .run import run
     from .sinks import NullSink
     from .stats import Stats
 
@@ -210,14 +212,9 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
             started = time.perf_counter()
             stats.started = started
             with sink:
-                pipeline = Pipeline(source, engine, stats, live=realtime, max_frames=frames,
-                                    max_lag=2.0 / source.fps)
-                with pipeline:
-                    outputs = Outputs(compositor, sink)
-                    if realtime:
-                        run_live(pipeline, outputs, out_fps=source.fps, paced=True, stats_every=1e9)
-                    else:
-                        run_offline(pipeline, outputs, Progress(total, f"bench {config.preset}"))
+                # As ``livematte live`` plays a camera (``--realtime``), or as ``livematte video`` runs.
+                run(source, engine, compositor, sink, live=realtime, paced=realtime, max_frames=frames, stats=stats,
+                    progress=None if realtime else progress_bar(total, f"bench {config.preset}"))
             elapsed = time.perf_counter() - started
             cpu_after = process.cpu_times()
             cpu_percent = process.cpu_percent(None)

@@ -298,7 +298,14 @@ def _signals_handled_by(handler):
 
 
 def run_video(args: argparse.Namespace) -> int:
-    from .jobs import VideoJob, plan_outputs, run_video_job
+    from .jobs import run_video_job
+
+    return 1 if run_video_job(video_job(args)).failed else 0
+
+
+def video_job(args: argparse.Namespace):
+    """The ``video`` command's arguments -> its checked ``VideoJob`` (warning about flags it ignores)."""
+    from .jobs import VideoJob, plan_outputs
 
     config = load_config(args, crf=args.crf, preset=args.encoder_preset)
     job = VideoJob(config=config, input=args.input, output=args.output, format=args.format,
@@ -309,7 +316,7 @@ def run_video(args: argparse.Namespace) -> int:
                     ", ".join(sorted(kinds - {"mp4", "mkv"})))
     if args.encoder_preset is not None and kinds & {"mov", "png"}:
         log.warning("--encoder-preset is for H.264 and VP9; ignored for %s", ", ".join(sorted(kinds & {"mov", "png"})))
-    return 1 if run_video_job(job) else 0
+    return job
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -322,7 +329,7 @@ def run_demo(args: argparse.Namespace) -> int:
     config = load_config(args)
     job = VideoJob(config=config, input=str(clip), output=args.output, alpha_out=args.alpha_out,
                    quiet=args.quiet, max_frames=args.frames)
-    failed = run_video_job(job)
+    failed = run_video_job(job).failed
     if not failed:
         print(f"livematte: demo written to {args.output}", file=sys.stderr)
     return 1 if failed else 0
