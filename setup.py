@@ -29,6 +29,7 @@ CORE = [
     "onnxruntime>=1.31",
     "pyvirtualcam>=0.15",  # 1 MB: `live`'s default sink, the virtual camera
     "psutil>=7.2",  # 1 MB: `bench`'s CPU and memory figures
+    "tqdm>=4.70",  # under 1 MB: the progress line of `video`, `demo` and `bench`
 ]
 # `pip install "livematte[bshm]"`: the BSHM model. 2.1 GB, three quarters of the full install,
 # for a model that cannot run before its weights are fetched.

@@ -4,11 +4,12 @@
                     [--json PATH] [--plot PATH] [--model NAME] [--model-dir PATH] ...
 
 For each preset (default: ``live`` and ``offline``), in one process and on the
-same source, the real :class:`~livematte.pipeline.Pipeline` runs with the
-preset's model, smoothing, refinement and background through the real
-:class:`~livematte.engine.Engine` and :class:`~livematte.pipeline.Outputs`,
-into the null sink, or with ``--encode`` into the file sink (H.264 MP4 in a
-temporary folder, deleted afterwards, with the preset's crf and x264 preset).
+same source, the run every command makes (:func:`livematte.run.run`: the real
+:class:`~livematte.pipeline.Pipeline`, :class:`~livematte.engine.Engine` and
+:class:`~livematte.output.Outputs`) plays it with the preset's model,
+smoothing, refinement and background into the null sink, or with ``--encode``
+into the file sink (H.264 MP4 in a temporary folder, deleted afterwards, with
+the preset's crf and x264 preset).
 Model loading and the engine's warm-up (three blank frames, as ``livematte
 live`` does) happen before the clock starts; ``load_s`` reports them.
 
@@ -22,13 +23,12 @@ Modes:
   live figures; fps cannot exceed the source's.
 
 Source: ``--source`` takes any video file; the first ``--frames`` frames are
-used (fewer if the clip is shorter, never looped). Without it a built-in
-synthetic clip is used: 1280x720, 30 fps, 300 frames of a drawn figure moving
-over a textured, panning background, generated deterministically once into
-``<cache>/bench_clip.mp4`` (:func:`livematte.models.weights.cache_dir`). It
-exercises every stage at a realistic size, but the model's cost and the
-matte's look depend on content: real footage of people gives the
-representative figures.
+used (fewer if the clip is shorter, never looped). Without it the built-in
+synthetic clip is used (:mod:`livematte.synthetic`): 1280x720, 30 fps, 300
+frames of a drawn figure moving over a textured, panning background, generated
+deterministically once into ``<cache>/bench_clip.mp4``. It exercises every
+stage at a realistic size, but the model's cost and the matte's look depend on
+content: real footage of people gives the representative figures.
 
 Figures per preset: per-stage milliseconds per frame (the stages of
 :class:`~livematte.stats.Stats` plus ``decode``, timed in the capture thread
@@ -75,15 +75,14 @@ includes whatever earlier runs in the same process did not give back.
       ]
     }
 
-``--plot PATH`` writes a PNG (needs matplotlib, the ``plot`` extra: ``pip install "livematte[plot]"``):
-each frame's latency in output order for every preset, and a stacked bar of
-the working stages' ms per frame.
+``--plot PATH`` writes a PNG (:mod:`livematte.plots`; needs matplotlib, the ``plot``
+extra: ``pip install "livematte[plot]"``): each frame's latency in output order for every
+preset, and a stacked bar of the working stages' ms per frame.
 """
 
 from __future__ import annotations
 
 import gc
-import io
 import json
 import logging
 import os
@@ -92,7 +91,6 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +99,8 @@ from . import __version__
 from .capture import FileSource
 from .errors import LivematteError
 from .media.atomic import write_atomically
+from .plots import require_matplotlib, write_plot
+from .synthetic import builtin_clip
 
 log = logging.getLogger(__name__)
 
@@ -108,116 +108,6 @@ DEFAULT_PRESETS = ("live", "offline")
 STAGES = ("decode", "wait_capture", "prepare", "wait_model", "model", "smoothing", "refine", "composite", "sink")
 WORK_STAGES = tuple(s for s in STAGES if not s.startswith("wait_"))
 
-CLIP_NAME = "bench_clip.mp4"
-CLIP_WIDTH, CLIP_HEIGHT, CLIP_FPS, CLIP_FRAMES = 1280, 720, 30, 300
-CLIP_SEED = 20240611
-
-
-# ---------------------------------------------------------------------------------------------
-# The built-in clip
-
-
-def builtin_clip() -> Path:
-    """The synthetic benchmark clip in the user's cache, generated on first use."""
-    from .models.weights import cache_dir
-
-    path = cache_dir() / CLIP_NAME
-    if path.is_file():
-        try:
-            from .media.reading import probe
-
-            info = probe(path)
-            if (info.width, info.height) == (CLIP_WIDTH, CLIP_HEIGHT) and (info.frame_count or 0) >= CLIP_FRAMES:
-                return path
-        except LivematteError:
-            pass
-        log.info("regenerating %s (unreadable or not the expected clip)", path)
-    log.info("generating the built-in benchmark clip %s (once)", path)
-    write_clip(path)
-    return path
-
-
-def write_clip(path: Path, frames: int | None = None, width: int = CLIP_WIDTH, height: int = CLIP_HEIGHT,
-               fps: int = CLIP_FPS) -> None:
-    """Draw the synthetic clip (``CLIP_FRAMES`` frames by default) and encode it as H.264 crf 18.
-
-    The same seed gives the same pictures; about 6 s for the full clip on 2 cores.
-    """
-    from .media.writing import VideoWriter
-
-    frames = CLIP_FRAMES if frames is None else frames
-    scene = _Scene(width, height, np.random.default_rng(CLIP_SEED))
-    with VideoWriter(path, width=width, height=height, rate=Fraction(fps), crf=18, preset="veryfast") as writer:
-        for index in range(frames):
-            writer.write(scene.frame(index / fps, index), index / fps)
-
-
-class _Scene:
-    """A head-and-shoulders figure swaying and waving over a textured background that pans."""
-
-    def __init__(self, width: int, height: int, rng: np.random.Generator):
-        import cv2
-
-        self.width, self.height = width, height
-        self.pan = width // 8
-        # Background: soft colour clouds, then shapes with hard edges (furniture, shelves).
-        big_w, big_h = width + 2 * self.pan, height
-        clouds = rng.integers(70, 190, (big_h // 120 + 2, big_w // 120 + 2, 3), dtype=np.uint8)
-        back = cv2.resize(clouds, (big_w, big_h), interpolation=cv2.INTER_CUBIC)
-        for _ in range(60):
-            colour = tuple(int(c) for c in rng.integers(0, 256, 3))
-            x, y = int(rng.integers(0, big_w)), int(rng.integers(0, big_h))
-            w, h = int(rng.integers(20, 220)), int(rng.integers(20, 160))
-            if rng.random() < 0.5:
-                cv2.rectangle(back, (x, y), (x + w, y + h), colour, -1, cv2.LINE_AA)
-            else:
-                cv2.ellipse(back, (x, y), (w // 2, h // 2), float(rng.integers(0, 180)), 0, 360, colour, -1,
-                            cv2.LINE_AA)
-        fine = rng.integers(0, 24, (big_h, big_w, 1), dtype=np.uint8)
-        self.background = cv2.add(cv2.GaussianBlur(back, (0, 0), 1.5), np.repeat(fine, 3, axis=2))
-        # Clothing with a woven pattern; grain like a webcam's, a few fixed patterns cycled.
-        yy, xx = np.mgrid[0:height, 0:width]
-        weave = (((xx // 6) + (yy // 6)) % 2 * 18).astype(np.uint8)
-        self.shirt = np.dstack([weave + 60, weave + 70, weave + 150]).astype(np.uint8)
-        self.grain = [rng.integers(0, 6, (height, width, 3), dtype=np.uint8) for _ in range(4)]
-
-    def frame(self, t: float, index: int) -> np.ndarray:
-        import cv2
-
-        w, h = self.width, self.height
-        offset = int(self.pan * (1 + np.sin(2 * np.pi * t / 9.0)))
-        image = np.ascontiguousarray(self.background[:, offset:offset + w])
-        # Body: centre sways, with a faster swing in the last third (motion blur-free fast motion).
-        speed = 1.0 if t < 6.5 else 2.5
-        cx = int(w / 2 + 0.18 * w * np.sin(2 * np.pi * t * speed / 4.0))
-        cy = int(h * 0.42 + 0.02 * h * np.sin(2 * np.pi * t / 1.7))
-        head = (int(0.085 * w), int(0.16 * h))
-        mask = np.zeros((h, w), np.uint8)
-        shoulders = np.array([[cx - 0.2 * w, h], [cx - 0.19 * w, cy + 0.33 * h], [cx - 0.1 * w, cy + 0.22 * h],
-                              [cx + 0.1 * w, cy + 0.22 * h], [cx + 0.19 * w, cy + 0.33 * h], [cx + 0.2 * w, h]],
-                             np.int32)
-        cv2.fillPoly(mask, [shoulders], 255, cv2.LINE_AA)
-        # A waving arm between seconds 3 and 6.5: a thin moving structure.
-        if 3.0 <= t < 6.5:
-            angle = np.pi * (0.35 + 0.15 * np.sin(2 * np.pi * t * 1.5))
-            elbow = (int(cx + 0.19 * w), int(cy + 0.2 * h))
-            hand = (int(elbow[0] + 0.2 * h * np.cos(angle)), int(elbow[1] - 0.3 * h * np.sin(angle)))
-            cv2.line(mask, (int(cx + 0.17 * w), int(cy + 0.34 * h)), elbow, 255, int(0.06 * h), cv2.LINE_AA)
-            cv2.line(mask, elbow, hand, 255, int(0.05 * h), cv2.LINE_AA)
-        a = mask.astype(np.float32)[:, :, None] * np.float32(1 / 255)
-        image = (image * (1 - a) + self.shirt * a).astype(np.uint8)
-        cv2.rectangle(image, (cx - int(0.03 * w), cy + head[1] - 10), (cx + int(0.03 * w), cy + int(0.24 * h)),
-                      (120, 150, 200), -1, cv2.LINE_AA)
-        tilt = 8.0 * np.sin(2 * np.pi * t / 3.0)
-        cv2.ellipse(image, (cx, cy), head, tilt, 0, 360, (125, 160, 215), -1, cv2.LINE_AA)
-        cv2.ellipse(image, (cx, cy - head[1] // 3), (head[0] + 6, int(head[1] * 0.75)), tilt, 180, 360,
-                    (30, 35, 45), -1, cv2.LINE_AA)
-        for side in (-1, 1):
-            eye = (int(cx + side * 0.3 * head[0]), int(cy + 0.05 * head[1]))
-            cv2.circle(image, eye, 6, (40, 30, 30), -1, cv2.LINE_AA)
-        cv2.ellipse(image, (cx, int(cy + 0.5 * head[1])), (int(0.3 * head[0]), 8), 0, 0, 180, (60, 60, 150), 3,
-                    cv2.LINE_AA)
-        return cv2.add(image, self.grain[index % len(self.grain)])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,7 +181,8 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
     from . import models
     from .compositor import Compositor, parse_background
     from .engine import Engine
-    from .pipeline import Outputs, Pipeline, Progress, run_live, run_offline
+    from .output import progress_bar
+    from .run import run
     from .sinks import NullSink
     from .stats import Stats
 
@@ -322,14 +213,9 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
             started = time.perf_counter()
             stats.started = started
             with sink:
-                pipeline = Pipeline(source, engine, stats, live=realtime, max_frames=frames,
-                                    max_lag=2.0 / source.fps)
-                with pipeline:
-                    outputs = Outputs(compositor, sink)
-                    if realtime:
-                        run_live(pipeline, outputs, out_fps=source.fps, paced=True, stats_every=1e9)
-                    else:
-                        run_offline(pipeline, outputs, Progress(total, f"bench {config.preset}"))
+                # As ``livematte live`` plays a camera (``--realtime``), or as ``livematte video`` runs.
+                run(source, engine, compositor, sink, live=realtime, paced=realtime, max_frames=frames, stats=stats,
+                    progress=None if realtime else progress_bar(total, f"bench {config.preset}"))
             elapsed = time.perf_counter() - started
             cpu_after = process.cpu_times()
             cpu_percent = process.cpu_percent(None)
@@ -395,7 +281,7 @@ def run_bench(job: BenchJob) -> dict:
 
         bshm.require_extra()
     if job.plot_path is not None:
-        _require_matplotlib()
+        require_matplotlib()
     if job.source is not None:
         from .media.reading import probe
 
@@ -426,7 +312,7 @@ def run_bench(job: BenchJob) -> dict:
     if job.json_path is not None:
         write_atomically(job.json_path, (json.dumps(document, indent=2) + "\n").encode("utf-8"))
     if job.plot_path is not None:
-        write_plot(job.plot_path, results, document)
+        write_plot(job.plot_path, results, document, WORK_STAGES)
     return document
 
 
@@ -461,57 +347,3 @@ def format_table(document: dict) -> str:
     for label, cells in rows:
         lines.append(label.ljust(label_width) + "".join(c.rjust(width) for c in cells))
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------------
-# The plot
-
-
-def _require_matplotlib():
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError as e:
-        raise LivematteError('--plot needs matplotlib: pip install "livematte[plot]"') from e
-
-
-def write_plot(path: Path, results: list[RunResult], document: dict) -> None:
-    """Per-frame latency for every preset, and a stacked bar of the working stages (PNG)."""
-    _require_matplotlib()
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(12, 4.8), dpi=100)
-    FigureCanvasAgg(figure)
-    latency, stages = figure.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
-    for result in results:
-        latency.plot(range(len(result.latencies)), result.latencies, linewidth=1,
-                     label=f"{result.preset} (p50 {result.latency_ms['p50']:.0f} ms)")
-    latency.set_xlabel("output frame")
-    latency.set_ylabel("latency, capture to output (ms)")
-    latency.set_title("Per-frame latency")
-    latency.set_ylim(bottom=0)
-    latency.grid(alpha=0.3)
-    latency.legend()
-
-    names = [r.preset for r in results]
-    bottom = np.zeros(len(results))
-    for name in WORK_STAGES:
-        values = np.array([r.stages_ms.get(name, 0.0) for r in results])
-        if not values.any():
-            continue
-        stages.bar(names, values, bottom=bottom, label=name)
-        bottom += values
-    for x, result in enumerate(results):
-        stages.annotate(f"{result.fps:.1f} fps", (x, bottom[x]), ha="center", va="bottom", fontsize=9)
-    stages.set_ylabel("ms per frame (stages overlap on threads)")
-    stages.set_title("Work per frame by stage")
-    stages.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    source = document["source"]
-    what = "built-in clip" if source["builtin"] else Path(source["path"]).name
-    mode = "realtime" if document["settings"]["realtime"] else "throughput"
-    figure.suptitle(f"livematte bench: {what} {source['width']}x{source['height']}, {mode}, "
-                    f"{document['machine']['cores']} CPUs")
-    figure.tight_layout()
-    image = io.BytesIO()
-    figure.savefig(image, format="png")
-    write_atomically(path, image.getvalue())

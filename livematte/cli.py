@@ -272,15 +272,17 @@ def run_live(args: argparse.Namespace) -> int:
     # Ctrl-C and SIGTERM are how a live session ends: they stop it, and the recording,
     # matte and stats files are finished and kept. A second one abandons them.
     stop = threading.Event()
+    signalled: list[int] = []  # the run's own end sets ``stop`` too; only a signal is reported
 
     def request_stop(signum, frame):
-        if stop.is_set():
+        if signalled:
             raise KeyboardInterrupt
+        signalled.append(signum)
         stop.set()
 
     with _signals_handled_by(request_stop):
         run_live_job(job, stop=stop)
-    if stop.is_set():
+    if signalled:
         kept = [str(p) for p in (args.output, args.alpha_out, args.stats_json) if p is not None]
         print("livematte: stopped" + (f"; kept {', '.join(kept)}" if kept else ""), file=sys.stderr)
     return 0
@@ -299,7 +301,14 @@ def _signals_handled_by(handler):
 
 
 def run_video(args: argparse.Namespace) -> int:
-    from .jobs import VideoJob, plan_outputs, run_video_job
+    from .jobs import run_video_job
+
+    return 1 if run_video_job(video_job(args)).failed else 0
+
+
+def video_job(args: argparse.Namespace):
+    """The ``video`` command's arguments -> its checked ``VideoJob`` (warning about flags it ignores)."""
+    from .jobs import VideoJob, plan_outputs
 
     config = load_config(args, crf=args.crf, preset=args.encoder_preset)
     job = VideoJob(config=config, input=args.input, output=args.output, format=args.format,
@@ -310,7 +319,7 @@ def run_video(args: argparse.Namespace) -> int:
                     ", ".join(sorted(kinds - {"mp4", "mkv"})))
     if args.encoder_preset is not None and kinds & {"mov", "png"}:
         log.warning("--encoder-preset is for H.264 and VP9; ignored for %s", ", ".join(sorted(kinds & {"mov", "png"})))
-    return 1 if run_video_job(job) else 0
+    return job
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -323,7 +332,7 @@ def run_demo(args: argparse.Namespace) -> int:
     config = load_config(args)
     job = VideoJob(config=config, input=str(clip), output=args.output, alpha_out=args.alpha_out,
                    quiet=args.quiet, max_frames=args.frames)
-    failed = run_video_job(job)
+    failed = run_video_job(job).failed
     if not failed:
         print(f"livematte: demo written to {args.output}", file=sys.stderr)
     return 1 if failed else 0

@@ -18,7 +18,8 @@ from .errors import LivematteError
 from .media.reading import VIDEO_SUFFIXES
 from .media.writing import ALPHA_KINDS, output_kind
 from .outpaths import check_outputs, unique_stems
-from .pipeline import Outputs, Pipeline, Progress, run_live, run_offline
+from .output import progress_bar
+from .run import run
 from .sinks import NullSink
 from .stats import Stats
 from .watcher import BackgroundWatcher
@@ -109,8 +110,8 @@ def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threadi
         raise LivematteError("a virtual camera cannot carry transparency; use --background key[:#RRGGBB]")
     stop = stop if stop is not None else threading.Event()
     stats = Stats()
-    # Unwound in reverse: stop flag, pipeline threads, watcher, matte file (finished, or
-    # removed after an error), sink, compositor, source: whatever failed on the way in.
+    # Unwound in reverse: watcher, matte file (finished, or removed after an error), sink,
+    # compositor, source: whatever failed on the way in. The run's threads are joined before.
     with contextlib.ExitStack() as stack:
         source = open_source(job.camera, job.source, job.realtime, config.capture, should_stop=stop.is_set,
                              opener=camera_opener)
@@ -133,25 +134,15 @@ def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threadi
         background = f"from {job.watch_background}" if job.watch_background else compositor.background.spec
         log.info("live: %s %dx%d at %.3g fps -> %s, preset %s, background %s", source.name, source.width,
                  source.height, source.fps, job.sink, config.preset, background)
-        pipeline = stack.enter_context(Pipeline(source, engine, stats, live=source.live, max_frames=job.max_frames,
-                                                max_lag=2.0 / source.fps, stop=stop))
-        # Before the pipeline joins its threads: a camera waiting out an outage only
-        # looks at ``stop``.
-        stack.callback(stop.set)
-        outputs = Outputs(compositor, sink, alpha_writer)
-        run_live(pipeline, outputs, out_fps=out_fps, paced=source.live, stats_every=job.stats_every)
-        _end_audio(sink, outputs, out_fps)
+        # The run sets ``stop`` before it joins its threads: a camera waiting out an outage
+        # only looks at that.
+        run(source, engine, compositor, sink, live=source.live, paced=source.live, out_fps=out_fps,
+            max_frames=job.max_frames, alpha_writer=alpha_writer, stop=stop, stats=stats,
+            stats_every=job.stats_every, audio_ends_with_video=True)
     log.info("done: %s", stats.line())
     if job.stats_json is not None:
         stats.write_json(job.stats_json)
     return stats
-
-
-def _end_audio(sink, outputs: Outputs, fps: float) -> None:
-    """A recording that stops before its source's end keeps the audio up to its last frame."""
-    end_audio_at = getattr(sink, "end_audio_at", None)
-    if end_audio_at is not None and outputs.last_out_pts is not None:
-        end_audio_at(outputs.last_out_pts + 1.0 / fps)
 
 
 def _warn_unused_refine(config: Config, matter) -> None:
@@ -249,8 +240,17 @@ def plan_outputs(job: VideoJob) -> list[PlannedVideo]:
     return planned
 
 
-def run_video_job(job: VideoJob) -> int:
-    """Process every input; -> the number that failed (each named in the log)."""
+@dataclass(frozen=True)
+class VideoResult:
+    """What a ``video`` job did: each finished input's figures, in order, and the inputs that failed."""
+
+    done: dict[str, Stats]  # input -> its run's Stats
+    failed: tuple[str, ...] = ()
+
+
+def run_video_job(job: VideoJob) -> VideoResult:
+    """Process every input; those that fail are named in the log and in the result's ``failed``
+    (a single input's error is raised instead)."""
     plan = plan_outputs(job)
     compositor = Compositor(parse_background(job.config.output.background))
     with contextlib.ExitStack() as stack:
@@ -260,22 +260,22 @@ def run_video_job(job: VideoJob) -> int:
         opened = stack.enter_context(contextlib.closing(FileSource(plan[0].input, strict=True))) if len(plan) == 1 else None
         matter = models.load(job.config.model)
         _warn_unused_refine(job.config, matter)
-        failed = 0
+        done, failed = {}, []
         for index, item in enumerate(plan):
             if len(plan) > 1:
                 log.info("[%d/%d] %s", index + 1, len(plan), item.input)
             try:
                 # strict: a half-read file must not pass as a whole
                 with contextlib.closing(opened or FileSource(item.input, strict=True)) as source:
-                    process_video(job, matter, compositor, source, item.output, item.alpha_out)
+                    done[item.input] = process_video(job, matter, compositor, source, item.output, item.alpha_out)
             except LivematteError as e:
                 if len(plan) == 1:
                     raise
-                failed += 1
+                failed.append(item.input)
                 log.error("failed: %s: %s", item.input, e)
     if failed:
-        log.error("%d of %d videos failed", failed, len(plan))
-    return failed
+        log.error("%d of %d videos failed", len(failed), len(plan))
+    return VideoResult(done, tuple(failed))
 
 
 def process_video(job: VideoJob, matter, compositor: Compositor, source: FileSource, output: Path,
@@ -293,11 +293,8 @@ def process_video(job: VideoJob, matter, compositor: Compositor, source: FileSou
         _check_alpha_support(compositor, sink)
         alpha_writer = _alpha_writer(stack, alpha_out, info.width, info.height, info.rate)
         total = min(filter(None, (info.frame_count, job.max_frames)), default=None)
-        pipeline = stack.enter_context(Pipeline(source, engine, stats, live=False, max_frames=job.max_frames))
-        outputs = Outputs(compositor, sink, alpha_writer)
-        run_offline(pipeline, outputs, Progress(total, Path(source.path).name, job.quiet))
-        if job.max_frames is not None and stats.composited >= job.max_frames:
-            _end_audio(sink, outputs, info.fps)
+        run(source, engine, compositor, sink, live=False, max_frames=job.max_frames, alpha_writer=alpha_writer,
+            stats=stats, progress=progress_bar(total, Path(source.path).name, job.quiet))
     snap = stats.snapshot()
     log.info("%s -> %s: %d frames, %.1f fps", source.path, output, snap["composited"],
              snap["composited"] / max(snap["elapsed_s"], 1e-6))

@@ -1,8 +1,9 @@
-"""Wiring the stages into threads, for live use and for offline files.
+"""The pipeline's threads, for live use and for offline files.
 
     capture thread --frames--> prepare thread --prepared(1)--> infer thread --matted--> caller's thread
-    (decode / camera)          (resize, layout)                (model, smoothing,        (composite, sink,
-                                                                 refine)                   alpha-out, stats)
+    (decode / camera)          (resize, layout)                (model, smoothing,        (livematte.output:
+                                                                 refine)                   composite, sink,
+                                                                                           alpha-out, stats)
 
 The one-slot hand-off between prepare and infer is the double buffer: frame
 N+1 is prepared while the model runs on frame N. The prepare thread takes a
@@ -12,24 +13,22 @@ the model. Live pipelines use
 small newest-wins buffers for ``frames`` and ``matted`` (a frame that has
 waited longer than ``max_lag`` is dropped, never processed late); offline pipelines use bounded queues (back-pressure, nothing
 dropped, order kept). The caller's thread owns the stop event: any worker's
-exception stops every stage and is re-raised to the caller.
+exception stops every stage and is re-raised to the caller, which takes the
+matted frames with :meth:`Pipeline.next` (:func:`livematte.output.output_loop`;
+:func:`livematte.run.run` wires a whole run).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import sys
 import threading
 import time
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from .compositor import Compositor
 from .engine import Engine
-from .frames import Frame, Matted, alpha_to_u8
+from .frames import Frame, Matted
 from .stats import Stats
 from .workers import END, Channel, LatestSlot, Stopped, Worker, first_error, join_all
 
@@ -135,135 +134,3 @@ def fit_into(image: np.ndarray, width: int, height: int) -> np.ndarray:
     x, y = (width - new_w) // 2, (height - new_h) // 2
     fitted[y:y + new_h, x:x + new_w] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
     return fitted
-
-
-@dataclass
-class Outputs:
-    """What the caller's thread writes each frame: the sink, and optionally the matte."""
-
-    compositor: Compositor
-    sink: object
-    alpha_writer: object | None = None
-    # The last frame sent, for repeats: (picture, its matte as uint8, the source pts it shows).
-    last: tuple[np.ndarray, np.ndarray, float] | None = None
-    last_out_pts: float | None = None  # the sink's stamp of the latest frame sent
-
-    def emit(self, matted: Matted, stats: Stats, pts: float | None = None) -> None:
-        """Composite and send one frame; ``pts`` (default: the frame's own) stamps it in the sink."""
-        start = time.perf_counter()
-        picture = self.compositor.composite(matted.frame.image, matted.alpha, matted.frame.pts)
-        if picture.shape[2] == 4 and not self.sink.accepts_alpha:
-            picture = picture[:, :, :3]
-        composited = time.perf_counter()
-        self.last_out_pts = matted.frame.pts if pts is None else pts
-        self.sink.send(picture, self.last_out_pts)
-        sent = time.perf_counter()
-        stats.stage("composite", (composited - start) * 1e3)
-        stats.stage("sink", (sent - composited) * 1e3)
-        alpha = alpha_to_u8(matted.alpha) if self.alpha_writer is not None else None
-        if alpha is not None:
-            self.alpha_writer.write(alpha, matted.frame.pts)
-            stats.stage("alpha_out", (time.perf_counter() - sent) * 1e3)
-        self.last = (picture, alpha, matted.frame.pts)
-        stats.output(matted.frame.captured_at)
-
-    def repeat(self, stats: Stats, pts: float) -> None:
-        """Send the last frame again, stamped ``pts``, when no new one is ready in time.
-
-        Its matte goes to ``--alpha-out`` again too, with the source time of the frame it
-        shows (moved on by one tick of the matte file's clock), so that the matte file
-        holds one matte per output frame, in output order.
-        """
-        if self.last is None:
-            return
-        picture, alpha, source_pts = self.last
-        self.last_out_pts = pts
-        self.sink.send(picture, pts)
-        if alpha is not None:
-            self.alpha_writer.write(alpha, source_pts, repeat=True)
-        stats.output(None, repeated=True)
-
-
-def run_live(pipeline: Pipeline, outputs: Outputs, *, out_fps: float, paced: bool,
-             stats_every: float = 5.0) -> None:
-    """Output loop for live use, on the caller's thread, until the source ends, the sink
-    quits or the pipeline's stop event is set (Ctrl-C): then it returns normally, so that
-    every output is finished and kept.
-
-    When ``paced``, a frame goes out at least every 1.5 periods of ``out_fps``:
-    if inference falls behind, the last composite is sent again so a virtual
-    camera never stalls. Paced output is stamped with the output clock, which
-    starts at the first frame's source time, so a recording of it has increasing
-    timestamps (repeats included) and its audio, on the source's timeline, stays in step.
-    """
-    stats, sink = pipeline.stats, outputs.sink
-    period = 1.0 / out_fps
-    clock_offset: float | None = None  # output pts = perf_counter() - clock_offset
-    deadline = time.perf_counter() + 10.0  # the first frame may wait for the model to warm up
-    next_report = time.perf_counter() + stats_every
-    while not sink.wants_quit:
-        timeout = max(0.0, deadline - time.perf_counter()) if paced else None
-        try:
-            matted = pipeline.next(timeout)
-        except queue.Empty:
-            if clock_offset is not None:
-                outputs.repeat(stats, time.perf_counter() - clock_offset)
-            deadline = time.perf_counter() + period
-            continue
-        except Stopped:  # stopped by the caller; a stage's error would have been raised instead
-            break
-        if matted is END:
-            break
-        if paced:
-            if clock_offset is None:
-                clock_offset = time.perf_counter() - matted.frame.pts
-            outputs.emit(matted, stats, time.perf_counter() - clock_offset)
-        else:
-            outputs.emit(matted, stats)
-        deadline = time.perf_counter() + 1.5 * period
-        if time.perf_counter() >= next_report:
-            next_report += stats_every
-            log.info("%s", stats.line())
-
-
-class Progress:
-    """``frames/total, fps, time left`` on one terminal line; silent when not a terminal or quiet."""
-
-    def __init__(self, total: int | None, label: str, quiet: bool = False, stream=sys.stderr):
-        self.total, self.label, self.stream = total, label, stream
-        self.enabled = not quiet and stream.isatty()
-        self.start = time.perf_counter()
-        self.done = 0
-        self._next_draw = 0.0
-
-    def update(self, n: int = 1) -> None:
-        self.done += n
-        now = time.perf_counter()
-        if self.enabled and now >= self._next_draw:
-            self._next_draw = now + 0.25
-            self._draw(now)
-
-    def _draw(self, now: float) -> None:
-        elapsed = max(now - self.start, 1e-6)
-        fps = self.done / elapsed
-        if self.total:
-            left = (self.total - self.done) / fps if fps > 0 else 0.0
-            text = f"{self.label}: {self.done}/{self.total} frames, {fps:.1f} fps, {left:.0f} s left"
-        else:
-            text = f"{self.label}: {self.done} frames, {fps:.1f} fps"
-        self.stream.write("\r" + text + "\x1b[K")
-        self.stream.flush()
-
-    def finish(self) -> None:
-        if self.enabled:
-            self._draw(time.perf_counter())
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def run_offline(pipeline: Pipeline, outputs: Outputs, progress: Progress) -> None:
-    """Output loop for files: every frame, in order."""
-    while (matted := pipeline.next()) is not END:
-        outputs.emit(matted, pipeline.stats)
-        progress.update()
-    progress.finish()

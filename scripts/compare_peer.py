@@ -20,9 +20,10 @@ number of frames and the same background image:
   same file livematte uses (``livematte.models.fetch("rvm")``, sha256-checked).
 - **livematte**: exactly what ``livematte video INPUT -o OUT.mp4 --alpha-out
   ALPHA.mkv --background IMAGE --quiet [--frames N]`` does, called in-process
-  through ``livematte.cli.main`` (so interpreter start-up is not counted for
-  either side); its per-frame figures come from the job's ``Stats``. It also
-  encodes its matte (FFV1, for scoring), work the baseline does not do.
+  (so interpreter start-up is not counted for either side): the command line's
+  own parsing (``livematte.cli.video_job``) and ``livematte.jobs.run_video_job``,
+  whose result holds the run's ``Stats``, the source of its per-frame figures.
+  It also encodes its matte (FFV1, for scoring), work the baseline does not do.
 
 Two frame rates for each, measured the same way on both sides:
 
@@ -146,31 +147,20 @@ def run_baseline(input_path: Path, weights: Path, background_path: Path, output:
 def run_livematte(input_path: Path, background_path: Path, output: Path, alpha_out: Path,
                   max_frames: int | None) -> dict:
     """``livematte video`` in-process; -> timings and the mattes it wrote."""
-    from livematte import cli, jobs
+    from livematte import cli
+    from livematte.jobs import run_video_job
     from livematte.media.readback import read_alpha
-
-    captured = []
-    original = jobs.process_video
-
-    def keep_stats(*args, **kwargs):
-        stats = original(*args, **kwargs)
-        captured.append(stats)
-        return stats
 
     argv = ["video", str(input_path), "-o", str(output), "--alpha-out", str(alpha_out),
             "--background", str(background_path), "--quiet"]
     if max_frames is not None:
         argv += ["--frames", str(max_frames)]
-    jobs.process_video = keep_stats
-    try:
-        start = time.perf_counter()
-        code = cli.main(argv)
-        seconds = time.perf_counter() - start
-    finally:
-        jobs.process_video = original
-    if code != 0 or not captured:
-        raise LivematteError(f"livematte video failed (exit status {code})")
-    snapshot = captured[0].snapshot()
+    start = time.perf_counter()
+    args = cli.build_parser().parse_args(argv)
+    cli.configure_logging(args.verbose)
+    result = run_video_job(cli.video_job(args))  # a failure raises LivematteError
+    seconds = time.perf_counter() - start
+    snapshot = result.done[str(input_path)].snapshot()
     return {"seconds": seconds, "frames": snapshot["composited"], "steady_fps": snapshot["fps"],
             "stages_ms": snapshot["stages_ms"], "mattes": read_alpha(alpha_out)}
 

@@ -26,9 +26,8 @@ from livematte import config, models
 from livematte.capture import FileSource
 from livematte.compositor import Compositor, parse_background
 from livematte.engine import Engine
-from livematte.pipeline import Outputs, Pipeline, run_live
+from livematte.run import run
 from livematte.sinks import NullSink
-from livematte.stats import Stats
 
 WARM_UP, WINDOW = 1000, 1000
 
@@ -95,13 +94,13 @@ def main() -> int:
     engine = Engine(models.load(settings.model), settings.smoothing, settings.refine)
     source = LoopingSource(args.source, args.realtime)
     engine.warm_up(source.width, source.height)
-    sink, stats = RecordingSink(), Stats()
+    sink = RecordingSink()
     compositor = Compositor(parse_background(settings.output.background))
     threads_before = threading.active_count()
     started = time.perf_counter()
-    with Pipeline(source, engine, stats, live=args.realtime, max_frames=args.frames,
-                  max_lag=2.0 / source.fps) as pipeline:
-        run_live(pipeline, Outputs(compositor, sink), out_fps=source.fps, paced=args.realtime, stats_every=60)
+    # As ``livematte live --source VIDEO --sink null [--realtime]`` runs it.
+    stats = run(source, engine, compositor, sink, live=args.realtime, paced=args.realtime, max_frames=args.frames,
+                stats_every=60, audio_ends_with_video=True)
     elapsed = time.perf_counter() - started
     threads_after = threading.active_count()
 

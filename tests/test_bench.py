@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from livematte import bench
+from livematte import synthetic
 from livematte.cli import main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -16,7 +16,7 @@ def cache(tmp_path, monkeypatch):
     """A private cache, and a short built-in clip so that generating it costs well under a second."""
     folder = tmp_path / "cache"
     monkeypatch.setenv("LIVEMATTE_CACHE", str(folder))
-    monkeypatch.setattr(bench, "CLIP_FRAMES", 24)
+    monkeypatch.setattr(synthetic, "CLIP_FRAMES", 24)
     return folder
 
 
@@ -35,7 +35,7 @@ def test_bench_writes_the_json_schema_and_a_png(tmp_path, cache, bshm_dir, capsy
     assert isinstance(machine["python"], str) and isinstance(machine["livematte"], str)
     source = doc["source"]
     assert source["builtin"] is True and (source["width"], source["height"]) == (1280, 720)
-    assert (cache / bench.CLIP_NAME).is_file()
+    assert (cache / synthetic.CLIP_NAME).is_file()
     assert [run["preset"] for run in doc["runs"]] == ["live", "offline"]
     for run in doc["runs"]:
         assert run["model"] == "bshm" and isinstance(run["device"], str) and run["sink"] == "null"
@@ -59,7 +59,7 @@ def test_bench_writes_the_json_schema_and_a_png(tmp_path, cache, bshm_dir, capsy
 
 def test_bench_realtime_with_encoding_on_a_given_source(tmp_path, bshm_dir):
     clip = tmp_path / "small.mp4"
-    bench.write_clip(clip, frames=15, width=320, height=180)
+    synthetic.write_clip(clip, frames=15, width=320, height=180)
     out_json = tmp_path / "bench.json"
     assert main(["bench", *bshm(bshm_dir), "--source", str(clip), "--preset", "live", "--realtime", "--encode",
                  "--frames", "40", "--json", str(out_json)]) == 0
@@ -83,7 +83,7 @@ def test_bad_input_is_one_line(tmp_path, cache, bshm_dir, capsys, args, message)
     assert main(["bench", *bshm(bshm_dir), *args]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("livematte: error: ") and message in err and "\n" not in err
-    assert not (cache / bench.CLIP_NAME).exists()  # nothing generated, nothing run
+    assert not (cache / synthetic.CLIP_NAME).exists()  # nothing generated, nothing run
 
 
 def test_plot_without_matplotlib_says_what_to_install(tmp_path, cache, bshm_dir, capsys, monkeypatch):

@@ -34,7 +34,8 @@ from livematte.config import CaptureSettings
 from livematte.engine import Engine
 from livematte.jobs import LiveJob, run_live_job
 from livematte.models.base import ModelSettings
-from livematte.pipeline import Outputs, Pipeline, Progress, run_live, run_offline
+from livematte.output import Outputs, output_loop
+from livematte.pipeline import Pipeline
 from livematte.sinks import NullSink
 from livematte.sinks.vcam import VirtualCameraSink
 from livematte.smoothing import SmoothingSettings
@@ -431,10 +432,7 @@ class BrokenSource:
 def play(pipeline: Pipeline, live: bool, sink=None) -> None:
     outputs = Outputs(Compositor(parse_background("color:#00ff00")), sink or NullSink())
     with pipeline:
-        if live:
-            run_live(pipeline, outputs, out_fps=FPS, paced=True)
-        else:
-            run_offline(pipeline, outputs, Progress(None, "test", quiet=True))
+        output_loop(pipeline, outputs, paced=live, out_fps=FPS)
 
 
 @pytest.mark.parametrize("live", [True, False], ids=["run_live", "run_offline"])

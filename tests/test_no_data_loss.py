@@ -179,6 +179,13 @@ def test_live_recording_stopped_by_a_signal_is_finished_and_kept_with_its_audio(
     assert [p.name for p in tmp_path.iterdir() if "partial" in p.name] == []
 
 
+def test_live_run_that_ends_by_itself_does_not_say_it_was_stopped(tmp_path, clip, capfd, rvm_weights):
+    rec = tmp_path / "rec.mp4"
+    assert main(["live", "--source", str(clip), "-o", str(rec)]) == 0
+    assert "stopped" not in capfd.readouterr().err
+    assert video_facts(rec)[0] == 30
+
+
 def test_frames_limit_ends_the_audio_with_the_video(tmp_path, rvm_weights):
     source = make_video(tmp_path / "long.mp4", n=60)  # 2 s of video and audio
     out = tmp_path / "out.mp4"

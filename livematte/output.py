@@ -1,0 +1,141 @@
+"""The output stage, on the caller's thread: each matted frame composited and sent.
+
+    pipeline.next() --Matted--> Outputs.emit: compositor -> sink (and the matte -> alpha writer) -> stats
+
+:func:`output_loop` takes the pipeline's matted frames in order until the source
+ends, the sink quits or the run's stop event is set. :class:`Outputs` composites
+each with its own matte and sends it; when the output is paced and no new frame
+is ready in time, it sends the last one again. :func:`progress_bar` is the
+``video`` command's progress line.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .compositor import Compositor
+from .frames import Matted, alpha_to_u8
+from .pipeline import Pipeline
+from .stats import Stats
+from .workers import END, Stopped
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outputs:
+    """What the caller's thread writes each frame: the sink, and optionally the matte."""
+
+    compositor: Compositor
+    sink: object
+    alpha_writer: object | None = None
+    # The last frame sent, for repeats: (picture, its matte as uint8, the source pts it shows).
+    last: tuple[np.ndarray, np.ndarray, float] | None = None
+    last_out_pts: float | None = None  # the sink's stamp of the latest frame sent
+
+    def emit(self, matted: Matted, stats: Stats, pts: float | None = None) -> None:
+        """Composite and send one frame; ``pts`` (default: the frame's own) stamps it in the sink."""
+        start = time.perf_counter()
+        picture = self.compositor.composite(matted.frame.image, matted.alpha, matted.frame.pts)
+        if picture.shape[2] == 4 and not self.sink.accepts_alpha:
+            picture = picture[:, :, :3]
+        composited = time.perf_counter()
+        self.last_out_pts = matted.frame.pts if pts is None else pts
+        self.sink.send(picture, self.last_out_pts)
+        sent = time.perf_counter()
+        stats.stage("composite", (composited - start) * 1e3)
+        stats.stage("sink", (sent - composited) * 1e3)
+        alpha = alpha_to_u8(matted.alpha) if self.alpha_writer is not None else None
+        if alpha is not None:
+            self.alpha_writer.write(alpha, matted.frame.pts)
+            stats.stage("alpha_out", (time.perf_counter() - sent) * 1e3)
+        self.last = (picture, alpha, matted.frame.pts)
+        stats.output(matted.frame.captured_at)
+
+    def repeat(self, stats: Stats, pts: float) -> None:
+        """Send the last frame again, stamped ``pts``, when no new one is ready in time.
+
+        Its matte goes to ``--alpha-out`` again too, with the source time of the frame it
+        shows (moved on by one tick of the matte file's clock), so that the matte file
+        holds one matte per output frame, in output order.
+        """
+        if self.last is None:
+            return
+        picture, alpha, source_pts = self.last
+        self.last_out_pts = pts
+        self.sink.send(picture, pts)
+        if alpha is not None:
+            self.alpha_writer.write(alpha, source_pts, repeat=True)
+        stats.output(None, repeated=True)
+
+    def end_audio(self, fps: float) -> None:
+        """A recording that stops before its source's end keeps the audio up to its last frame."""
+        end_audio_at = getattr(self.sink, "end_audio_at", None)
+        if end_audio_at is not None and self.last_out_pts is not None:
+            end_audio_at(self.last_out_pts + 1.0 / fps)
+
+
+def output_loop(pipeline: Pipeline, outputs: Outputs, *, paced: bool, out_fps: float,
+                stats_every: float | None = None, progress=None) -> None:
+    """Every matted frame, in order, to ``outputs`` until the source ends, the sink quits or the
+    pipeline's stop event is set (Ctrl-C in ``live``): then it returns normally, so that every
+    output is finished and kept. A stage's error is raised here.
+
+    When ``paced``, a frame goes out at least every 1.5 periods of ``out_fps``:
+    if inference falls behind, the last composite is sent again so a virtual
+    camera never stalls. Paced output is stamped with the output clock, which
+    starts at the first frame's source time, so a recording of it has increasing
+    timestamps (repeats included) and its audio, on the source's timeline, stays in step.
+    Unpaced output keeps each frame's own time.
+
+    ``stats_every``: seconds between lines of running figures in the log (None: none).
+    ``progress``: counts the frames sent (``update(1)``) and is closed at the end (``close()``).
+    """
+    stats, sink = pipeline.stats, outputs.sink
+    period = 1.0 / out_fps
+    clock_offset: float | None = None  # output pts = perf_counter() - clock_offset
+    deadline = time.perf_counter() + 10.0  # the first frame may wait for the model to warm up
+    next_report = time.perf_counter() + stats_every if stats_every is not None else None
+    try:
+        while not sink.wants_quit:
+            timeout = max(0.0, deadline - time.perf_counter()) if paced else None
+            try:
+                matted = pipeline.next(timeout)
+            except queue.Empty:
+                if clock_offset is not None:
+                    outputs.repeat(stats, time.perf_counter() - clock_offset)
+                deadline = time.perf_counter() + period
+                continue
+            except Stopped:  # stopped by the caller; a stage's error would have been raised instead
+                break
+            if matted is END:
+                break
+            if paced:
+                if clock_offset is None:
+                    clock_offset = time.perf_counter() - matted.frame.pts
+                outputs.emit(matted, stats, time.perf_counter() - clock_offset)
+            else:
+                outputs.emit(matted, stats)
+            if progress is not None:
+                progress.update(1)
+            deadline = time.perf_counter() + 1.5 * period
+            if next_report is not None and time.perf_counter() >= next_report:
+                next_report += stats_every
+                log.info("%s", stats.line())
+    finally:
+        if progress is not None:
+            progress.close()
+
+
+def progress_bar(total: int | None, label: str, quiet: bool = False):
+    """A progress line on stderr (tqdm): frames done of ``total``, frames per second and time
+    left; silent with ``quiet`` or when stderr is not a terminal."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=label, unit="frame", mininterval=0.25, dynamic_ncols=True,
+                disable=True if quiet else None)
