@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from . import __version__
+from . import models
 from .errors import LivematteError
 from .models.base import ModelSettings
 
@@ -55,7 +56,7 @@ def count(text: str) -> int:
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument("--model", choices=("auto", "bshm", "rvm"), default=None,
+    group.add_argument("--model", choices=models.NAMES, default=None,
                        help="matting backend (default: auto = bshm when its weights are present, else rvm)")
     group.add_argument("--model-dir", type=Path, default=None,
                        help="local weights: a ModelScope snapshot folder or .pb (bshm), a .onnx (rvm)")
@@ -237,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     models_cmd = commands.add_parser("models", parents=[common],
                                      help="list the matting backends, or fetch their weights")
     models_cmd.add_argument("action", nargs="?", choices=("list", "fetch"), default="list")
-    models_cmd.add_argument("name", nargs="?", choices=("bshm", "rvm"), help="backend to fetch")
+    models_cmd.add_argument("name", nargs="?", choices=tuple(models.BACKENDS), help="backend to fetch")
     models_cmd.set_defaults(run=run_models)
     return parser
 
@@ -356,11 +357,9 @@ def run_presets(args: argparse.Namespace) -> int:
 
 
 def run_models(args: argparse.Namespace) -> int:
-    from . import models
-
     if args.action == "fetch":
         if not args.name:
-            raise LivematteError("`livematte models fetch` needs a NAME: bshm or rvm")
+            raise LivematteError(f"`livematte models fetch` needs a NAME: {' or '.join(models.BACKENDS)}")
         print(models.fetch(args.name))
         return 0
     for status in models.status():

@@ -17,7 +17,7 @@ import numpy as np
 
 from .frames import Frame, Matted
 from .models.base import GuidedMatte, Matter, resize_to
-from .refine import apply_coefficients, guide, upsample
+from .refine import guide
 from .smoothing import SmoothingSettings, TemporalSmoother
 
 
@@ -79,18 +79,17 @@ class Engine:
         matte = crop(matte, *prepared.guide.shape)
         t1 = time.perf_counter()
         if isinstance(matte, GuidedMatte):
-            # The coefficients are smoothed with the weights their coarse matte earns, then
-            # applied to this frame's own full-resolution guide. The coarse matte is not
-            # clipped: where it saturates, a clipped gate would see no change and hold old
-            # coefficients that still move the full-resolution edge (dtSSD 2.60 vs 2.02, clip02).
+            # The coefficients are smoothed with the weights their coarse matte earns; the
+            # backend then applies them to this frame's own full-resolution guide. The coarse
+            # matte is not clipped: where it saturates, a clipped gate would see no change and
+            # hold old coefficients that still move the full-resolution edge (dtSSD 2.60 vs 2.02, clip02).
             coarse = matte.a * prepared.guide + matte.b
             _, a, b = self.smoother.apply(np.stack([coarse, matte.a, matte.b]))
-            t2 = time.perf_counter()
-            full = apply_coefficients(a, b, prepared.full_guide)
+            smoothed = GuidedMatte(a, b)
         else:
-            alpha = self.smoother.apply(np.clip(matte, 0.0, 1.0))
-            t2 = time.perf_counter()
-            full = upsample(alpha, prepared.frame.image, self.refine)
+            smoothed = self.smoother.apply(np.clip(matte, 0.0, 1.0))
+        t2 = time.perf_counter()
+        full = self.matter.finish(smoothed, prepared.frame.image, prepared.full_guide, self.refine)
         t3 = time.perf_counter()
         timings = {"wait_capture": (prepared.ready_at - prepared.frame.captured_at) * 1e3 - prepared.prepare_ms,
                    "prepare": prepared.prepare_ms, "wait_model": (t0 - prepared.ready_at) * 1e3,

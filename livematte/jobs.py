@@ -121,7 +121,9 @@ def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threadi
         # The sink before the model: a missing virtual camera is reported at once.
         sink = stack.enter_context(_open_sink(job, source, out_fps))
         _check_alpha_support(compositor, sink)
-        matter = matter or models.load(config.model)
+        if matter is None:
+            matter = models.load(config.model)
+            stack.callback(matter.close)
         _warn_unused_refine(config, matter)
         engine = Engine(matter, config.smoothing, config.refine)
         log.debug("model warm-up %.2f s", engine.warm_up(source.width, source.height))
@@ -259,6 +261,7 @@ def run_video_job(job: VideoJob) -> VideoResult:
         # source opened for that check is the one processed.
         opened = stack.enter_context(contextlib.closing(FileSource(plan[0].input, strict=True))) if len(plan) == 1 else None
         matter = models.load(job.config.model)
+        stack.callback(matter.close)
         _warn_unused_refine(job.config, matter)
         done, failed = {}, []
         for index, item in enumerate(plan):

@@ -1,9 +1,10 @@
 """Bringing the model's low-resolution matte up to the frame's full resolution.
 
 A backend that ends in a guided filter (RVM) hands over its coefficients
-(:class:`GuidedMatte`); :func:`apply_coefficients` finishes them against the
-frame's own full-resolution guide, so edges follow the real frame. The modes
-below are for backends that return a plain alpha (BSHM).
+(:class:`GuidedMatte`) and finishes them itself against the frame's own
+full-resolution guide (:func:`guide`), so edges follow the real frame
+(``RVMMatter.finish``). The modes below are for backends that return a plain
+alpha (BSHM).
 
 ``bilinear`` is a plain resize. ``guided`` is a fast guided filter (He et al.):
 linear coefficients fitted at low resolution against the grey frame, upsampled
@@ -27,16 +28,6 @@ _MEAN_RGB = np.full((1, 3), 1 / (3 * 255), np.float32)
 def guide(image_bgr: np.ndarray) -> np.ndarray:
     """``uint8 [H, W, 3]`` -> ``float32 [H, W]``: the mean of R, G and B in 0..1 (0.4 ms at 720p)."""
     return cv2.transform(image_bgr.astype(np.float32), _MEAN_RGB)
-
-
-def apply_coefficients(a: np.ndarray, b: np.ndarray, full_guide: np.ndarray) -> np.ndarray:
-    """Guided-filter coefficients (``float32 [h, w]``) -> ``float32 [H, W]`` alpha in [0, 1]
-    at the guide's size: ``resize(a) * guide + resize(b)``, about 1 ms at 720p."""
-    height, width = full_guide.shape
-    alpha = cv2.resize(a, (width, height), interpolation=cv2.INTER_LINEAR)
-    alpha *= full_guide
-    alpha += cv2.resize(b, (width, height), interpolation=cv2.INTER_LINEAR)
-    return np.clip(alpha, 0.0, 1.0, out=alpha)
 
 
 def upsample(alpha: np.ndarray, frame_bgr: np.ndarray, mode: str = "bilinear",

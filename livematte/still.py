@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, replace
@@ -65,16 +66,17 @@ def run_images(job: ImageJob) -> int:
         settings = replace(settings, size=STILL_RVM_SIZE)
     matter = models.load(settings)
     failed = 0
-    for source, stem in zip(sources, stems):
-        try:
-            written = process_one(matter, source, output_paths(job.output_dir, stem), compositor, preread)
-        except LivematteError as e:
-            if len(sources) == 1:
-                raise
-            failed += 1
-            log.error("skipped %s: %s", source, e)
-            continue
-        log.info("%s -> %s", source, ", ".join(p.name for p in written))
+    with contextlib.closing(matter):
+        for source, stem in zip(sources, stems):
+            try:
+                written = process_one(matter, source, output_paths(job.output_dir, stem), compositor, preread)
+            except LivematteError as e:
+                if len(sources) == 1:
+                    raise
+                failed += 1
+                log.error("skipped %s: %s", source, e)
+                continue
+            log.info("%s -> %s", source, ", ".join(p.name for p in written))
     if failed:
         log.error("%d of %d images failed", failed, len(sources))
     return failed

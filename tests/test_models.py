@@ -11,7 +11,8 @@ from livematte.engine import Engine
 from livematte.errors import LivematteError
 from livematte.frames import Frame
 from livematte.models.base import GuidedMatte, ModelSettings, scaled_size
-from livematte.refine import apply_coefficients, guide
+from livematte.models.rvm import apply_coefficients
+from livematte.refine import guide
 from livematte.still import matte_image
 
 
@@ -237,3 +238,88 @@ class TestRVMStreams:
             rvm.infer(big, state)  # the state of another size
         message = str(caught.value)
         assert "\n" not in message and f"running {rvm.path} at 96x64 failed: " in message
+
+
+# --- the registry -------------------------------------------------------------------------------------
+
+def test_registry_lists_each_backend_with_a_description():
+    assert list(models.BACKENDS) == ["bshm", "rvm"]
+    for name, backend in models.BACKENDS.items():
+        assert backend.name == name
+        assert backend.description and "\n" not in backend.description
+    assert [(s.name, s.description) for s in models.status()] == [
+        (name, backend.description) for name, backend in models.BACKENDS.items()]
+
+
+def _choices(parser, dest):
+    """The choices of the option ``dest`` in ``parser`` or any of its subcommands."""
+    import argparse
+
+    found = set()
+    for action in parser._actions:
+        if action.dest == dest and action.choices is not None:
+            found.add(tuple(action.choices))
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _choices(sub, dest)
+    return found
+
+
+def test_command_line_choices_come_from_the_registry():
+    from livematte.cli import build_parser
+
+    parser = build_parser()
+    assert _choices(parser, "model") == {("auto", *models.BACKENDS)}
+    assert _choices(parser, "name") == {tuple(models.BACKENDS)}
+    assert models.NAMES == ("auto", *models.BACKENDS)
+
+
+def test_fetch_of_an_unknown_name_lists_the_registry():
+    with pytest.raises(LivematteError, match="unknown model 'modnet', expected one of bshm, rvm"):
+        models.fetch("modnet")
+
+
+def test_auto_takes_an_onnx_model_dir_as_rvm(tmp_path):
+    assert models.choose(ModelSettings(name="auto", model_dir=tmp_path / "x.onnx")) == (
+        "rvm", f"--model-dir {tmp_path / 'x.onnx'} is an ONNX file")
+
+
+def test_auto_without_bshm_weights_is_rvm_and_says_why(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "empty"))
+    assert models.choose(ModelSettings(name="auto")) == (
+        "rvm", "BSHM weights not found locally (`livematte models fetch bshm` downloads them)")
+
+
+@pytest.mark.parametrize("runtime", ["openvino", "onnxruntime"])
+def test_rvm_close_twice_is_safe(runtime, rvm_weights):
+    matter = models.load(ModelSettings(name="rvm", size=64, runtime=runtime))
+    matter.close()
+    matter.close()
+
+
+def test_bshm_close_twice_is_safe(bshm_dir):
+    matter = models.load(ModelSettings(name="bshm", model_dir=bshm_dir))
+    matter.close()
+    matter.close()
+
+
+def test_rvm_finishes_its_own_matte_on_the_full_guide(rng):
+    from livematte.models.rvm import RVMMatter
+
+    a, b = rng.random((2, 9, 16), dtype=np.float32)
+    image = random_image(rng, 36, 64)
+    full_guide = guide(image)
+    # finish needs nothing of the loaded model: the coefficients and the frame's guide
+    alpha = RVMMatter.finish(None, GuidedMatte(a, b), image, full_guide)
+    np.testing.assert_array_equal(alpha, apply_coefficients(a, b, full_guide))
+    assert alpha.shape == (36, 64)
+
+
+def test_plain_alpha_backends_finish_with_refine_upsample(rng):
+    from livematte.models.bshm import BSHMMatter
+    from livematte.refine import upsample
+
+    alpha = rng.random((9, 16), dtype=np.float32)
+    image = random_image(rng, 36, 64)
+    for mode in ("bilinear", "guided"):
+        np.testing.assert_array_equal(BSHMMatter.finish(None, alpha, image, None, mode), upsample(alpha, image, mode))

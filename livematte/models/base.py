@@ -17,6 +17,8 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from ..refine import upsample
+
 
 # The range of an explicit model size (longest side, px). At 32 px RVM's encoder (output stride
 # 16) is already down to 2 px of features across: smaller, no matte is left to find. 4096 is
@@ -76,7 +78,9 @@ class GuidedMatte:
 
 class Matter(Protocol):
     name: str
-    guided: bool  # infer returns a GuidedMatte rather than an alpha
+    description: str  # one line: what it is, for ``livematte models``
+    device: str  # where it runs, for the log
+    guided: bool  # infer returns a GuidedMatte rather than an alpha: finish wants the full-size guide
     # The smallest height and width (px) the network takes. The engine pads a smaller
     # input up to it (edge pixels repeated) and crops the output back, so a backend
     # sees no side below it and any frame from 1x1 up can be matted.
@@ -95,6 +99,26 @@ class Matter(Protocol):
     def infer(self, prepared: Any, state: Any) -> tuple[np.ndarray | GuidedMatte, Any]:
         """-> (alpha ``float32 [h, w]`` in [0, 1] at the prepared (padded) size, or a GuidedMatte
         at that size; next state). The state's shape may depend on the input's size."""
+
+    def finish(self, matte: np.ndarray | GuidedMatte, frame_bgr: np.ndarray, full_guide: np.ndarray | None,
+               refine: str = "bilinear") -> np.ndarray:
+        """``infer``'s matte (cropped to the frame, smoothed) -> ``float32 [H, W]`` alpha in [0, 1]
+        at the frame's size. ``full_guide``: :func:`livematte.refine.guide` of the frame when
+        ``guided``, else None. ``refine``: a :data:`livematte.refine.MODES` mode, for a plain alpha."""
+
+    def close(self) -> None:
+        """Release what the model holds (sessions, compiled models); safe to call twice."""
+
+
+class PlainAlpha:
+    """What a backend whose ``infer`` returns a plain alpha shares: it is brought up to the
+    frame's size by :func:`livematte.refine.upsample`."""
+
+    guided = False
+
+    def finish(self, matte: np.ndarray, frame_bgr: np.ndarray, full_guide: np.ndarray | None,
+               refine: str = "bilinear") -> np.ndarray:
+        return upsample(matte, frame_bgr, refine)
 
 
 def scaled_size(width: int, height: int, longest: int) -> tuple[int, int]:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LivematteError, error_line
-from .base import ModelSettings, scaled_size
+from .base import ModelSettings, PlainAlpha, scaled_size
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +127,10 @@ def download(timeout: float) -> Path:
     )
 
 
-class BSHMMatter:
+class BSHMMatter(PlainAlpha):
     name = "bshm"
-    guided = False  # its alpha comes out whole, at the input's size
+    description = f"BSHM portrait matting, TensorFlow ({MODEL_ID})"
+    # guided = False (PlainAlpha): its alpha comes out whole, at the input's size
     # Not measured: the real weights are out of reach here. The model is a U-Net (ModelScope's
     # name for it), and U-Nets halve their input up to five times (output stride 32): 32 px
     # keeps the deepest features at least 1x1. Only frames under 32 px are padded at all.
@@ -176,6 +177,51 @@ class BSHMMatter:
             self.session = tf.compat.v1.Session(graph=graph, config=_session_config(settings.threads, gpu=True))
             self.device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
 
+    # --- the registry's questions, answered without loading anything ---
+
+    @staticmethod
+    def install() -> str | None:
+        """The command that installs what BSHM runs on and fetches with, when that is missing."""
+        return INSTALL if missing_extra(hub=True) is not None else None
+
+    @staticmethod
+    def local_weights() -> Path | None:
+        """The graph in ModelScope's cache, or None."""
+        if missing_extra(hub=True) is None:
+            return find_local_weights(None)
+        return cached_graph()  # without modelscope, the cheap look in its cache is all there is
+
+    @staticmethod
+    def fetch(timeout: float) -> Path:
+        # Weights without TensorFlow to run them are of no use: say so before downloading.
+        require_extra(hub=True)
+        return find_local_weights(None) or download(timeout)
+
+    @staticmethod
+    def names_its_weights(model_dir: Path | None) -> str | None:
+        """BSHM's snapshot folder or .pb says nothing by its form alone: ``auto`` looks inside."""
+        return None
+
+    @staticmethod
+    def auto(settings: ModelSettings) -> tuple[bool, str]:
+        """Whether ``auto`` takes BSHM (its weights are here and it can run) -> (taken, why)."""
+        missing = missing_extra()
+        if missing is not None:
+            # Nothing of TensorFlow or ModelScope is imported on this path.
+            if settings.model_dir is not None:
+                given = find_local_weights(settings.model_dir)
+                if given is not None and given.is_file():  # BSHM weights named on the command line
+                    raise LivematteError(f"--model-dir {settings.model_dir} holds BSHM weights, but {missing}")
+            if cached_graph() is not None:
+                return False, f"BSHM weights are in ModelScope's cache, but {missing}"
+            return False, f"BSHM is not installed: {INSTALL}"
+        path = find_local_weights(settings.model_dir)
+        if path is not None and path.is_file():
+            return True, f"BSHM weights found at {path}"
+        return False, "BSHM weights not found locally (`livematte models fetch bshm` downloads them)"
+
+    # --- the loaded model ---
+
     def input_size(self, width: int, height: int) -> tuple[int, int]:
         return scaled_size(width, height, self.size)
 
@@ -212,6 +258,7 @@ class BSHMMatter:
         return self._run(prepared)
 
     def close(self) -> None:
+        """Release the TensorFlow session (a second call does nothing)."""
         self.session.close()
 
 

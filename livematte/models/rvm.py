@@ -11,8 +11,8 @@ computes per-pixel coefficients ``A``, ``b`` (4 channels: foreground RGB and
 alpha) at that coarse size, resizes them to ``H x W`` and returns
 ``A * [src, mean(src)] + b``. livematte cuts the graph just before that
 resize, feeds the network the coarse image itself (ratio 1) and takes the
-alpha channel's ``A`` and ``b`` as a :class:`GuidedMatte`: the engine applies
-them to the frame at its full resolution. The matte's edges then follow the
+alpha channel's ``A`` and ``b`` as a :class:`GuidedMatte`, which
+:meth:`RVMMatter.finish` applies to the frame at its full resolution. The matte's edges then follow the
 real frame rather than a mid-size copy of it, and the model skips the resize
 of a 4-channel tensor and the foreground it would compute for nothing.
 Measured on the nine composited clips with the network at 384x216: MAD 3.6
@@ -26,6 +26,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import cv2
 import numpy as np
 
 from ..errors import LivematteError, error_line
@@ -48,7 +49,8 @@ RUNTIMES = ("auto", "openvino", "onnxruntime")
 
 class RVMMatter:
     name = "rvm"
-    guided = True
+    description = f"Robust Video Matting MobileNetV3, ONNX ({weights.RVM_PACKAGE})"
+    guided = True  # finish applies the coefficients to the frame's full-resolution guide
     # Measured on the real model: OpenVINO refuses a side below 5 px (the three chained 2x2
     # ceil-mode AveragePools that shrink the input for the decoder leave ceil(side / 4) px for
     # the last one, whose kernel needs 2); onnxruntime takes 1x1. Any side from 5 works on both,
@@ -64,6 +66,40 @@ class RVMMatter:
         if runtime == "auto":
             runtime = "onnxruntime" if _has_cuda_onnxruntime() or not _has_openvino() else "openvino"
         self._runner = (_OpenVinoRunner if runtime == "openvino" else _OnnxRunner)(self.path, settings.threads)
+
+    # --- the registry's questions, answered without loading anything ---
+
+    @staticmethod
+    def install() -> str | None:
+        return None  # onnxruntime and OpenVINO are the core install
+
+    @staticmethod
+    def local_weights() -> Path | None:
+        """The cached ``.onnx``, or None."""
+        path = weights.rvm_cached_path()
+        return path if path.is_file() else None
+
+    @staticmethod
+    def fetch(timeout: float) -> Path:
+        path = weights.rvm_cached_path()
+        if path.is_file():
+            weights.verify(path, weights.RVM_SHA256)
+            return path
+        return weights.fetch_rvm(timeout)
+
+    @staticmethod
+    def names_its_weights(model_dir: Path | None) -> str | None:
+        """An ``.onnx`` given as ``--model-dir`` is RVM's: -> the reason ``auto`` takes RVM, else None."""
+        if model_dir is not None and Path(model_dir).suffix == ".onnx":
+            return f"--model-dir {model_dir} is an ONNX file"
+        return None
+
+    @staticmethod
+    def auto(settings: ModelSettings) -> tuple[bool, None]:
+        """``auto``'s last choice: RVM runs on the core install and fetches its own weights."""
+        return True, None
+
+    # --- the loaded model ---
 
     @property
     def device(self) -> str:
@@ -86,6 +122,26 @@ class RVMMatter:
         feeds.update(zip(_STATE_NAMES, state))
         a, b, next_state = self._runner.run(feeds)
         return GuidedMatte(a, b), next_state
+
+    def finish(self, matte: GuidedMatte, frame_bgr: np.ndarray, full_guide: np.ndarray,
+               refine: str = "bilinear") -> np.ndarray:
+        """RVM's last step, cut from its graph: the coefficients applied to the frame's own guide.
+        ``refine`` is not used: the guided filter places the edges itself."""
+        return apply_coefficients(matte.a, matte.b, full_guide)
+
+    def close(self) -> None:
+        """Release the runtime's session or compiled model; safe to call twice."""
+        self._runner.close()
+
+
+def apply_coefficients(a: np.ndarray, b: np.ndarray, full_guide: np.ndarray) -> np.ndarray:
+    """Guided-filter coefficients (``float32 [h, w]``) -> ``float32 [H, W]`` alpha in [0, 1]
+    at the guide's size: ``resize(a) * guide + resize(b)``, about 1 ms at 720p."""
+    height, width = full_guide.shape
+    alpha = cv2.resize(a, (width, height), interpolation=cv2.INTER_LINEAR)
+    alpha *= full_guide
+    alpha += cv2.resize(b, (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.clip(alpha, 0.0, 1.0, out=alpha)
 
 
 def _has_openvino() -> bool:
@@ -206,6 +262,10 @@ class _OnnxRunner:
             return self.run(feeds)
         return a[0, -1], b[0, -1], tuple(state)
 
+    def close(self) -> None:
+        """onnxruntime has no close: dropping the session frees it (and its GPU memory)."""
+        self.session = None
+
 
 class _OpenVinoRunner:
     """OpenVINO on the CPU, in bfloat16 where the CPU has it.
@@ -248,6 +308,10 @@ class _OpenVinoRunner:
         except Exception as e:  # OpenVINO's RuntimeError (a shape it cannot take) with a many-line text
             raise _run_failed(self.path, feeds, e) from e
         return a, b, state
+
+    def close(self) -> None:
+        """Drop the request and the compiled model, which OpenVINO frees with its last reference."""
+        self.request = self.compiled = None
 
 
 def resolve_weights(settings: ModelSettings) -> Path:
