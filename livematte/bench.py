@@ -192,7 +192,7 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
     stats = Stats(window=max(2000, frames + 16))
     # Decode time is measured on the capture thread, as the ``decode`` stage.
     source = FileSource(source_path, realtime=realtime, on_decode=lambda ms: stats.stage("decode", ms))
-    engine = Engine(matter, config.smoothing, config.refine)
+    engine = Engine(matter, config.smoothing, config.refine.mode)
     engine.warm_up(source.width, source.height)
     load_s = time.perf_counter() - loading
 
@@ -201,7 +201,7 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
 
         sink = FileSink(workdir / f"{config.preset}.mp4", source.width, source.height, source.info.rate,
                         audio=None if realtime else source.audio, crf=config.output.crf,
-                        preset=config.output.preset)
+                        preset=config.output.encoder_preset)
     else:
         sink = NullSink()
     total = min(frames, source.info.frame_count or frames)

@@ -14,7 +14,6 @@ from pathlib import Path
 from . import __version__
 from . import models
 from .errors import LivematteError
-from .models.base import ModelSettings
 
 log = logging.getLogger("livematte")
 
@@ -73,14 +72,12 @@ def model_overrides(args: argparse.Namespace) -> dict:
             "threads": args.threads, "runtime": args.runtime}
 
 
-def model_settings(args: argparse.Namespace, base: ModelSettings | None = None) -> ModelSettings:
-    """Flags override ``base`` field by field."""
-    from dataclasses import replace
+def model_settings(args: argparse.Namespace):
+    """The model flags over ``ModelSettings()``'s defaults, through the config's typed merge."""
+    from . import config
+    from .models.base import ModelSettings
 
-    try:
-        return replace(base or ModelSettings(), **{k: v for k, v in model_overrides(args).items() if v is not None})
-    except ValueError as e:  # ModelSettings' own range checks
-        raise LivematteError(f"model settings: {e}") from e
+    return config.merge(ModelSettings(), model_overrides(args), "command line [model]")
 
 
 def strength(text: str) -> float:
@@ -102,6 +99,8 @@ def frame_rate(text: str) -> float:
 
 
 def add_pipeline_options(parser: argparse.ArgumentParser, default_preset: str) -> None:
+    from .refine import MODES as REFINE_MODES
+
     group = parser.add_argument_group("settings")
     group.add_argument("--preset", default=default_preset,
                        help=f"settings from configs/ (default {default_preset}; `livematte presets` lists them)")
@@ -111,14 +110,16 @@ def add_pipeline_options(parser: argparse.ArgumentParser, default_preset: str) -
                        help="PATH (image or looping video), color:#RRGGBB, key[:#RRGGBB], blur[:N], transparent")
     group.add_argument("--smoothing", type=strength, default=None, metavar="S",
                        help="temporal smoothing strength 0..0.95 (0 = off)")
-    group.add_argument("--refine", choices=("bilinear", "guided"), default=None,
+    group.add_argument("--refine", choices=REFINE_MODES, default=None,
                        help="how a plain matte (bshm) is brought to full resolution; "
                             "rvm finishes its own with its guided filter")
     group.add_argument("--frames", type=count, default=None, metavar="N", help="stop after N frames (1 or more)")
     add_model_options(parser)
 
 
-def load_config(args: argparse.Namespace, **output):
+def load_config(args: argparse.Namespace, *, capture: dict | None = None, **output):
+    """The preset, ``--config`` and every settings flag (``capture``/``output``: section key -> flag value,
+    None for flags not given) through ``config.load``."""
     from . import config
 
     smoothing = {}
@@ -126,7 +127,7 @@ def load_config(args: argparse.Namespace, **output):
         smoothing = {"strength": args.smoothing, "enabled": args.smoothing > 0}
     return config.load(args.preset, args.config, {
         "model": model_overrides(args), "smoothing": smoothing, "refine": {"mode": args.refine},
-        "output": {"background": args.background, **output}})
+        "capture": capture or {}, "output": {"background": args.background, **output}})
 
 
 def _common_options(default) -> argparse.ArgumentParser:
@@ -137,6 +138,9 @@ def _common_options(default) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .config import X264_PRESETS
+    from .media.writing import OUTPUT_KINDS
+
     parser = argparse.ArgumentParser(prog="livematte", description="Replace the background behind people in video.",
                                      parents=[_common_options(False)])
     parser.add_argument("--version", action="version", version=f"livematte {__version__}")
@@ -189,15 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="output file (.mp4 .mkv .webm .mov, or a folder for PNGs); a folder for batch input, "
                             "where videos that share a name (a.mkv, a.mp4) keep their extension in it "
                             "(a_mkv.mp4, a_mp4.mp4). Never an input's own name")
-    video.add_argument("--format", choices=("mp4", "mkv", "webm", "mov", "png"), default=None,
+    video.add_argument("--format", choices=OUTPUT_KINDS, default=None,
                        help="output kind when the name does not say (webm/mov/png keep transparency)")
     video.add_argument("--alpha-out", type=Path, default=None, metavar="PATH",
                        help="also write the matte: FFV1 gray .mkv or a PNG folder (a folder for batch input)")
     video.add_argument("--crf", type=positive_int, default=None,
                        help="H.264 quality (.mp4 .mkv), lower is better (default 18); "
                             ".webm is lossless, .mov is ProRes 4444")
+    # Not argparse choices: a bad name is the config's one-line error (exit 1), as in a config file.
     video.add_argument("--encoder-preset", default=None, metavar="NAME",
-                       help="H.264 (and VP9) speed preset: ultrafast .. veryslow (default veryfast)")
+                       help=f"H.264 (and VP9) speed preset: {', '.join(X264_PRESETS)} (default veryfast)")
     video.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     add_pipeline_options(video, "offline")
     video.set_defaults(run=run_video)
@@ -258,15 +263,7 @@ def run_live(args: argparse.Namespace) -> int:
     if args.fps is not None and sink not in ("vcam", "preview"):
         raise LivematteError(f"--fps sets the rate of a virtual camera or preview; --sink {sink} "
                              "keeps each frame's own time")
-    config = load_config(args, fps=args.fps)
-    if args.width or args.height:
-        from dataclasses import replace
-
-        capture = {k: v for k, v in (("width", args.width), ("height", args.height)) if v}
-        try:
-            config = replace(config, capture=replace(config.capture, **capture))
-        except ValueError as e:  # CaptureSettings' range checks
-            raise LivematteError(f"--width/--height: {e}") from e
+    config = load_config(args, capture={"width": args.width, "height": args.height}, fps=args.fps)
     job = LiveJob(config=config, camera=args.camera, source=args.source, realtime=args.realtime,
                   sink=sink, output=args.output, device=args.device, alpha_out=args.alpha_out,
                   stats_json=args.stats_json, watch_background=args.watch_background, max_frames=args.frames)
@@ -311,7 +308,7 @@ def video_job(args: argparse.Namespace):
     """The ``video`` command's arguments -> its checked ``VideoJob`` (warning about flags it ignores)."""
     from .jobs import VideoJob, plan_outputs
 
-    config = load_config(args, crf=args.crf, preset=args.encoder_preset)
+    config = load_config(args, crf=args.crf, encoder_preset=args.encoder_preset)
     job = VideoJob(config=config, input=args.input, output=args.output, format=args.format,
                    alpha_out=args.alpha_out, quiet=args.quiet, max_frames=args.frames)
     kinds = {item.kind for item in plan_outputs(job)}

@@ -9,7 +9,10 @@ or keys are an error, never silently ignored.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import types
 import tomllib
+import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -17,7 +20,7 @@ from typing import Any
 
 from .errors import LivematteError
 from .models.base import ModelSettings
-from .refine import MODES as REFINE_MODES
+from .refine import RefineSettings
 from .smoothing import SmoothingSettings
 
 MAX_SIDE = 16384  # pixels
@@ -51,34 +54,36 @@ class CaptureSettings:
 
 @dataclass(frozen=True)
 class OutputSettings:
-    """background: a compositor SPEC. fps: 0 follows the source. crf/preset: H.264 quality and speed."""
+    """background: a compositor SPEC. fps: 0 follows the source. crf/encoder_preset: H.264 quality and speed
+    (encoder_preset, one of :data:`X264_PRESETS`, is also VP9's speed)."""
 
     background: str = "blur:25"
     fps: float = 0.0
     crf: int = 18
-    preset: str = "veryfast"
+    encoder_preset: str = "veryfast"
 
     def __post_init__(self):
         if not (self.fps == 0 or MIN_FPS <= self.fps <= MAX_FPS):
             raise ValueError(f"fps got {self.fps!r}, expected 0 (the source's) or {MIN_FPS}..{MAX_FPS}")
         if not 0 <= self.crf <= 51:
             raise ValueError(f"crf got {self.crf!r}, expected 0..51")
-        if self.preset not in X264_PRESETS:
-            raise ValueError(f"preset got {self.preset!r}, expected one of {', '.join(X264_PRESETS)}")
+        if self.encoder_preset not in X264_PRESETS:
+            raise ValueError(f"encoder_preset got {self.encoder_preset!r}, expected one of {', '.join(X264_PRESETS)}")
 
 
 @dataclass(frozen=True)
 class Config:
+    """preset: the name of the preset these settings started from; every other field is a TOML section."""
+
     preset: str = "live"
     model: ModelSettings = field(default_factory=ModelSettings)
     smoothing: SmoothingSettings = field(default_factory=SmoothingSettings)
-    refine: str = "bilinear"
+    refine: RefineSettings = field(default_factory=RefineSettings)
     capture: CaptureSettings = field(default_factory=CaptureSettings)
     output: OutputSettings = field(default_factory=OutputSettings)
 
 
-_SECTIONS = {"model": ModelSettings, "smoothing": SmoothingSettings,
-             "capture": CaptureSettings, "output": OutputSettings}
+SECTIONS = tuple(f.name for f in dataclasses.fields(Config) if f.name != "preset")  # the TOML's [sections]
 
 
 def _preset_folder():
@@ -109,53 +114,76 @@ def _read_toml(text: str, where: str) -> dict[str, Any]:
 def _apply(config: Config, table: dict[str, Any], where: str) -> Config:
     changes: dict[str, Any] = {}
     for section, values in table.items():
-        if section == "refine" and isinstance(values, dict):
-            values = dict(values)
-            mode = values.pop("mode", config.refine)
-            if values:
-                raise LivematteError(f"{where}: unknown key(s) {', '.join(values)} in [refine], expected mode")
-            if mode not in REFINE_MODES:
-                raise LivematteError(f"{where}: refine mode got {mode!r}, expected one of {', '.join(REFINE_MODES)}")
-            changes["refine"] = mode
-            continue
-        kind = _SECTIONS.get(section)
-        if kind is None or not isinstance(values, dict):
-            known = ", ".join(["refine", *_SECTIONS])
-            raise LivematteError(f"{where}: unknown section [{section}], expected one of {known}")
-        changes[section] = _merge(getattr(config, section), values, f"{where} [{section}]")
+        if section not in SECTIONS or not isinstance(values, dict):
+            raise LivematteError(f"{where}: unknown section [{section}], expected one of {', '.join(SECTIONS)}")
+        changes[section] = merge(getattr(config, section), values, f"{where} [{section}]")
     return dataclasses.replace(config, **changes)
 
 
-def _merge(current: Any, values: dict[str, Any], where: str) -> Any:
-    fields = {f.name: f for f in dataclasses.fields(current)}
+@functools.cache
+def _field_types(kind: type) -> dict[str, Any]:
+    """A settings dataclass's field name -> its annotation, resolved (``Path | None``, ``float``, ...)."""
+    hints = typing.get_type_hints(kind)
+    return {f.name: hints[f.name] for f in dataclasses.fields(kind)}
+
+
+def merge(current: Any, values: dict[str, Any], where: str = "command line") -> Any:
+    """A copy of the settings dataclass ``current`` with ``values`` (key -> value; None values skipped),
+    each coerced by its field's annotation and checked by the class; any fault is a LivematteError."""
+    fields = _field_types(type(current))
     typed = {}
     for key, value in values.items():
         if key not in fields:
             raise LivematteError(f"{where}: unknown key {key!r}, expected one of {', '.join(fields)}")
-        typed[key] = _coerce(value, type(getattr(current, key)), f"{where} {key}")
+        if value is not None:
+            typed[key] = _coerce(value, fields[key], f"{where} {key}")
     try:
         return dataclasses.replace(current, **typed)
     except ValueError as e:
         raise LivematteError(f"{where}: {e}") from e
 
 
-def _coerce(value: Any, kind: type, where: str) -> Any:
-    if kind is type(None) or value is None or issubclass(kind, Path):  # Path-or-None fields such as model_dir
-        if value is None or isinstance(value, Path):
-            return value
-        if isinstance(value, str):
+def _coerce(value: Any, kind: Any, where: str) -> Any:
+    """``value`` as the annotation ``kind``: a str, int, float (ints taken), bool (bools only), Path
+    (from a str), or a union such as ``Path | None``."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        members = typing.get_args(kind)
+        if value is None and type(None) in members:
+            return None
+        faults = []
+        for member in members:
+            if member is not type(None):
+                try:
+                    return _coerce(value, member, where)
+                except LivematteError as e:
+                    faults.append(e)
+        raise faults[0] if len(faults) == 1 else LivematteError(f"{where} got {value!r}, expected {_name(kind)}")
+    if kind is Path:
+        if isinstance(value, (str, Path)):
             return Path(value)
         raise LivematteError(f"{where} got {value!r}, expected a path")
     if kind is bool:
         if isinstance(value, bool):
             return value
-    elif kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    elif kind is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    elif kind is str and isinstance(value, str):
-        return value
-    raise LivematteError(f"{where} got {value!r}, expected {kind.__name__}")
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    else:
+        raise TypeError(f"{where}: no coercion to {kind!r}")  # a new field type: teach _coerce about it
+    raise LivematteError(f"{where} got {value!r}, expected {_name(kind)}")
+
+
+def _name(kind: Any) -> str:
+    """``Path | None`` -> "Path or None"."""
+    if typing.get_args(kind):
+        return " or ".join(_name(k) for k in typing.get_args(kind))
+    return "None" if kind is type(None) else kind.__name__
 
 
 def load(preset: str, config_file: Path | None = None, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
@@ -171,11 +199,4 @@ def load(preset: str, config_file: Path | None = None, overrides: dict[str, dict
         except (OSError, UnicodeDecodeError) as e:
             raise LivematteError(f"cannot read config file {config_file}: {e}") from e
         config = _apply(config, _read_toml(text, str(config_file)), str(config_file))
-    for section, values in (overrides or {}).items():
-        values = {k: v for k, v in values.items() if v is not None}
-        if section == "refine":
-            if values.get("mode") is not None:
-                config = _apply(config, {"refine": values}, "command line")
-        elif values:
-            config = dataclasses.replace(config, **{section: _merge(getattr(config, section), values, "command line")})
-    return config
+    return _apply(config, overrides or {}, "command line")

@@ -92,7 +92,7 @@ def _open_sink(job: LiveJob, source, fps: float):
 
         return FileSink(job.output, source.width, source.height, Fraction(fps).limit_denominator(1001),
                         audio=getattr(source, "audio", None), crf=job.config.output.crf,
-                        preset=job.config.output.preset)
+                        preset=job.config.output.encoder_preset)
     raise LivematteError(f"unknown sink {job.sink!r}, expected vcam, preview, file or null")
 
 
@@ -125,7 +125,7 @@ def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threadi
             matter = models.load(config.model)
             stack.callback(matter.close)
         _warn_unused_refine(config, matter)
-        engine = Engine(matter, config.smoothing, config.refine)
+        engine = Engine(matter, config.smoothing, config.refine.mode)
         log.debug("model warm-up %.2f s", engine.warm_up(source.width, source.height))
         if job.sink == "preview":
             sink.on_key = _background_cycler(compositor, config.output.background)
@@ -148,9 +148,9 @@ def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threadi
 
 
 def _warn_unused_refine(config: Config, matter) -> None:
-    if config.refine != "bilinear" and matter.guided:
+    if config.refine.mode != "bilinear" and matter.guided:
         log.warning("--refine %s is for models that return a plain matte (bshm); %s finishes its matte "
-                    "with its own guided filter, so it is ignored", config.refine, matter.name)
+                    "with its own guided filter, so it is ignored", config.refine.mode, matter.name)
 
 
 def _check_alpha_support(compositor: Compositor, sink) -> None:
@@ -287,12 +287,12 @@ def process_video(job: VideoJob, matter, compositor: Compositor, source: FileSou
 
     config = job.config
     info = source.info
-    engine = Engine(matter, config.smoothing, config.refine)
+    engine = Engine(matter, config.smoothing, config.refine.mode)
     engine.warm_up(info.width, info.height)
     stats = Stats()
     with contextlib.ExitStack() as stack:
         sink = stack.enter_context(FileSink(output, info.width, info.height, info.rate, audio=source.audio,
-                                            crf=config.output.crf, preset=config.output.preset, kind=job.format))
+                                            crf=config.output.crf, preset=config.output.encoder_preset, kind=job.format))
         _check_alpha_support(compositor, sink)
         alpha_writer = _alpha_writer(stack, alpha_out, info.width, info.height, info.rate)
         total = min(filter(None, (info.frame_count, job.max_frames)), default=None)

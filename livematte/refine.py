@@ -18,10 +18,24 @@ with blockier output; the presets use ``bilinear``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
 MODES = ("bilinear", "guided")
+
+
+@dataclass(frozen=True)
+class RefineSettings:
+    """mode: how a plain matte is brought to full resolution, one of :data:`MODES`."""
+
+    mode: str = "bilinear"
+
+    def __post_init__(self):
+        if self.mode not in MODES:
+            raise ValueError(f"refine mode got {self.mode!r}, expected one of {', '.join(MODES)}")
+
 _MEAN_RGB = np.full((1, 3), 1 / (3 * 255), np.float32)
 
 

@@ -91,7 +91,7 @@ def main() -> int:
 
         args.source = str(prepare_inputs()[0])
     settings = config.load(args.preset)
-    engine = Engine(models.load(settings.model), settings.smoothing, settings.refine)
+    engine = Engine(models.load(settings.model), settings.smoothing, settings.refine.mode)
     source = LoopingSource(args.source, args.realtime)
     engine.warm_up(source.width, source.height)
     sink = RecordingSink()

@@ -95,6 +95,95 @@ def test_frames_zero_is_refused_at_once(command, capsys):
     assert "--frames: got 0, expected 1 or more" in capsys.readouterr().err
 
 
+# --- every setting through the typed config -------------------------------------------------------------
+
+def test_refine_is_an_ordinary_section(tmp_path):
+    from livematte.refine import RefineSettings
+
+    assert livematte_config.load("offline").refine == RefineSettings("bilinear")
+    config_file = tmp_path / "c.toml"
+    config_file.write_text('refine = {mode = "guided"}\n')
+    assert livematte_config.load("offline", config_file).refine == RefineSettings(mode="guided")
+    assert livematte_config.load("live", overrides={"refine": {"mode": "guided"}}).refine.mode == "guided"
+    config_file.write_text('[refine]\nmode = "sharp"\n')
+    with pytest.raises(LivematteError, match=r"\[refine\]: refine mode got 'sharp', expected one of bilinear, guided"):
+        livematte_config.load("offline", config_file)
+    config_file.write_text('[refine]\nstrength = 2\n')
+    with pytest.raises(LivematteError, match=r"unknown key 'strength', expected one of mode"):
+        livematte_config.load("offline", config_file)
+
+
+def test_values_are_coerced_by_the_field_annotation():
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Probe:
+        ratio: float = 1  # an int default: the annotation, not the default's type, decides
+        label: str | None = None
+        folder: Path | None = None
+        on: bool = False
+
+    merged = livematte_config.merge(Probe(), {"ratio": 2, "label": "x", "folder": "/tmp/a", "on": True})
+    assert merged == Probe(ratio=2.0, label="x", folder=Path("/tmp/a"), on=True)
+    assert type(merged.ratio) is float and type(merged.label) is str
+    assert livematte_config.merge(Probe(), {"ratio": 0.5}).ratio == 0.5
+    for key, value in (("on", 1), ("ratio", True), ("folder", 3), ("label", 3)):
+        with pytest.raises(LivematteError, match=f"{key} got {value!r}"):
+            livematte_config.merge(Probe(), {key: value})
+    loaded = livematte_config.load("offline", overrides={"model": {"model_dir": "/tmp/weights", "download_timeout": 5},
+                                                         "capture": {"fps": 25}})
+    assert loaded.model.model_dir == Path("/tmp/weights") and loaded.model.download_timeout == 5.0
+    assert type(loaded.capture.fps) is float
+
+
+def test_width_and_height_go_through_config_load(monkeypatch):
+    import livematte.jobs
+
+    calls, jobs = [], []
+    real_load = livematte_config.load
+    monkeypatch.setattr(livematte_config, "load", lambda *a, **k: calls.append(a) or real_load(*a, **k))
+    monkeypatch.setattr(livematte.jobs, "run_live_job", lambda job, stop: jobs.append(job))
+    assert main(["live", "--source", "x.mp4", "--sink", "null", "--width", "640"]) == 0
+    assert calls[0][2]["capture"] == {"width": 640, "height": None}
+    assert jobs[0].config.capture.width == 640 and jobs[0].config.capture.height == 720
+    with pytest.raises(LivematteError, match=r"command line \[capture\]: width got 0, expected 1\.\.16384"):
+        main(["--debug", "live", "--source", "x.mp4", "--sink", "null", "--width", "0"])
+
+
+def test_image_model_flags_go_through_the_typed_merge():
+    from livematte.cli import build_parser, model_settings
+
+    args = build_parser().parse_args(["image", "-i", "x.png", "--model-dir", "w", "--threads", "2000"])
+    with pytest.raises(LivematteError, match=r"command line \[model\]: threads got 2000"):
+        model_settings(args)
+
+
+def test_old_output_preset_key_names_encoder_preset(tmp_path):
+    config_file = tmp_path / "old.toml"
+    config_file.write_text('[output]\npreset = "slow"\n')
+    with pytest.raises(LivematteError, match=r"\[output\]: unknown key 'preset', expected one of .*encoder_preset"):
+        livematte_config.load("offline", config_file)
+    config_file.write_text('[output]\nencoder_preset = "slow"\n')
+    loaded = livematte_config.load("offline", config_file)
+    assert loaded.output.encoder_preset == "slow" and loaded.preset == "offline"
+
+
+def test_cli_choices_come_from_the_modules():
+    import argparse
+
+    from livematte.cli import build_parser
+    from livematte.media.writing import OUTPUT_KINDS
+    from livematte.refine import MODES
+
+    def option(command, flag):
+        sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+        return next(a for a in sub._actions if flag in a.option_strings)
+
+    assert option("video", "--format").choices is OUTPUT_KINDS
+    assert option("live", "--refine").choices is MODES
+    assert all(name in option("video", "--encoder-preset").help for name in livematte_config.X264_PRESETS)
+
+
 # --- options after the command ------------------------------------------------------------------------
 
 def test_debug_and_verbose_work_after_the_command_too(tmp_path):

@@ -149,7 +149,7 @@ def reference(clip, live_rvm):
     decoded = list(FileSource(str(clip)).frames())
     assert [round(pts * FPS) for _, pts in decoded] == list(range(N))
     images = [image for image, _ in decoded]
-    engine = Engine(live_rvm, config.smoothing, config.refine)
+    engine = Engine(live_rvm, config.smoothing, config.refine.mode)
     mattes = [engine.process(frame(k, image)).alpha for k, image in enumerate(images)]
     offsets = np.array([centroid_x(alpha) - xpos(k) for k, alpha in enumerate(mattes)])
     # RVM really mattes the person: her centroid moves with her, frame by frame, to within a pixel
@@ -230,7 +230,7 @@ def replay(rvm, images: list[np.ndarray], inputs: list[np.ndarray],
         processed.append(later[0])
     if processed == list(range(N)):
         return dict(enumerate(in_order))
-    engine = Engine(rvm, config.smoothing, config.refine)
+    engine = Engine(rvm, config.smoothing, config.refine.mode)
     return {k: engine.process(frame(k, images[k])).alpha for k in processed}
 
 
