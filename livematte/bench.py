@@ -220,6 +220,7 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
             cpu_after = process.cpu_times()
             cpu_percent = process.cpu_percent(None)
     finally:
+        source.close()
         close = getattr(matter, "close", None)
         if close is not None:
             close()

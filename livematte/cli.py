@@ -27,7 +27,7 @@ def _number(text: str, kind: type) -> int | float:
         raise argparse.ArgumentTypeError(f"got {text!r}, expected {expected}") from None
 
 
-def positive_int(text: str) -> int:
+def non_negative_int(text: str) -> int:
     """0 or more."""
     value = _number(text, int)
     if value < 0:
@@ -62,7 +62,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--model-size", type=model_size, default=None, metavar="PX",
                        help="resize the model's input to this longest side, 32..4096 "
                             "(0 = the backend's default: bshm the frame as is, rvm 512)")
-    group.add_argument("--threads", type=positive_int, default=None, help="model CPU threads (0 = all)")
+    group.add_argument("--threads", type=non_negative_int, default=None, help="model CPU threads (0 = all)")
     group.add_argument("--runtime", choices=("auto", "openvino", "onnxruntime"), default=None,
                        help="rvm's inference runtime (default auto: OpenVINO on CPUs, onnxruntime on CUDA GPUs)")
 
@@ -181,8 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--fps", type=frame_rate, default=None,
                       help="frame rate of the virtual camera or preview (default: the source's); "
                            "a recording keeps each frame's own time")
-    live.add_argument("--width", type=positive_int, default=None, help="camera width to ask for")
-    live.add_argument("--height", type=positive_int, default=None, help="camera height to ask for")
+    live.add_argument("--width", type=non_negative_int, default=None, help="camera width to ask for")
+    live.add_argument("--height", type=non_negative_int, default=None, help="camera height to ask for")
     add_pipeline_options(live, "live")
     live.set_defaults(run=run_live)
 
@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="output kind when the name does not say (webm/mov/png keep transparency)")
     video.add_argument("--alpha-out", type=Path, default=None, metavar="PATH",
                        help="also write the matte: FFV1 gray .mkv or a PNG folder (a folder for batch input)")
-    video.add_argument("--crf", type=positive_int, default=None,
+    video.add_argument("--crf", type=non_negative_int, default=None,
                        help="H.264 quality (.mp4 .mkv), lower is better (default 18); "
                             ".webm is lossless, .mov is ProRes 4444")
     # Not argparse choices: a bad name is the config's one-line error (exit 1), as in a config file.
@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="a video file (default: a built-in synthetic 1280x720 30 fps clip)")
     bench.add_argument("--preset", nargs="+", default=None, metavar="NAME",
                        help="presets to compare (default: live offline)")
-    bench.add_argument("--frames", type=positive_int, default=300, metavar="N",
+    bench.add_argument("--frames", type=non_negative_int, default=300, metavar="N",
                        help="frames per preset, at most the clip's length (default 300)")
     bench.add_argument("--encode", action="store_true", help="encode H.264 to a temporary file instead of the null sink")
     bench.add_argument("--realtime", action="store_true",
@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_image(args: argparse.Namespace) -> int:
-    from .still import ImageJob, run_images
+    from .image_job import ImageJob, run_images
 
     job = ImageJob(inputs=args.input, output_dir=args.output_dir, background=args.background,
                    model=model_settings(args))

@@ -16,9 +16,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import images, net
+from . import image_files, net
 from .errors import LivematteError
-from .frames import alpha_to_u8
+from .data import alpha_to_u8
 
 KEY_GREEN = (0, 255, 0)  # BGR
 
@@ -93,7 +93,7 @@ class StillImage(_SizedCache):
     def __init__(self, source: str):
         super().__init__()
         self.spec = source
-        self.picture = images.read(source)
+        self.picture = image_files.read(source)
 
     def build(self, width, height):
         return cover_fit(self.picture, width, height)

@@ -188,7 +188,7 @@ def matte_still(image: np.ndarray, passes: int = CUTOUT_PASSES, size: int = CUTO
 
     from . import models
     from .engine import Engine
-    from .frames import Frame
+    from .data import Frame
     from .models.base import ModelSettings
     from .smoothing import SmoothingSettings
 
@@ -350,7 +350,7 @@ def prepare_inputs() -> tuple[Path, Path]:
         log.info("making the demo clip %s", clip)
         make_clip(clip)
     if not background.is_file():
-        from .still import write_png
+        from .image_job import write_png
 
         write_png(background, demo_background())
     return clip, background

@@ -15,7 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .frames import Frame, Matted
+from .data import Frame, Matted
 from .models.base import GuidedMatte, Matter, resize_to
 from .refine import guide
 from .smoothing import SmoothingSettings, TemporalSmoother

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .compositor import Compositor
-from .frames import Matted, alpha_to_u8
+from .data import Matted, alpha_to_u8
 from .pipeline import Pipeline
 from .stats import Stats
 from .workers import END, Stopped

@@ -28,9 +28,9 @@ import cv2
 import numpy as np
 
 from .engine import Engine
-from .frames import Frame, Matted
+from .data import Frame, Matted
 from .stats import Stats
-from .workers import END, Channel, LatestSlot, Stopped, Worker, first_error, join_all
+from .workers import END, Channel, FreshBuffer, Stopped, Worker, first_error, join_all
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +46,12 @@ class Pipeline:
         self.stop = stop if stop is not None else threading.Event()
         # Live: up to two frames wait, in order, and none older than max_lag is started
         # while a newer one waits; the model's occasional slow call costs no frame.
-        self.frames = LatestSlot(self.stop, 2, max_lag) if live else Channel(self.stop, depth)
+        self.captured = FreshBuffer(self.stop, 2, max_lag) if live else Channel(self.stop, depth)
         self.prepared = Channel(self.stop, 1)
         self._buffer_free = threading.Semaphore(1)
-        self.matted = LatestSlot(self.stop) if live else Channel(self.stop, depth)
+        self.matted = FreshBuffer(self.stop) if live else Channel(self.stop, depth)
         if live:
-            stats.count_dropped_by(lambda: self.frames.replaced + self.matted.replaced)
+            stats.count_dropped_by(lambda: self.captured.replaced + self.matted.replaced)
         self.workers = [Worker("capture", self._capture, self.stop),
                         Worker("prepare", self._prepare, self.stop),
                         Worker("infer", self._infer, self.stop)]
@@ -67,8 +67,8 @@ class Pipeline:
 
     def close(self) -> None:
         self.stop.set()
-        join_all(self.workers, [self.frames, self.prepared, self.matted])
-        self.source.close()
+        join_all(self.workers, [self.captured, self.prepared, self.matted])
+        # The source is left open: whoever opened it closes it.
 
     def next(self, timeout: float | None = None) -> Matted | object:
         """The next matted frame, or ``END``; raises a worker's error, or ``queue.Empty`` on timeout."""
@@ -99,17 +99,17 @@ class Pipeline:
             if image.shape[:2] != size:
                 image = fit_into(image, size[1], size[0])
             self.stats.frame_in()
-            self.frames.put(Frame(index, image, pts, time.perf_counter(), restart))
+            self.captured.put(Frame(index, image, pts, time.perf_counter(), restart))
             if self.stop.is_set():
                 return
-        self.frames.put(END)
+        self.captured.put(END)
 
     def _prepare(self) -> None:
         while True:
             while not self._buffer_free.acquire(timeout=0.05):
                 if self.stop.is_set():
                     return
-            frame = self.frames.get()
+            frame = self.captured.get()
             if frame is END:
                 break
             self.prepared.put(self.engine.prepare(frame))

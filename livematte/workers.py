@@ -81,7 +81,7 @@ class Channel:
                 return dropped
 
 
-class LatestSlot:
+class FreshBuffer:
     """A small live buffer: nothing older than ``max_lag`` seconds is handed out if a newer item waits.
 
     With ``depth`` 1 the newest item always wins. With ``depth`` 2 (the live

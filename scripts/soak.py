@@ -14,6 +14,7 @@ last 1,000 frames. Pass/fail bounds (printed): RSS growth at most 50 MB, the las
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import threading
@@ -99,8 +100,9 @@ def main() -> int:
     threads_before = threading.active_count()
     started = time.perf_counter()
     # As ``livematte live --source VIDEO --sink null [--realtime]`` runs it.
-    stats = run(source, engine, compositor, sink, live=args.realtime, paced=args.realtime, max_frames=args.frames,
-                stats_every=60, audio_ends_with_video=True)
+    with contextlib.closing(source):
+        stats = run(source, engine, compositor, sink, live=args.realtime, paced=args.realtime,
+                    max_frames=args.frames, stats_every=60, audio_ends_with_video=True)
     elapsed = time.perf_counter() - started
     threads_after = threading.active_count()
 

@@ -4,12 +4,11 @@ counted apart, one matte per output frame, a watched background applied from the
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from test_live import SlowMatter, background_colour, clip45, live_config, vcam  # noqa: F401 (fixtures)
+from test_live import SlowMatter, background_colour, clip45, vcam  # noqa: F401 (clip45, vcam: fixtures)
 from livematte import config as livematte_config
 from livematte import models
 from livematte.jobs import LiveJob, run_live_job

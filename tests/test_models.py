@@ -9,11 +9,11 @@ from bshm_graph import expected_alpha, graph_bytes, write_snapshot
 from livematte import models
 from livematte.engine import Engine
 from livematte.errors import LivematteError
-from livematte.frames import Frame
+from livematte.data import Frame
 from livematte.models.base import GuidedMatte, ModelSettings, scaled_size
 from livematte.models.rvm import apply_coefficients
 from livematte.refine import guide
-from livematte.still import matte_image
+from livematte.image_job import matte_image
 
 
 def random_image(rng, h, w):

@@ -16,12 +16,10 @@ from pathlib import Path
 
 import av
 import cv2
-import numpy as np
 import pytest
 
 from media import FPS, audio_seconds, make_video
 from livematte.cli import main
-from livematte.errors import LivematteError
 
 
 @pytest.fixture(scope="module")

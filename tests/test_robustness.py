@@ -40,7 +40,7 @@ from livematte import config, net
 from livematte.cli import build_parser, main
 from livematte.compositor import Blur, Compositor, SolidColor, Transparent, parse_background
 from livematte.errors import LivematteError
-from livematte.frames import alpha_to_u8
+from livematte.data import alpha_to_u8
 from livematte.media.reading import VideoReader, probe
 from livematte.media.readback import read_alpha
 from livematte.models import weights
@@ -445,7 +445,7 @@ def test_bshm_out_of_gpu_memory_moves_to_the_cpu(bshm_dir, caplog):
 
     from livematte import models
     from livematte.models.base import ModelSettings
-    from livematte.still import matte_image
+    from livematte.image_job import matte_image
 
     class OutOfMemoryGPU:  # the hardware boundary: a GPU session that has run out of memory
         closed = False

@@ -35,7 +35,7 @@ from livematte import models
 from livematte.capture import FileSource
 from livematte.compositor import blend
 from livematte.engine import Engine
-from livematte.frames import Frame
+from livematte.data import Frame
 from livematte.jobs import LiveJob, run_live_job
 from livematte.models.base import GuidedMatte, ModelSettings
 from livematte.models.rvm import apply_coefficients

@@ -16,7 +16,7 @@ import pytest
 from bshm_graph import expected_alpha
 from livematte import models
 from livematte.engine import Engine
-from livematte.frames import Frame
+from livematte.data import Frame
 from livematte.models.base import ModelSettings
 from livematte.smoothing import SmoothingSettings, TemporalSmoother
 

@@ -12,7 +12,7 @@ import pytest
 from livematte.engine import Engine
 from livematte.pipeline import Pipeline
 from livematte.stats import Stats
-from livematte.workers import Channel, LatestSlot
+from livematte.workers import Channel, FreshBuffer
 
 
 def returns_within(fn, seconds: float):
@@ -32,10 +32,10 @@ def returns_within(fn, seconds: float):
     return box.get("error")
 
 
-@pytest.mark.parametrize("kind", [Channel, LatestSlot])
+@pytest.mark.parametrize("kind", [Channel, FreshBuffer])
 def test_get_with_a_timeout_gives_up_on_an_empty_hand_off(kind):
     stop = threading.Event()
-    hand_off = Channel(stop, 2) if kind is Channel else LatestSlot(stop)
+    hand_off = Channel(stop, 2) if kind is Channel else FreshBuffer(stop)
     error = returns_within(lambda: hand_off.get(timeout=0.1), 10)
     assert isinstance(error, queue.Empty)
     hand_off.put("item")

@@ -11,11 +11,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import images, models
+from . import image_files, models
 from .compositor import Compositor, parse_background
 from .errors import LivematteError
 from .engine import Engine
-from .frames import Frame, alpha_to_u8
+from .data import Frame, alpha_to_u8
 from .media.atomic import write_atomically
 from .outpaths import check_outputs, unique_stems
 from .models.base import Matter, ModelSettings
@@ -51,14 +51,14 @@ class ImageJob:
 
 def run_images(job: ImageJob) -> int:
     """Process every input; -> the number that failed (each failure is logged by name)."""
-    sources = images.list_inputs(job.inputs[0]) if len(job.inputs) == 1 else list(job.inputs)
-    stems = unique_stems(sources, images.stem_of)
+    sources = image_files.list_inputs(job.inputs[0]) if len(job.inputs) == 1 else list(job.inputs)
+    stems = unique_stems(sources, image_files.stem_of)
     written = [path for stem in stems for kind, path in output_paths(job.output_dir, stem).items()
                if kind != "composite" or job.background is not None]
     check_outputs(sources, written)
     # A missing single input is the user's typo: report it before loading a model
     # (and keep the picture for processing).
-    preread = images.read(sources[0]) if len(sources) == 1 else None
+    preread = image_files.read(sources[0]) if len(sources) == 1 else None
     compositor = Compositor(parse_background(job.background)) if job.background is not None else None
     job.output_dir.mkdir(parents=True, exist_ok=True)
     settings = job.model
@@ -90,7 +90,7 @@ def output_paths(output_dir: Path, stem: str) -> dict[str, Path]:
 def process_one(matter: Matter, source: str, paths: dict[str, Path], compositor: Compositor | None,
                 image: np.ndarray | None = None) -> list[Path]:
     """Matte ``source`` (``image``, when it has been read already) and write its PNGs to ``paths``."""
-    image = images.read(source) if image is None else image
+    image = image_files.read(source) if image is None else image
     alpha = matte_image(matter, image)
     alpha_u8 = alpha_to_u8(alpha)
     outputs = {paths["alpha"]: alpha_u8, paths["foreground"]: np.dstack([image, alpha_u8])}
