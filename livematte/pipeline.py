@@ -10,7 +10,7 @@ N+1 is prepared while the model runs on frame N. The prepare thread takes a
 frame only once that slot is free (``_buffer_free``), so it always prepares
 the newest frame and never holds a second one: at most one frame waits for
 the model. Live pipelines use
-small newest-wins buffers for ``frames`` and ``matted`` (a frame that has
+small fresh-frame buffers for ``captured`` and ``matted`` (a frame that has
 waited longer than ``max_lag`` is dropped, never processed late); offline pipelines use bounded queues (back-pressure, nothing
 dropped, order kept). The caller's thread owns the stop event: any worker's
 exception stops every stage and is re-raised to the caller, which takes the
@@ -93,8 +93,9 @@ class Pipeline:
             # everything learnt from the old picture is forgotten.
             restart = image.shape[:2] != last_shape
             if restart:
-                log.info("%s changed size from %dx%d to %dx%d; fitted into %dx%d from here", self.source.name,
-                         last_shape[1], last_shape[0], image.shape[1], image.shape[0], size[1], size[0])
+                fitted = "" if image.shape[:2] == size else f"; fitted into {size[1]}x{size[0]} from here"
+                log.info("%s changed size from %dx%d to %dx%d%s", self.source.name,
+                         last_shape[1], last_shape[0], image.shape[1], image.shape[0], fitted)
                 last_shape = image.shape[:2]
             if image.shape[:2] != size:
                 image = fit_into(image, size[1], size[0])

@@ -13,6 +13,7 @@ import pytest
 from media import gradient
 from livematte.cli import main
 from livematte.pipeline import fit_into
+from test_live import vcam  # noqa: F401 (fixture)
 
 
 def write_ts(path: Path, width: int, height: int, n: int, start: int) -> None:
@@ -63,3 +64,13 @@ def test_fit_into_keeps_the_aspect_on_black_bars():
     rows = np.flatnonzero(fitted[:, 32, 0] > 100)
     assert (rows[0], rows[-1]) == (2, 44)
     assert fitted[0].max() == 0 and fitted[-1].max() == 0
+
+
+def test_virtual_camera_gets_every_frame_at_the_size_it_was_opened_with(two_sizes, rvm_weights, vcam):  # noqa: F811
+    from livematte import config as livematte_config
+    from livematte.jobs import LiveJob, run_live_job
+
+    config = livematte_config.load("live", overrides={"model": {"name": "rvm"}})
+    run_live_job(LiveJob(config=config, source=str(two_sizes), sink="vcam", vcam_backend=vcam.name))
+    assert len(vcam.frames) == 40
+    assert {frame.shape for frame in vcam.frames} == {(48, 64, 3)}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import cv2
-
 from ..errors import LivematteError
 from . import Sink
 
@@ -31,9 +29,7 @@ class VirtualCameraSink(Sink):
         self._closed = False
 
     def send(self, image, pts):
-        if image.shape[:2] != (self.height, self.width):
-            # A camera that changes mode mid-call must not break the virtual one.
-            image = cv2.resize(image, (self.width, self.height), interpolation=cv2.INTER_LINEAR)
+        # Always the size it was opened with: the pipeline fits a source that changes size.
         self.camera.send(image)
 
     def close(self):
