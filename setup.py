@@ -50,11 +50,8 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.11",  # tomllib (config files) is in the standard library from 3.11
-    # The presets in configs/ install as livematte.presets so that a non-editable
-    # install finds them too.
-    packages=find_packages(include=["livematte", "livematte.*"]) + ["livematte.presets"],
-    package_dir={"livematte.presets": "configs"},
-    package_data={"livematte.presets": ["*.toml"], "livematte": ["data/*.jpg"]},
+    packages=find_packages(include=["livematte", "livematte.*"]),
+    package_data={"livematte": ["presets/*.toml", "data/*.jpg"]},
     install_requires=CORE,
     extras_require={
         "bshm": BSHM,

@@ -103,7 +103,7 @@ def add_pipeline_options(parser: argparse.ArgumentParser, default_preset: str) -
 
     group = parser.add_argument_group("settings")
     group.add_argument("--preset", default=default_preset,
-                       help=f"settings from configs/ (default {default_preset}; `livematte presets` lists them)")
+                       help=f"a settings preset (default {default_preset}; `livematte presets` lists them)")
     group.add_argument("--config", type=Path, default=None, metavar="FILE",
                        help="a TOML file laid out like the presets; overrides the preset")
     group.add_argument("--background", default=None, metavar="SPEC",
@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(bench)
     bench.set_defaults(run=run_bench)
 
-    presets_cmd = commands.add_parser("presets", parents=[common], help="list the settings presets in configs/")
+    presets_cmd = commands.add_parser("presets", parents=[common], help="list the settings presets")
     presets_cmd.set_defaults(run=run_presets)
 
     models_cmd = commands.add_parser("models", parents=[common],

@@ -232,15 +232,15 @@ def parse_background(spec: str) -> Background:
         raise LivematteError("empty background spec")
     if net.is_url(text):
         return StillImage(text)
-    path = Path(text)
+    path = Path(text).expanduser()
     if not path.is_file():
         raise LivematteError(
             f"background {text!r} is not a file nor one of color:#RRGGBB, key[:#RRGGBB], blur[:N], transparent")
     from .media.reading import VIDEO_SUFFIXES  # here, not at the top: PyAV costs 0.1 s to import
 
     if path.suffix.lower() in VIDEO_SUFFIXES:
-        return LoopingVideo(text)
-    return StillImage(text)
+        return LoopingVideo(str(path))
+    return StillImage(str(path))
 
 
 class Compositor:

@@ -1,7 +1,7 @@
 """Typed, frozen settings built once from a preset, a config file and flags.
 
-Presets are TOML files in the repository's ``configs/`` folder (installed as
-``livematte.presets``). A ``--config FILE`` has the same layout; its keys
+Presets are TOML files inside the package, ``livematte/presets/``. A ``--config FILE`` has the
+same layout (the repository's ``configs/`` holds examples); its keys
 override the preset's, and command-line flags override both. Unknown sections
 or keys are an error, never silently ignored.
 """
@@ -87,11 +87,8 @@ SECTIONS = tuple(f.name for f in dataclasses.fields(Config) if f.name != "preset
 
 
 def _preset_folder():
-    """``configs/`` as installed (``livematte.presets``), or beside the package in a source tree."""
-    try:
-        return resources.files("livematte.presets")
-    except ModuleNotFoundError:  # editable installs do not map package_dir for data folders
-        return Path(__file__).resolve().parents[1] / "configs"
+    """``livematte/presets/``, wherever the package is installed."""
+    return resources.files("livematte") / "presets"
 
 
 def presets() -> dict[str, str]:

@@ -224,3 +224,28 @@ def test_readme_preset_table_matches_the_presets():
     for name in presets:
         size = livematte_config.load(name).model.size
         assert int(rows[name].split("x")[0]) == size, f"README says {rows[name]} for {name}, the preset {size}"
+
+
+@pytest.mark.parametrize("example", sorted((REPO / "configs").glob("*.toml")), ids=lambda p: p.name)
+def test_example_configs_load_over_every_preset(example):
+    for preset in livematte_config.presets():
+        livematte_config.load(preset, example)
+
+
+def test_the_wheel_carries_the_presets_and_the_demo_portrait(tmp_path):
+    # A non-editable install finds its presets inside the package: no package_dir mapping, no fallback.
+    import shutil
+    import zipfile
+
+    # Built from a copy: setuptools builds in the source tree, and a stale build/ would leak into the wheel.
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "tests",
+                                                                "results", "shared"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
+                    "-w", str(tmp_path), str(source)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("livematte-*.whl")
+    members = set(zipfile.ZipFile(wheel).namelist())
+    presets = {f"livematte/presets/{name}.toml" for name in livematte_config.presets()}
+    assert presets and presets <= members
+    assert "livematte/data/grace_hopper.jpg" in members
+    assert not any(m.startswith("configs/") for m in members)  # the examples stay in the repository
