@@ -24,9 +24,6 @@ from .smoothing import SmoothingSettings
 log = logging.getLogger(__name__)
 
 
-STILL_RVM_SIZE = 768  # no frame budget: RVM's network at 768 px matches BSHM's masks best
-
-
 def matte_image(matter: Matter, image_bgr: np.ndarray) -> np.ndarray:
     """``uint8 [H, W, 3]`` BGR -> ``float32 [H, W]`` alpha at the image's own size."""
     engine = Engine(matter, SmoothingSettings(enabled=False))
@@ -62,8 +59,8 @@ def run_images(job: ImageJob) -> int:
     compositor = Compositor(parse_background(job.background)) if job.background is not None else None
     job.output_dir.mkdir(parents=True, exist_ok=True)
     settings = job.model
-    if settings.size == 0 and models.choose(settings)[0] == "rvm":
-        settings = replace(settings, size=STILL_RVM_SIZE)
+    if settings.size == 0:  # the backend's size for stills, larger than for video where it has one
+        settings = replace(settings, size=models.backend(models.choose(settings)[0]).still_size)
     matter = models.load(settings)
     failed = 0
     with contextlib.closing(matter):

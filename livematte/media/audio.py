@@ -2,8 +2,7 @@
 
 :class:`AudioFeed` holds the first audio stream of one input as compressed packets in demux
 order: a :class:`~livematte.media.reading.VideoReader` opened with ``audio=True`` adds them as
-it demuxes the video (so the input is read once), or :meth:`AudioFeed.from_file` reads a file
-itself as the writer asks. :class:`AudioCarrier`, used by
+it demuxes the video, so the input is opened and read once. :class:`AudioCarrier`, used by
 :class:`~livematte.media.writing.VideoWriter`, takes the packets up to the video time written
 and muxes them into the output: copied untouched when the output's container accepts the
 codec, else decoded, resampled and encoded (AAC, or Opus for WebM). Times are seconds on the
@@ -16,7 +15,6 @@ import logging
 import math
 import threading
 from collections import deque
-from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -25,8 +23,6 @@ import av.error
 import numpy as np
 
 from ..errors import LivematteError
-from . import PathLike
-from .opening import open_input
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +46,6 @@ class AudioFeed:
     of a second); ``CAPACITY_BYTES`` bounds it anyway: beyond that the oldest packets are
     dropped, with a warning once a writer holds the feed.
 
-    :meth:`from_file` makes one that reads a file's audio itself, as the writer asks for it.
-
     name: the input, for messages. format_name: its FFmpeg demuxer. codec: the audio codec's
     FFmpeg name, None when this FFmpeg cannot decode it (copying it may still work).
     decoder: the stream's decoder (None likewise), for the writer's thread only.
@@ -73,24 +67,6 @@ class AudioFeed:
         self._packets: deque[av.Packet] = deque()
         self._bytes = 0
         self._claimed = self._released = self._warned = False
-        self._pull: Iterator[av.Packet] | None = None  # from_file: where packets come from
-        self._owned: av.container.InputContainer | None = None
-
-    @classmethod
-    def from_file(cls, path: PathLike) -> AudioFeed | None:
-        """The audio of the file or URL at ``path``, demuxed as the writer takes it; None if it has none.
-
-        This opens ``path`` a second time; a :class:`VideoReader`'s own feed does not.
-        """
-        container = open_input(path)
-        if not container.streams.audio:
-            container.close()
-            return None
-        stream = container.streams.audio[0]
-        feed = cls(str(path), stream, container.format.name, threading.Lock())
-        feed._owned = container
-        feed._pull = container.demux(stream)
-        return feed
 
     @property
     def held_bytes(self) -> int:
@@ -116,8 +92,6 @@ class AudioFeed:
         """Remove and return, in order, the packets that start before ``before`` seconds
         (``whole``: that also end by then)."""
         with self._lock:
-            if self._pull is not None:
-                self._read_until(before)
             taken = []
             while self._packets:
                 start = _packet_start(self._packets[0])
@@ -138,16 +112,11 @@ class AudioFeed:
             self.release()
 
     def release(self) -> None:
-        """The writer is done: drop what is held, keep nothing more, close a file opened for it."""
+        """The writer is done: drop what is held and keep nothing more."""
         with self._lock:
             self._released = True
             self._packets.clear()
             self._bytes = 0
-            self._pull = None
-        if self._owned is not None:
-            with self._input_lock:
-                self._input_closed()
-                self._owned.close()
 
     def _put(self, packet: av.Packet) -> None:
         """From the reader: one more packet, in demux order."""
@@ -171,23 +140,6 @@ class AudioFeed:
                 log.warning("%s: the audio ran more than %d MiB ahead of the video written; "
                             "the oldest was dropped, so the output's audio has a gap",
                             self.name, self.CAPACITY_BYTES >> 20)
-
-    def _read_until(self, before: float) -> None:
-        """from_file: demux until a packet that starts at or after ``before`` is held, or the end."""
-        while True:
-            last = _packet_start(self._packets[-1]) if self._packets else None
-            if last is not None and last >= before:
-                return
-            try:
-                packet = next(self._pull)
-            except StopIteration:
-                self._pull = None
-                return
-            except av.error.FFmpegError as e:
-                log.warning("%s: audio ends early (%s)", self.name, e.strerror or e)
-                self._pull = None
-                return
-            self._store(packet)
 
 
 def _packet_start(packet: av.Packet) -> float | None:

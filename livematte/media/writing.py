@@ -153,8 +153,7 @@ class VideoWriter(AtomicOutput):
     name, mapped onto libvpx's speed for VP9.
 
     Audio goes along from ``audio``, the :class:`AudioFeed` of the reader whose frames are
-    written (``VideoReader(..., audio=True).audio``, ``FileSource.audio``), or from the file
-    ``audio_from`` names (opened again, for callers without a feed). It is copied when the
+    written (``VideoReader(..., audio=True).audio``, ``FileSource.audio``). It is copied when the
     container allows its codec, else encoded as AAC (Opus for WebM), and interleaved with the
     video: each frame takes the audio up to its time + ``AUDIO_LEAD_S`` or one frame period,
     whichever is shorter. :meth:`close` adds what the feed still holds: all of it once the
@@ -163,10 +162,7 @@ class VideoWriter(AtomicOutput):
     """
 
     def __init__(self, path: PathLike, *, width: int, height: int, rate: Fraction, kind: str | None = None,
-                 audio: AudioFeed | None = None, audio_from: PathLike | None = None, crf: int = 18,
-                 preset: str = "veryfast"):
-        if audio is not None and audio_from is not None:
-            raise ValueError("give audio (a feed) or audio_from (a file), not both")
+                 audio: AudioFeed | None = None, crf: int = 18, preset: str = "veryfast"):
         width, height = _check_size(width, height)
         kind = kind or output_kind(path)
         if kind not in OUTPUT_KINDS:
@@ -179,19 +175,17 @@ class VideoWriter(AtomicOutput):
         self._container = None
         super().__init__(path, folder=kind == "png")
         try:
-            self._open(audio, audio_from, crf, preset)
+            self._open(audio, crf, preset)
         except BaseException:
             self.abort()
             raise
 
-    def _open(self, audio: AudioFeed | None, audio_from: PathLike | None, crf: int, preset: str) -> None:
+    def _open(self, audio: AudioFeed | None, crf: int, preset: str) -> None:
         if self.kind == "png":
             self._png = _PngFolder(self._partial, self.path)
             self._clock = Clock(Fraction(1, 90000), self.rate, str(self.path))
-            if audio is not None or audio_from is not None:
-                log.warning("PNG sequences have no audio; the audio of %s is dropped",
-                            audio.name if audio is not None else audio_from)
             if audio is not None:
+                log.warning("PNG sequences have no audio; the audio of %s is dropped", audio.name)
                 audio.release()
             return
         spec = _KINDS[self.kind]
@@ -214,10 +208,6 @@ class VideoWriter(AtomicOutput):
             self._stream = stream
         except (av.error.FFmpegError, OSError, ValueError) as e:
             raise LivematteError(f"cannot write {self.path}: {getattr(e, 'strerror', None) or e}") from e
-        if audio_from is not None:
-            audio = AudioFeed.from_file(audio_from)
-            if audio is None:
-                log.info("%s has no audio; %s will be silent", audio_from, self.path)
         if audio is not None:
             self._audio = AudioCarrier(audio, self._container, self.path, muxer=spec.container,
                                        copies=spec.audio_copy, encoder=spec.audio_codec)

@@ -3,7 +3,9 @@
 :data:`BACKENDS` is the registry, name -> backend class, in the order ``livematte models``
 lists them and ``auto`` prefers them. Each class says what it is for (``description``),
 where its weights are (``local_weights``), what it lacks to run here (``install``), how to
-fetch its weights (``fetch``) and whether ``auto`` takes it (``auto``); building it loads it,
+fetch its weights (``fetch``), whether ``auto`` takes it (``auto``) and the network size it
+wants for a still image, where no frame budget applies (``still_size``, px; 0 is its default
+size); building it loads it,
 and its ``close()`` lets go of what it loaded. ``--model``'s choices, ``livematte models`` and
 ``auto`` all come from the registry.
 """
@@ -34,7 +36,8 @@ class ModelStatus:
     install: str | None = None  # the command that installs what it runs on, when that is missing
 
 
-def _backend(name: str) -> type:
+def backend(name: str) -> type:
+    """The registered class for ``name`` (not ``auto``), or a clear error."""
     try:
         return BACKENDS[name]
     except KeyError:
@@ -52,7 +55,7 @@ def status() -> list[ModelStatus]:
 
 def fetch(name: str, timeout: float = 300.0) -> Path:
     """The backend's weights, downloaded (and checked) unless already here."""
-    return _backend(name).fetch(timeout)
+    return backend(name).fetch(timeout)
 
 
 def choose(settings: ModelSettings) -> tuple[str, str]:

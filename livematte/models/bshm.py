@@ -135,6 +135,7 @@ class BSHMMatter(PlainAlpha):
     # name for it), and U-Nets halve their input up to five times (output stride 32): 32 px
     # keeps the deepest features at least 1x1. Only frames under 32 px are padded at all.
     min_side = 32
+    still_size = 0  # the image as it is, as for video
 
     def __init__(self, settings: ModelSettings):
         require_extra()  # before any download: weights are no use without TensorFlow

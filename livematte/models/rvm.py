@@ -56,6 +56,7 @@ class RVMMatter:
     # the last one, whose kernel needs 2); onnxruntime takes 1x1. Any side from 5 works on both,
     # odd ones included: no multiple is needed (the decoder crops its upsampled maps).
     min_side = 5
+    still_size = 768  # a still image has no frame budget: at 768 px RVM matches BSHM's masks best
 
     def __init__(self, settings: ModelSettings):
         self.path = resolve_weights(settings)

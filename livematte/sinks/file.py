@@ -9,17 +9,16 @@ from . import Sink
 
 
 class FileSink(Sink):
-    """``audio``: the source's audio feed (``FileSource.audio``) to carry along; ``audio_from``:
-    a file to take the audio from instead (opened again). See ``media.writing.VideoWriter``."""
+    """``audio``: the source's audio feed (``FileSource.audio``) to carry along. See ``media.writing.VideoWriter``."""
 
     name = "file"
 
     def __init__(self, path: Path, width: int, height: int, rate: Fraction, *, audio=None,
-                 audio_from: str | None = None, crf: int = 18, preset: str = "veryfast", kind: str | None = None):
+                 crf: int = 18, preset: str = "veryfast", kind: str | None = None):
         from ..media.writing import VideoWriter
 
         self.writer = VideoWriter(path, width=width, height=height, rate=rate, kind=kind, audio=audio,
-                                  audio_from=audio_from, crf=crf, preset=preset)
+                                  crf=crf, preset=preset)
         self.accepts_alpha = self.writer.has_alpha
 
     @property
