@@ -35,6 +35,14 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """0 or more."""
+    value = _number(text, float)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"got {value}, expected 0 or more")
+    return value
+
+
 def model_size(text: str) -> int:
     """0 (the backend's default) or MIN_SIZE..MAX_SIZE pixels."""
     from .models.base import MAX_SIZE, MIN_SIZE
@@ -117,9 +125,9 @@ def add_pipeline_options(parser: argparse.ArgumentParser, default_preset: str) -
     add_model_options(parser)
 
 
-def load_config(args: argparse.Namespace, *, capture: dict | None = None, **output):
-    """The preset, ``--config`` and every settings flag (``capture``/``output``: section key -> flag value,
-    None for flags not given) through ``config.load``."""
+def load_config(args: argparse.Namespace, *, capture: dict | None = None, live: dict | None = None, **output):
+    """The preset, ``--config`` and every settings flag (``capture``/``live``/``output``: section key ->
+    flag value, None for flags not given) through ``config.load``."""
     from . import config
 
     smoothing = {}
@@ -127,7 +135,7 @@ def load_config(args: argparse.Namespace, *, capture: dict | None = None, **outp
         smoothing = {"strength": args.smoothing, "enabled": args.smoothing > 0}
     return config.load(args.preset, args.config, {
         "model": model_overrides(args), "smoothing": smoothing, "refine": {"mode": args.refine},
-        "capture": capture or {}, "output": {"background": args.background, **output}})
+        "capture": capture or {}, "live": live or {}, "output": {"background": args.background, **output}})
 
 
 def _common_options(default) -> argparse.ArgumentParser:
@@ -181,6 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--fps", type=frame_rate, default=None,
                       help="frame rate of the virtual camera or preview (default: the source's); "
                            "a recording keeps each frame's own time")
+    live.add_argument("--adapt", choices=("on", "off"), default=None,
+                      help="on (default): trade the network's size and model calls for holding the source's "
+                           "frame rate; off: the preset's size on every frame")
+    live.add_argument("--max-cpu", type=non_negative_float, default=None, metavar="PERCENT",
+                      help="CPU budget for the whole process, percent of one core (100 = one core; 0 = none; "
+                           "default: all cores but one)")
     live.add_argument("--width", type=non_negative_int, default=None, help="camera width to ask for")
     live.add_argument("--height", type=non_negative_int, default=None, help="camera height to ask for")
     add_pipeline_options(live, "live")
@@ -263,7 +277,8 @@ def run_live(args: argparse.Namespace) -> int:
     if args.fps is not None and sink not in ("vcam", "preview"):
         raise LivematteError(f"--fps sets the rate of a virtual camera or preview; --sink {sink} "
                              "keeps each frame's own time")
-    config = load_config(args, capture={"width": args.width, "height": args.height}, fps=args.fps)
+    config = load_config(args, capture={"width": args.width, "height": args.height}, fps=args.fps,
+                         live={"adapt": None if args.adapt is None else args.adapt == "on", "max_cpu": args.max_cpu})
     job = LiveJob(config=config, camera=args.camera, source=args.source, realtime=args.realtime,
                   sink=sink, output=args.output, device=args.device, alpha_out=args.alpha_out,
                   stats_json=args.stats_json, watch_background=args.watch_background, max_frames=args.frames)

@@ -118,8 +118,8 @@ class Delegating:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def input_size(self, width, height):
-        return self.inner.input_size(width, height)
+    def input_size(self, width, height, size=None):
+        return self.inner.input_size(width, height, size)
 
     def prepare(self, image_bgr):
         return self.inner.prepare(image_bgr)
