@@ -244,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--encode", action="store_true", help="encode H.264 to a temporary file instead of the null sink")
     bench.add_argument("--realtime", action="store_true",
                        help="play the source at its own rate, newest frame wins (live latency and drops)")
+    bench.add_argument("--cores", type=non_negative_int, default=0, metavar="N",
+                       help="run on N of this machine's cores, like `taskset`: a slower machine (default: all)")
+    bench.add_argument("--adapt", choices=("on", "off"), default=None,
+                       help="with --realtime: the live governor on (default) or off, as for `livematte live`")
+    bench.add_argument("--max-cpu", type=non_negative_float, default=None, metavar="PERCENT",
+                       help="with --realtime: the CPU budget, as for `livematte live`")
     bench.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the figures as JSON")
     bench.add_argument("--plot", type=Path, default=None, metavar="PATH",
                        help="write a PNG of per-frame latency and the stage breakdown "
@@ -356,7 +362,9 @@ def run_bench(args: argparse.Namespace) -> int:
 
     bench(BenchJob(presets=tuple(args.preset or DEFAULT_PRESETS), source=args.source, frames=args.frames,
                    encode=args.encode, realtime=args.realtime, json_path=args.json, plot_path=args.plot,
-                   model_overrides=model_overrides(args)))
+                   model_overrides=model_overrides(args), cores=args.cores,
+                   live_overrides={"adapt": None if args.adapt is None else args.adapt == "on",
+                                   "max_cpu": args.max_cpu}))
     return 0
 
 

@@ -17,8 +17,17 @@ replayed on a recorded or synthetic trace.
 
 from __future__ import annotations
 
+import logging
+import os
 import threading
+import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .config import LiveSettings
+
+log = logging.getLogger(__name__)
 
 WINDOW_S = 0.5  # between decisions
 SETTLE_S = 1.0  # after a change, the new level's figures before the next decision
@@ -245,3 +254,22 @@ class Governor:
                     "window": dict(self.figures),
                     "timeline": [{"t": c.time, "size": c.level.size, "stride": c.level.stride, "reason": c.reason}
                                  for c in self.timeline]}
+
+
+def available_cores() -> int:
+    """The cores this process may run on (``taskset`` and cgroups' cpusets included)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def for_live(settings: LiveSettings, matter, source) -> Governor:
+    """The governor of a live run of ``source`` (``width``, ``height``, ``fps``) on ``matter``: its
+    ladder starts at the size the model would take the source's frames at."""
+    cores = available_cores()
+    top = max(matter.input_size(source.width, source.height))
+    governor = Governor(ladder(top), 1.0 / source.fps, latency_ms=settings.latency_ms,
+                        max_cpu=settings.cpu_budget(cores), cores=cores, start=time.perf_counter())
+    budget = f"{governor.max_cpu:.0f}% CPU" if governor.max_cpu else "no CPU budget"
+    log.info("adaptive: from %s down to %s, %s on %d core(s)", governor.levels[0], governor.levels[-1], budget, cores)
+    return governor

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
-import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -14,10 +12,10 @@ from pathlib import Path
 from . import models
 from .capture import FileSource, open_source
 from .compositor import Compositor, parse_background
-from .config import Config, LiveSettings
+from .config import Config
 from .engine import Engine
 from .errors import LivematteError
-from .governor import Governor, ladder
+from .governor import for_live
 from .media.reading import VIDEO_SUFFIXES
 from .media.writing import ALPHA_KINDS, output_kind
 from .outpaths import check_outputs, unique_stems
@@ -99,17 +97,6 @@ def _open_sink(job: LiveJob, source, fps: float):
     raise LivematteError(f"unknown sink {job.sink!r}, expected vcam, preview, file or null")
 
 
-def _governor(settings: LiveSettings, matter, source) -> Governor:
-    """The live governor for this source: the model's size for it at the ladder's top."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    top = max(matter.input_size(source.width, source.height))
-    governor = Governor(ladder(top), 1.0 / source.fps, latency_ms=settings.latency_ms,
-                        max_cpu=settings.cpu_budget(cores), cores=cores, start=time.perf_counter())
-    budget = f"{governor.max_cpu:.0f}% CPU" if governor.max_cpu else "no CPU budget"
-    log.info("adaptive: from %s down to %s, %s on %d core(s)", governor.levels[0], governor.levels[-1], budget, cores)
-    return governor
-
-
 def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threading.Event | None = None) -> Stats:
     """Run until the source ends, ``--frames`` are done, the preview window quits or ``stop``
     is set (the command line sets it on Ctrl-C and SIGTERM): then every output (recording,
@@ -140,7 +127,7 @@ def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threadi
             stack.callback(matter.close)
         _warn_unused_refine(config, matter)
         # A file played flat out has no rate to hold: every frame gets the model, as offline.
-        governor = _governor(config.live, matter, source) if config.live.adapt and source.live else None
+        governor = for_live(config.live, matter, source) if config.live.adapt and source.live else None
         stats.governor = governor
         engine = Engine(matter, config.smoothing, config.refine.mode, governor)
         log.debug("model warm-up %.2f s", engine.warm_up(source.width, source.height))
