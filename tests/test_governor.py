@@ -192,3 +192,39 @@ def test_the_snapshot_holds_the_level_and_the_timeline():
 def test_an_empty_ladder_is_refused(bad):
     with pytest.raises((ValueError, TypeError)):
         Governor(bad, PERIOD)
+
+
+# --- the settings --------------------------------------------------------------------------------
+
+def test_the_default_cpu_budget_leaves_one_core_to_other_programs():
+    from livematte.config import LiveSettings
+
+    assert LiveSettings().cpu_budget(1) == 0.0  # one core: nothing to leave
+    assert LiveSettings().cpu_budget(2) == 100.0 and LiveSettings().cpu_budget(8) == 700.0
+    assert LiveSettings(max_cpu=0.0).cpu_budget(8) == 0.0 and LiveSettings(max_cpu=150).cpu_budget(2) == 150.0
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--max-cpu", "-5"], "--max-cpu: got -5.0, expected 0 or more"),
+    (["--adapt", "maybe"], "--adapt: invalid choice"),
+])
+def test_bad_governor_flags_are_one_line(flags, message, capsys):
+    from livematte.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["live", "--source", "x.mp4", "--sink", "null", *flags])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_live_section_of_a_config_file_is_typed(tmp_path):
+    from livematte import config
+    from livematte.errors import LivematteError
+
+    good = tmp_path / "good.toml"
+    good.write_text("[live]\nadapt = false\nmax_cpu = 120\nlatency_ms = 80\n")
+    live = config.load("live", good).live
+    assert (live.adapt, live.max_cpu, live.latency_ms) == (False, 120.0, 80.0)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[live]\nmax_cpu = "lots"\n')
+    with pytest.raises(LivematteError, match=r"bad.toml \[live\] max_cpu got 'lots', expected float"):
+        config.load("live", bad)
