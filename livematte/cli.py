@@ -175,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--source", default=None, metavar="PATH", help="a video file or stream URL instead of a camera")
     live.add_argument("--realtime", action="store_true",
                       help="play --source at its own frame rate, newest frame wins, like a camera")
+    live.add_argument("--loop", action="store_true", help="play --source over and over (until Ctrl-C or --frames)")
     live.add_argument("--sink", choices=("vcam", "preview", "file", "null"), default=None,
                       help="where the output goes (default vcam, or file when -o is given)")
     live.add_argument("-o", "--output", type=Path, default=None,
@@ -285,7 +286,7 @@ def run_live(args: argparse.Namespace) -> int:
                              "keeps each frame's own time")
     config = load_config(args, capture={"width": args.width, "height": args.height}, fps=args.fps,
                          live={"adapt": None if args.adapt is None else args.adapt == "on", "max_cpu": args.max_cpu})
-    job = LiveJob(config=config, camera=args.camera, source=args.source, realtime=args.realtime,
+    job = LiveJob(config=config, camera=args.camera, source=args.source, realtime=args.realtime, loop=args.loop,
                   sink=sink, output=args.output, device=args.device, alpha_out=args.alpha_out,
                   stats_json=args.stats_json, watch_background=args.watch_background, max_frames=args.frames)
     # Ctrl-C and SIGTERM are how a live session ends: they stop it, and the recording,

@@ -131,6 +131,13 @@ class Governor:
         self._reuse_ms: float | None = None
         self.figures: dict[str, float] = {}  # the last window's, for the stats
 
+    def begin(self, now: float) -> None:
+        """The run starts now (after the model's load and warm-up): the timeline counts from here."""
+        with self._lock:
+            self._start = now
+            self._next_decision = now + SETTLE_S
+            self._last = None
+
     @property
     def level(self) -> Level:
         with self._lock:

@@ -34,6 +34,7 @@ class LiveJob:
     camera: str | None = None
     source: str | None = None
     realtime: bool = False
+    loop: bool = False
     sink: str = "vcam"
     output: Path | None = None
     device: str | None = None
@@ -69,6 +70,8 @@ def check_live_job(job: LiveJob) -> None:
         raise LivematteError(f"-o is the file for --sink file, but the sink is {job.sink}")
     if job.realtime and job.source is None:
         raise LivematteError("--realtime plays a --source file like a camera; it needs --source PATH")
+    if job.loop and job.source is None:
+        raise LivematteError("--loop plays a --source file over and over; it needs --source PATH")
     _check_alpha_path(job.alpha_out)
     check_outputs([job.source] if job.source else [], [job.output, job.alpha_out, job.stats_json])
     if job.sink == "preview":
@@ -115,7 +118,7 @@ def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threadi
     # compositor, source: whatever failed on the way in. The run's threads are joined before.
     with contextlib.ExitStack() as stack:
         source = open_source(job.camera, job.source, job.realtime, config.capture, should_stop=stop.is_set,
-                             opener=camera_opener)
+                             opener=camera_opener, loop=job.loop)
         stack.callback(source.close)
         stack.callback(compositor.close)
         out_fps = config.output.fps or source.fps

@@ -58,6 +58,8 @@ class Pipeline:
                         Worker("infer", self._infer, self.stop)]
 
     def __enter__(self):
+        if self.engine.governor is not None:
+            self.engine.governor.begin(time.perf_counter())
         for worker in self.workers:
             worker.start()
         return self

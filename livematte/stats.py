@@ -32,6 +32,7 @@ class Stats:
         self.repeated = 0
         self.governor = None  # the live governor, whose level and timeline the figures include
         self._cpu_first: float | None = None  # process CPU seconds at the first fresh frame sent
+        self._fresh_per_second: list[int] = []  # fresh frames sent in each second from the first
         self._stage_ms: dict[str, deque] = defaultdict(lambda: deque(maxlen=window))
         self._latency_ms: deque = deque(maxlen=window)
         self._dropped_fn = lambda: 0
@@ -75,6 +76,10 @@ class Stats:
                     self._first_out = now
                     self._cpu_first = time.process_time()
                 self._last_out = now
+                second = int(now - self._first_out)
+                while len(self._fresh_per_second) <= second:
+                    self._fresh_per_second.append(0)
+                self._fresh_per_second[second] += 1
                 if captured_at is not None:
                     self._latency_ms.append((now - captured_at) * 1e3)
 
@@ -96,7 +101,8 @@ class Stats:
         virtual camera receives); latency_ms {p50, p95} of fresh frames, capture to output;
         frames_in, frames_out (repeats included), composited (fresh), reused (fresh, with the
         last model result moved to them), repeated, dropped (never processed); model_calls_per_s;
-        cpu_percent: process CPU over the run (100 = one core); stages_ms: mean ms per stage
+        cpu_percent: process CPU over the run (100 = one core); fps_by_second: fresh frames sent
+        in each whole second from the first (the last second may be partial); stages_ms: mean ms per stage
         (``model`` per call); elapsed_s; governor (live with ``--adapt on``): the level now, the
         last window's figures and the timeline of level changes.
         """
@@ -121,6 +127,7 @@ class Stats:
                 # The share of fresh frames that had a model call of their own, at the fresh rate.
                 "model_calls_per_s": round(fps * model_frames / self.composited, 2) if self.composited else 0.0,
                 "cpu_percent": self._cpu_percent(),
+                "fps_by_second": list(self._fresh_per_second),
                 "stages_ms": stages,
                 "elapsed_s": round(elapsed, 2),
             }
