@@ -107,7 +107,7 @@ import numpy as np
 from . import __version__
 from .capture import FileSource
 from .errors import LivematteError
-from .governor import available_cores
+from .workers import available_cores
 from .media.atomic import write_atomically
 from .plots import require_matplotlib, write_plot
 from .synthetic import builtin_clip

@@ -18,11 +18,12 @@ replayed on a recorded or synthetic trace.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from .workers import available_cores
 
 if TYPE_CHECKING:
     from .config import LiveSettings
@@ -261,13 +262,6 @@ class Governor:
                     "window": dict(self.figures),
                     "timeline": [{"t": c.time, "size": c.level.size, "stride": c.level.stride, "reason": c.reason}
                                  for c in self.timeline]}
-
-
-def available_cores() -> int:
-    """The cores this process may run on (``taskset`` and cgroups' cpusets included)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def for_live(settings: LiveSettings, matter, source) -> Governor:
