@@ -1,6 +1,7 @@
 """``livematte bench``: end-to-end figures for the real pipeline, one preset beside another.
 
     livematte bench [--source PATH] [--preset NAME ...] [--frames N] [--encode] [--realtime]
+                    [--cores N] [--adapt on|off] [--max-cpu PERCENT]
                     [--json PATH] [--plot PATH] [--model NAME] [--model-dir PATH] ...
 
 For each preset (default: ``live`` and ``offline``), in one process and on the
@@ -20,7 +21,11 @@ Modes:
   includes the time a frame waits in the queues behind earlier ones.
 - ``--realtime``: the source is played at its own frame rate, newest frame
   wins, like a camera in ``livematte live``: latency and dropped frames are the
-  live figures; fps cannot exceed the source's.
+  live figures; fps cannot exceed the source's. The live governor runs as in
+  ``livematte live`` (``--adapt``, ``--max-cpu``).
+
+``--cores N`` runs on N of the machine's cores (as ``taskset -c 0`` does for one):
+a slower machine on demand, to check what the governor holds there.
 
 Source: ``--source`` takes any video file; the first ``--frames`` frames are
 used (fewer if the clip is shorter, never looped). Without it the built-in
@@ -44,7 +49,7 @@ includes whatever earlier runs in the same process did not give back.
 
     {
       "machine": {"cpu": str,            # CPU model name
-                  "cores": int,          # logical CPUs
+                  "cores": int,          # logical CPUs this process may use (--cores, taskset)
                   "python": str,         # e.g. "3.11.2"
                   "livematte": str},     # livematte's version
       "source": {"path": str,            # the video read
@@ -71,7 +76,10 @@ includes whatever earlier runs in the same process did not give back.
          "rss_mb": float,                # peak resident memory during the run, MiB
          "dropped": int,                 # frames dropped (realtime only; 0 in throughput mode)
          "load_s": float,                # model load + warm-up, before the clock starts
-         "elapsed_s": float}             # the timed run, first frame in to sink closed
+         "elapsed_s": float,             # the timed run, first frame in to sink closed
+         "reused": int,                  # frames whose matte was the last model result moved to them
+         "model_calls_per_s": float,     # model calls per second of output
+         "governor": dict | null}        # --realtime: level now, last window, timeline (see Stats)
       ]
     }
 
@@ -82,6 +90,7 @@ preset, and a stacked bar of the working stages' ms per frame.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
@@ -98,6 +107,7 @@ import numpy as np
 from . import __version__
 from .capture import FileSource
 from .errors import LivematteError
+from .workers import available_cores
 from .media.atomic import write_atomically
 from .plots import require_matplotlib, write_plot
 from .synthetic import builtin_clip
@@ -157,6 +167,9 @@ class RunResult:
     dropped: int
     load_s: float
     elapsed_s: float
+    reused: int = 0
+    model_calls_per_s: float = 0.0
+    governor: dict | None = None
     latencies: list[float] = field(default_factory=list, repr=False)
 
     def to_json(self) -> dict:
@@ -165,7 +178,8 @@ class RunResult:
             "frames": self.frames, "frames_in": self.frames_in, "fps": self.fps, "latency_ms": self.latency_ms,
             "stages_ms": self.stages_ms, "cpu_percent": self.cpu_percent,
             "cpu_ms_per_frame": self.cpu_ms_per_frame, "rss_mb": self.rss_mb, "dropped": self.dropped,
-            "load_s": self.load_s, "elapsed_s": self.elapsed_s,
+            "load_s": self.load_s, "elapsed_s": self.elapsed_s, "reused": self.reused,
+            "model_calls_per_s": self.model_calls_per_s, "governor": self.governor,
         }
 
 
@@ -181,6 +195,7 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
     from . import models
     from .compositor import Compositor, parse_background
     from .engine import Engine
+    from .governor import for_live
     from .output import progress_bar
     from .run import run
     from .sinks import NullSink
@@ -192,7 +207,10 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
     stats = Stats(window=max(2000, frames + 16))
     # Decode time is measured on the capture thread, as the ``decode`` stage.
     source = FileSource(source_path, realtime=realtime, on_decode=lambda ms: stats.stage("decode", ms))
-    engine = Engine(matter, config.smoothing, config.refine.mode)
+    # Played as a camera, the run is governed as ``livematte live`` governs it.
+    governor = for_live(config.live, matter, source) if realtime and config.live.adapt else None
+    stats.governor = governor
+    engine = Engine(matter, config.smoothing, config.refine.mode, governor)
     engine.warm_up(source.width, source.height)
     load_s = time.perf_counter() - loading
 
@@ -235,8 +253,23 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
         latency_ms=_percentiles(stats.latencies()), stages_ms=stages,
         cpu_percent=round(cpu_percent, 1), cpu_ms_per_frame=round(cpu_s * 1e3 / done, 2),
         rss_mb=round(memory.peak / 2**20, 1), dropped=snap["dropped"], load_s=round(load_s, 2),
-        elapsed_s=round(elapsed, 2), latencies=stats.latencies(),
+        elapsed_s=round(elapsed, 2), reused=snap["reused"], model_calls_per_s=snap["model_calls_per_s"],
+        governor=snap.get("governor"), latencies=stats.latencies(),
     )
+
+
+@contextlib.contextmanager
+def use_cores(count: int):
+    """Run this process (and the threads it starts) on the first ``count`` of its cores while
+    inside, as ``taskset`` would: a machine with fewer cores, for checking what the governor
+    holds there. 0 leaves them as they are."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if count:
+        os.sched_setaffinity(0, allowed[:count])
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, allowed)
 
 
 def machine() -> dict:
@@ -248,7 +281,7 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count() or 1, "python": platform.python_version(), "livematte": __version__}
+    return {"cpu": cpu, "cores": available_cores(), "python": platform.python_version(), "livematte": __version__}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,6 +298,8 @@ class BenchJob:
     json_path: Path | None = None
     plot_path: Path | None = None
     model_overrides: dict = field(default_factory=dict)
+    live_overrides: dict = field(default_factory=dict)
+    cores: int = 0  # run on the first N of the cores this process may use (a slower machine); 0 = all
 
 
 def run_bench(job: BenchJob) -> dict:
@@ -276,7 +311,11 @@ def run_bench(job: BenchJob) -> dict:
     if not job.presets:
         raise LivematteError("no preset to run")
     # Everything the user can get wrong is checked before any model loads.
-    loaded = [configs.load(name, None, {"model": job.model_overrides}) for name in job.presets]
+    loaded = [configs.load(name, None, {"model": job.model_overrides, "live": job.live_overrides})
+              for name in job.presets]
+    if job.cores > available_cores():
+        raise LivematteError(f"--cores got {job.cores}, expected 1..{available_cores()} (the cores this process may use)")
+
     if any(config.model.name == "bshm" for config in loaded):
         from .models import bshm
 
@@ -294,14 +333,14 @@ def run_bench(job: BenchJob) -> dict:
 
         info = probe(source_path)
     document = {
-        "machine": machine(),
+        "machine": {**machine(), "cores": job.cores or available_cores()},
         "source": {"path": source_path, "builtin": builtin, "width": info.width, "height": info.height,
                    "fps": round(info.fps, 3), "frames": info.frame_count},
         "settings": {"frames": job.frames, "realtime": job.realtime, "encode": job.encode},
         "runs": [],
     }
     results = []
-    with tempfile.TemporaryDirectory(prefix="livematte-bench-") as tmp:
+    with use_cores(job.cores), tempfile.TemporaryDirectory(prefix="livematte-bench-") as tmp:
         for config in loaded:
             log.info("bench: preset %s", config.preset)
             result = run_preset(config, source_path, frames=job.frames, realtime=job.realtime, encode=job.encode,
@@ -315,6 +354,12 @@ def run_bench(job: BenchJob) -> dict:
     if job.plot_path is not None:
         write_plot(job.plot_path, results, document, WORK_STAGES)
     return document
+
+
+def _level(governor: dict | None) -> str:
+    if not governor:
+        return "fixed"
+    return f"{governor['level']['size']}px/{governor['level']['stride']}"
 
 
 def format_table(document: dict) -> str:
@@ -336,6 +381,12 @@ def format_table(document: dict) -> str:
     for q in ("p50", "p95", "p99"):
         rows.append((f"latency {q} ms", [f"{r['latency_ms'][q]:.0f}" for r in runs]))
     rows.append(("dropped", [str(r["dropped"]) for r in runs]))
+    if any(r.get("governor") for r in runs):
+        rows.append(("level at the end", [_level(r["governor"]) for r in runs]))
+        rows.append(("level changes", [str(len(r["governor"]["timeline"]) - 1) if r.get("governor") else "-"
+                                       for r in runs]))
+        rows.append(("model calls/s", [f"{r['model_calls_per_s']:.1f}" for r in runs]))
+        rows.append(("reused frames", [str(r["reused"]) for r in runs]))
     names = [s for s in STAGES if any(s in r["stages_ms"] for r in runs)]
     names += sorted({s for r in runs for s in r["stages_ms"]} - set(names))
     for name in names:

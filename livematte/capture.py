@@ -34,15 +34,18 @@ class FileSource:
 
     ``strict``: a file that turns out damaged or truncated part-way is an error (for
     processing a whole file), not a warning (for playing it like a camera).
+    ``loop``: play it over and over, the pts running on (a camera that never ends; the audio
+    goes along the first time only).
     ``on_decode``: called with each frame's decode time in ms (benchmarks).
     """
 
-    def __init__(self, path: str, *, realtime: bool = False, strict: bool = False,
+    def __init__(self, path: str, *, realtime: bool = False, strict: bool = False, loop: bool = False,
                  on_decode: Callable[[float], None] | None = None):
         from .media.reading import VideoReader
 
         self.path = path
         self.strict = strict
+        self.loop = loop
         self.on_decode = on_decode
         self._reader = VideoReader(path, strict=strict, audio=True)
         self._played = False
@@ -51,17 +54,36 @@ class FileSource:
         self.width, self.height = self.info.width, self.info.height
         self.fps = self.info.fps or 30.0
         self.live = realtime
-        self.name = str(path)
+        self.name = f"{path} (looped)" if loop else str(path)
 
     def frames(self) -> Iterator[tuple[np.ndarray, float]]:
-        """``(image, pts)``: ``uint8 [H, W, 3]`` BGR upright, pts in seconds on the file's timeline."""
+        """``(image, pts)``: ``uint8 [H, W, 3]`` BGR upright, pts in seconds on the file's timeline
+        (looped: each pass starts one frame period after the last one ended)."""
+        frames = self._passes()
+        if self.on_decode is not None:
+            frames = _timed(frames, self.on_decode)
+        return _paced(frames) if self.live else frames
+
+    def _passes(self) -> Iterator[tuple[np.ndarray, float]]:
+        next_start = None  # looped: where the next pass's first frame goes, seconds
+        while True:
+            shift, last = 0.0, None
+            for image, pts in self._one_pass():
+                if last is None and next_start is not None:
+                    shift = next_start - pts
+                last = pts + shift
+                yield image, last
+            if not self.loop or last is None:
+                return
+            next_start = last + 1.0 / self.fps
+
+    def _one_pass(self) -> Iterator[tuple[np.ndarray, float]]:
         from .media.reading import VideoReader
 
         reader = VideoReader(self.path, strict=self.strict) if self._played else self._reader
         self._played = True
         try:
-            decoded = reader.frames() if self.on_decode is None else _timed(reader.frames(), self.on_decode)
-            yield from _paced(decoded) if self.live else decoded
+            yield from reader.frames()
         finally:
             if reader is not self._reader:
                 reader.close()
@@ -176,12 +198,13 @@ def _as_bgr(image: np.ndarray) -> np.ndarray:
 
 
 def open_source(camera: str | None, source: str | None, realtime: bool, settings: CaptureSettings,
-                should_stop: Callable[[], bool] = lambda: False, opener: Callable | None = None):
-    """The ``live`` command's source: ``--camera N|/dev/videoN`` or ``--source PATH [--realtime]``.
+                should_stop: Callable[[], bool] = lambda: False, opener: Callable | None = None,
+                loop: bool = False):
+    """The ``live`` command's source: ``--camera N|/dev/videoN`` or ``--source PATH [--realtime] [--loop]``.
 
     ``opener`` replaces ``cv2.VideoCapture`` for cameras (None: the real one).
     """
     if source is not None:
-        return FileSource(source, realtime=realtime)
+        return FileSource(source, realtime=realtime, loop=loop)
     device: int | str = int(camera) if camera is not None and str(camera).isdigit() else (camera or 0)
     return CameraSource(device, settings, opener=opener or cv2.VideoCapture, should_stop=should_stop)

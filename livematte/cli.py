@@ -35,6 +35,14 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """0 or more."""
+    value = _number(text, float)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"got {value}, expected 0 or more")
+    return value
+
+
 def model_size(text: str) -> int:
     """0 (the backend's default) or MIN_SIZE..MAX_SIZE pixels."""
     from .models.base import MAX_SIZE, MIN_SIZE
@@ -117,9 +125,9 @@ def add_pipeline_options(parser: argparse.ArgumentParser, default_preset: str) -
     add_model_options(parser)
 
 
-def load_config(args: argparse.Namespace, *, capture: dict | None = None, **output):
-    """The preset, ``--config`` and every settings flag (``capture``/``output``: section key -> flag value,
-    None for flags not given) through ``config.load``."""
+def load_config(args: argparse.Namespace, *, capture: dict | None = None, live: dict | None = None, **output):
+    """The preset, ``--config`` and every settings flag (``capture``/``live``/``output``: section key ->
+    flag value, None for flags not given) through ``config.load``."""
     from . import config
 
     smoothing = {}
@@ -127,7 +135,7 @@ def load_config(args: argparse.Namespace, *, capture: dict | None = None, **outp
         smoothing = {"strength": args.smoothing, "enabled": args.smoothing > 0}
     return config.load(args.preset, args.config, {
         "model": model_overrides(args), "smoothing": smoothing, "refine": {"mode": args.refine},
-        "capture": capture or {}, "output": {"background": args.background, **output}})
+        "capture": capture or {}, "live": live or {}, "output": {"background": args.background, **output}})
 
 
 def _common_options(default) -> argparse.ArgumentParser:
@@ -167,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--source", default=None, metavar="PATH", help="a video file or stream URL instead of a camera")
     live.add_argument("--realtime", action="store_true",
                       help="play --source at its own frame rate, newest frame wins, like a camera")
+    live.add_argument("--loop", action="store_true", help="play --source over and over (until Ctrl-C or --frames)")
     live.add_argument("--sink", choices=("vcam", "preview", "file", "null"), default=None,
                       help="where the output goes (default vcam, or file when -o is given)")
     live.add_argument("-o", "--output", type=Path, default=None,
@@ -181,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--fps", type=frame_rate, default=None,
                       help="frame rate of the virtual camera or preview (default: the source's); "
                            "a recording keeps each frame's own time")
+    live.add_argument("--adapt", choices=("on", "off"), default=None,
+                      help="on (default): trade the network's size and model calls for holding the source's "
+                           "frame rate; off: the preset's size on every frame")
+    live.add_argument("--max-cpu", type=non_negative_float, default=None, metavar="PERCENT",
+                      help="CPU budget for the whole process, percent of one core (100 = one core; 0 = none; "
+                           "default: all cores but one)")
     live.add_argument("--width", type=non_negative_int, default=None, help="camera width to ask for")
     live.add_argument("--height", type=non_negative_int, default=None, help="camera height to ask for")
     add_pipeline_options(live, "live")
@@ -230,6 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--encode", action="store_true", help="encode H.264 to a temporary file instead of the null sink")
     bench.add_argument("--realtime", action="store_true",
                        help="play the source at its own rate, newest frame wins (live latency and drops)")
+    bench.add_argument("--cores", type=non_negative_int, default=0, metavar="N",
+                       help="run on N of this machine's cores, like `taskset`: a slower machine (default: all)")
+    bench.add_argument("--adapt", choices=("on", "off"), default=None,
+                       help="with --realtime: the live governor on (default) or off, as for `livematte live`")
+    bench.add_argument("--max-cpu", type=non_negative_float, default=None, metavar="PERCENT",
+                       help="with --realtime: the CPU budget, as for `livematte live`")
     bench.add_argument("--json", type=Path, default=None, metavar="PATH", help="write the figures as JSON")
     bench.add_argument("--plot", type=Path, default=None, metavar="PATH",
                        help="write a PNG of per-frame latency and the stage breakdown "
@@ -263,8 +284,9 @@ def run_live(args: argparse.Namespace) -> int:
     if args.fps is not None and sink not in ("vcam", "preview"):
         raise LivematteError(f"--fps sets the rate of a virtual camera or preview; --sink {sink} "
                              "keeps each frame's own time")
-    config = load_config(args, capture={"width": args.width, "height": args.height}, fps=args.fps)
-    job = LiveJob(config=config, camera=args.camera, source=args.source, realtime=args.realtime,
+    config = load_config(args, capture={"width": args.width, "height": args.height}, fps=args.fps,
+                         live={"adapt": None if args.adapt is None else args.adapt == "on", "max_cpu": args.max_cpu})
+    job = LiveJob(config=config, camera=args.camera, source=args.source, realtime=args.realtime, loop=args.loop,
                   sink=sink, output=args.output, device=args.device, alpha_out=args.alpha_out,
                   stats_json=args.stats_json, watch_background=args.watch_background, max_frames=args.frames)
     # Ctrl-C and SIGTERM are how a live session ends: they stop it, and the recording,
@@ -341,7 +363,9 @@ def run_bench(args: argparse.Namespace) -> int:
 
     bench(BenchJob(presets=tuple(args.preset or DEFAULT_PRESETS), source=args.source, frames=args.frames,
                    encode=args.encode, realtime=args.realtime, json_path=args.json, plot_path=args.plot,
-                   model_overrides=model_overrides(args)))
+                   model_overrides=model_overrides(args), cores=args.cores,
+                   live_overrides={"adapt": None if args.adapt is None else args.adapt == "on",
+                                   "max_cpu": args.max_cpu}))
     return 0
 
 

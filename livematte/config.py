@@ -72,6 +72,34 @@ class OutputSettings:
 
 
 @dataclass(frozen=True)
+class LiveSettings:
+    """The live governor (``livematte live``; offline ``video`` runs the model on every frame).
+
+    adapt: the governor chooses the network's size and how often the model runs, to hold the
+        source's frame rate within ``latency_ms``; False keeps the preset's size on every frame.
+    max_cpu: the process's CPU budget, percent of one core (100 = one core); None leaves one
+        core to other programs (the call app) where there are two or more; 0: no budget.
+    latency_ms: the latency target, capture to output, p95.
+    """
+
+    adapt: bool = True
+    max_cpu: float | None = None
+    latency_ms: float = 100.0
+
+    def __post_init__(self):
+        if self.max_cpu is not None and not 0 <= self.max_cpu <= 100 * 1024:
+            raise ValueError(f"max_cpu got {self.max_cpu!r}, expected 0 (no budget) or a percentage of one core")
+        if not 10 <= self.latency_ms <= 10_000:
+            raise ValueError(f"latency_ms got {self.latency_ms!r}, expected 10..10000")
+
+    def cpu_budget(self, cores: int) -> float:
+        """The budget in percent of one core on ``cores`` cores; 0 for none."""
+        if self.max_cpu is not None:
+            return self.max_cpu
+        return 100.0 * (cores - 1) if cores > 1 else 0.0
+
+
+@dataclass(frozen=True)
 class Config:
     """preset: the name of the preset these settings started from; every other field is a TOML section."""
 
@@ -80,6 +108,7 @@ class Config:
     smoothing: SmoothingSettings = field(default_factory=SmoothingSettings)
     refine: RefineSettings = field(default_factory=RefineSettings)
     capture: CaptureSettings = field(default_factory=CaptureSettings)
+    live: LiveSettings = field(default_factory=LiveSettings)
     output: OutputSettings = field(default_factory=OutputSettings)
 
 

@@ -49,11 +49,14 @@ class Matted:
     never sees an image with another frame's matte.
     alpha: ``float32 [H, W]`` in ``[0, 1]`` at the frame's full resolution.
     timings: stage name -> milliseconds spent on this frame.
+    reused: the matte is the last model result moved to this frame (live, between model
+    calls), not a model call of its own; it is still this frame's matte, aligned with it.
     """
 
     frame: Frame
     alpha: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
+    reused: bool = False
 
 
 def alpha_to_u8(alpha: np.ndarray) -> np.ndarray:

@@ -1,9 +1,15 @@
 """Frame in, matted frame out: model, temporal smoothing and refinement.
 
-``prepare`` is stateless and runs on its own thread for the next frame while
-``infer`` runs the model on the current one (the double buffer). ``infer`` owns
-everything that lasts across frames (the model's recurrent state, the
-smoother's past) and must be called in frame order from one thread.
+``prepare`` runs on its own thread for the next frame while ``infer`` runs the model on
+the current one (the double buffer). Each keeps its own state across frames and must be
+called in frame order from one thread: ``prepare`` the last keyframe's picture (for motion)
+and the count since it, ``infer`` the model's recurrent state, the smoother's past and
+the last keyframe's result.
+
+With a governor (live), ``prepare`` asks it for the level (network size, model-call
+stride) and makes each frame a keyframe, which gets a model call, or a reused frame, which
+gets the keyframe's result moved along the optical flow to it (:mod:`livematte.motion`)
+and finished on its own full-resolution picture: every frame has a matte of its own.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ import cv2
 import numpy as np
 
 from .data import Frame, Matted
+from .governor import Governor
 from .models.base import GuidedMatte, Matter, resize_to
+from .motion import MotionEstimator, explains, grey_of, warp
 from .refine import guide
 from .smoothing import SmoothingSettings, TemporalSmoother
 
@@ -26,11 +34,13 @@ class Prepared:
     """A frame with its model input ready.
 
     model_input: the backend's input for the frame resized to ``input_size``, then padded up to
-    the backend's ``min_side``. guide: ``float32 [h, w]``, the mean of R, G, B in 0..1 at
-    ``input_size``, without the padding: its shape is the region of the model's output that
-    belongs to the frame (and it serves scene cuts, and the coarse matte of a
-    :class:`GuidedMatte`); full_guide: the same at the frame's size, for backends whose
-    matte is finished there (None otherwise).
+    the backend's ``min_side``; None for a reused frame. guide: ``float32 [h, w]``, the mean of
+    R, G, B in 0..1 at ``input_size``, without the padding: its shape is the region of the
+    model's output that belongs to the frame (and it serves scene cuts, and the coarse matte
+    of a :class:`GuidedMatte`); full_guide: the same at the frame's size, for backends whose
+    matte is finished there (None otherwise). flow: for a reused frame, ``float32 [h, w, 2]``
+    from each of its pixels to where it was in the keyframe (None for a keyframe).
+    size: the network's longest side asked for (the level's; None for the backend's own).
     """
 
     frame: Frame
@@ -39,16 +49,32 @@ class Prepared:
     full_guide: np.ndarray | None
     prepare_ms: float
     ready_at: float  # perf_counter() when prepared: the wait for the model starts here
+    flow: np.ndarray | None = None
+    size: int | None = None
+
+    @property
+    def keyframe(self) -> bool:
+        return self.model_input is not None
 
 
 class Engine:
+    """governor: chooses each frame's level (live); None runs the model on every frame at the
+    backend's own size (offline, stills)."""
+
     def __init__(self, matter: Matter, smoothing: SmoothingSettings = SmoothingSettings(),
-                 refine: str = "bilinear"):
+                 refine: str = "bilinear", governor: Governor | None = None):
         self.matter = matter
         self.refine = refine
+        self.governor = governor
         self.smoother = TemporalSmoother(smoothing)
+        self.cut_threshold = smoothing.cut_threshold
         self.state = matter.initial_state()
         self._input_shape: tuple[int, int] | None = None  # the last frame's guide shape, (h, w)
+        self._key_planes: np.ndarray | None = None  # infer's: the last keyframe's smoothed result, [k, h, w]
+        # prepare's: the last keyframe's grey picture and the frames since it
+        self._motion = MotionEstimator() if governor is not None else None
+        self._key_grey: np.ndarray | None = None
+        self._since_key = 0
 
     def reset(self) -> None:
         """Forget the past: a new stream or a scene cut."""
@@ -58,15 +84,35 @@ class Engine:
     def prepare(self, frame: Frame) -> Prepared:
         start = time.perf_counter()
         image = frame.image
-        size = self.matter.input_size(image.shape[1], image.shape[0])
-        small = resize_to(image, size)
-        model_input = self.matter.prepare(pad_to(small, self.matter.min_side))
+        level = self.governor.level if self.governor is not None else None
+        asked = level.size if level is not None else None
+        small = resize_to(image, self.matter.input_size(image.shape[1], image.shape[0], asked))
         # Both guides are made here, beside the running model, not on its thread.
         full_guide = guide(image) if self.matter.guided else None
+        flow = model_input = None
+        if level is not None and not self._is_keyframe(frame, grey := grey_of(small), level.stride):
+            flow = self._motion.flow(grey, self._key_grey)
+            if not explains(flow, grey, self._key_grey):  # motion the flow cannot follow: the model runs
+                self._key_grey, self._since_key, flow = grey, 0, None
+        if flow is None:
+            model_input = self.matter.prepare(pad_to(small, self.matter.min_side))
         done = time.perf_counter()
-        return Prepared(frame, model_input, guide(small), full_guide, (done - start) * 1e3, done)
+        return Prepared(frame, model_input, guide(small), full_guide, (done - start) * 1e3, done, flow, asked)
+
+    def _is_keyframe(self, frame: Frame, grey: np.ndarray, stride: int) -> bool:
+        """Whether this frame gets a model call: every ``stride``-th frame, and any that cannot
+        reuse the last keyframe's result (a restart, a new size, a scene cut)."""
+        key = self._key_grey
+        self._since_key += 1
+        if (frame.restart or key is None or key.shape != grey.shape or self._since_key >= stride
+                or cv2.absdiff(grey, key).mean() > 255 * self.cut_threshold):
+            self._key_grey, self._since_key = grey, 0
+            return True
+        return False
 
     def infer(self, prepared: Prepared) -> Matted:
+        if not prepared.keyframe:
+            return self._reuse(prepared)
         t0 = time.perf_counter()
         # A restarted source or a new input size starts a new stream: RVM's recurrent state has
         # the old size's shape (OpenVINO refuses it) and the smoother's past is another picture.
@@ -86,8 +132,10 @@ class Engine:
             coarse = matte.a * prepared.guide + matte.b
             _, a, b = self.smoother.apply(np.stack([coarse, matte.a, matte.b]))
             smoothed = GuidedMatte(a, b)
+            self._key_planes = np.stack([a, b])
         else:
             smoothed = self.smoother.apply(np.clip(matte, 0.0, 1.0))
+            self._key_planes = smoothed[None]
         t2 = time.perf_counter()
         full = self.matter.finish(smoothed, prepared.frame.image, prepared.full_guide, self.refine)
         t3 = time.perf_counter()
@@ -97,8 +145,28 @@ class Engine:
                    "smoothing": (t2 - t1) * 1e3, "refine": (t3 - t2) * 1e3}
         return Matted(prepared.frame, full, timings)
 
+    def _reuse(self, prepared: Prepared) -> Matted:
+        """A frame without a model call: the keyframe's result moved to it, finished on its picture."""
+        t0 = time.perf_counter()
+        planes = warp(self._key_planes, prepared.flow)
+        if self.matter.guided:
+            matte = GuidedMatte(planes[0], planes[1])
+            # The smoother's next comparison is with this frame's result, in this frame's place.
+            self.smoother.remember(np.stack([matte.a * prepared.guide + matte.b, *planes]))
+        else:
+            matte = planes[0]
+            self.smoother.remember(matte)
+        t1 = time.perf_counter()
+        full = self.matter.finish(matte, prepared.frame.image, prepared.full_guide, self.refine)
+        t2 = time.perf_counter()
+        timings = {"wait_capture": (prepared.ready_at - prepared.frame.captured_at) * 1e3 - prepared.prepare_ms,
+                   "prepare": prepared.prepare_ms, "wait_model": (t0 - prepared.ready_at) * 1e3,
+                   "reuse": (t1 - t0) * 1e3, "refine": (t2 - t1) * 1e3}
+        return Matted(prepared.frame, full, timings, reused=True)
+
     def warm_up(self, width: int, height: int, runs: int = 3) -> float:
-        """Run the model on blank frames of the stream's size, then forget them; -> seconds spent.
+        """Run the model on blank frames of the stream's size, at every size the governor may
+        ask for, then forget them; -> seconds spent. Call before the threads start.
 
         The first calls for a new input shape are several times slower (kernel
         selection, memory plans); a live source that is already playing would
@@ -106,9 +174,15 @@ class Engine:
         """
         start = time.perf_counter()
         blank = np.full((height, width, 3), 128, np.uint8)
-        for _ in range(runs):
-            self.process(Frame(-1, blank, 0.0, time.perf_counter()))
+        sizes = sorted({level.size for level in self.governor.levels}) if self.governor is not None else [None]
+        for size in sizes:
+            small = resize_to(blank, self.matter.input_size(width, height, size))
+            model_input = self.matter.prepare(pad_to(small, self.matter.min_side))
+            for _ in range(runs):
+                self.matter.infer(model_input, self.matter.initial_state())
+        self.process(Frame(-1, blank, 0.0, time.perf_counter()))  # the finish, smoothing and the rest
         self.reset()
+        self._key_grey, self._since_key = None, 0
         return time.perf_counter() - start
 
     def process(self, frame: Frame) -> Matted:

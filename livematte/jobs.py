@@ -15,6 +15,7 @@ from .compositor import Compositor, parse_background
 from .config import Config
 from .engine import Engine
 from .errors import LivematteError
+from .governor import for_live
 from .media.reading import VIDEO_SUFFIXES
 from .media.writing import ALPHA_KINDS, output_kind
 from .outpaths import check_outputs, unique_stems
@@ -33,6 +34,7 @@ class LiveJob:
     camera: str | None = None
     source: str | None = None
     realtime: bool = False
+    loop: bool = False
     sink: str = "vcam"
     output: Path | None = None
     device: str | None = None
@@ -68,6 +70,8 @@ def check_live_job(job: LiveJob) -> None:
         raise LivematteError(f"-o is the file for --sink file, but the sink is {job.sink}")
     if job.realtime and job.source is None:
         raise LivematteError("--realtime plays a --source file like a camera; it needs --source PATH")
+    if job.loop and job.source is None:
+        raise LivematteError("--loop plays a --source file over and over; it needs --source PATH")
     _check_alpha_path(job.alpha_out)
     check_outputs([job.source] if job.source else [], [job.output, job.alpha_out, job.stats_json])
     if job.sink == "preview":
@@ -114,7 +118,7 @@ def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threadi
     # compositor, source: whatever failed on the way in. The run's threads are joined before.
     with contextlib.ExitStack() as stack:
         source = open_source(job.camera, job.source, job.realtime, config.capture, should_stop=stop.is_set,
-                             opener=camera_opener)
+                             opener=camera_opener, loop=job.loop)
         stack.callback(source.close)
         stack.callback(compositor.close)
         out_fps = config.output.fps or source.fps
@@ -125,7 +129,10 @@ def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threadi
             matter = models.load(config.model)
             stack.callback(matter.close)
         _warn_unused_refine(config, matter)
-        engine = Engine(matter, config.smoothing, config.refine.mode)
+        # A file played flat out has no rate to hold: every frame gets the model, as offline.
+        governor = for_live(config.live, matter, source) if config.live.adapt and source.live else None
+        stats.governor = governor
+        engine = Engine(matter, config.smoothing, config.refine.mode, governor)
         log.debug("model warm-up %.2f s", engine.warm_up(source.width, source.height))
         if job.sink == "preview":
             sink.on_key = _background_cycler(compositor, config.output.background)

@@ -55,7 +55,7 @@ class Outputs:
             self.alpha_writer.write(alpha, matted.frame.pts)
             stats.stage("alpha_out", (time.perf_counter() - sent) * 1e3)
         self.last = (picture, alpha, matted.frame.pts)
-        stats.output(matted.frame.captured_at)
+        stats.output(matted.frame.captured_at, reused=matted.reused)
 
     def repeat(self, stats: Stats, pts: float) -> None:
         """Send the last frame again, stamped ``pts``, when no new one is ready in time.

@@ -29,6 +29,7 @@ import numpy as np
 
 from .engine import Engine
 from .data import Frame, Matted
+from .governor import WINDOW_S, Sample
 from .stats import Stats
 from .workers import END, Channel, FreshBuffer, Stopped, Worker, first_error, join_all
 
@@ -57,6 +58,8 @@ class Pipeline:
                         Worker("infer", self._infer, self.stop)]
 
     def __enter__(self):
+        if self.engine.governor is not None:
+            self.engine.governor.begin(time.perf_counter())
         for worker in self.workers:
             worker.start()
         return self
@@ -117,10 +120,23 @@ class Pipeline:
         self.prepared.put(END)
 
     def _infer(self) -> None:
+        governor = self.engine.governor
+        busy_s, next_sample = 0.0, time.perf_counter()
         while (prepared := self.prepared.get()) is not END:
             self._buffer_free.release()
+            start = time.perf_counter()
             matted = self.engine.infer(prepared)
             self.stats.stages(matted.timings)
+            if governor is not None:
+                now = time.perf_counter()
+                busy_s += now - start
+                governor.frame_cost((now - start) * 1e3, model=prepared.keyframe, size=prepared.size)
+                if now >= next_sample:
+                    next_sample = now + WINDOW_S / 2
+                    change = governor.update(Sample(now, self.stats.frames_in, self.stats.dropped_total, busy_s,
+                                                    time.process_time(), self.stats.recent_latency_p95()))
+                    if change is not None:
+                        log.info("level: %s (%s)", change.level, change.reason)
             self.matted.put(matted)
         self.matted.put(END)
 

@@ -28,7 +28,11 @@ class Stats:
         self.frames_in = 0
         self.frames_out = 0  # output frames sent, repeats included
         self.composited = 0  # new frames composited (each with its own matte)
+        self.reused = 0  # of those, mattes moved from the last model call (live governor) rather than their own call
         self.repeated = 0
+        self.governor = None  # the live governor, whose level and timeline the figures include
+        self._cpu_first: float | None = None  # process CPU seconds at the first fresh frame sent
+        self._fresh_per_second: list[int] = []  # fresh frames sent in each second from the first
         self._stage_ms: dict[str, deque] = defaultdict(lambda: deque(maxlen=window))
         self._latency_ms: deque = deque(maxlen=window)
         self._dropped_fn = lambda: 0
@@ -54,8 +58,9 @@ class Stats:
             for name, ms in timings.items():
                 self._stage_ms[name].append(ms)
 
-    def output(self, captured_at: float | None, repeated: bool = False) -> None:
-        """One frame sent; ``captured_at`` of the frame it shows (None for a placeholder)."""
+    def output(self, captured_at: float | None, repeated: bool = False, reused: bool = False) -> None:
+        """One frame sent; ``captured_at`` of the frame it shows (None for a placeholder);
+        ``reused``: its matte came without a model call of its own."""
         now = time.perf_counter()
         with self._lock:
             self.frames_out += 1
@@ -66,9 +71,15 @@ class Stats:
                 self.repeated += 1
             else:
                 self.composited += 1
+                self.reused += reused
                 if self._first_out is None:
                     self._first_out = now
+                    self._cpu_first = time.process_time()
                 self._last_out = now
+                second = int(now - self._first_out)
+                while len(self._fresh_per_second) <= second:
+                    self._fresh_per_second.append(0)
+                self._fresh_per_second[second] += 1
                 if captured_at is not None:
                     self._latency_ms.append((now - captured_at) * 1e3)
 
@@ -76,21 +87,33 @@ class Stats:
     def dropped_total(self) -> int:
         return self._dropped_fn()
 
+    def recent_latency_p95(self, frames: int = 30) -> float | None:
+        """Latency p95 of the last ``frames`` fresh frames, ms; None before the first."""
+        with self._lock:
+            recent = list(self._latency_ms)[-frames:]
+        return float(np.percentile(recent, 95)) if recent else None
+
     def snapshot(self) -> dict:
         """The ``--stats-json`` schema.
 
         fps: fresh frames per second (each composited with its own matte), first to last;
         output_fps: every frame sent per second, repeats of the last frame included (what a
         virtual camera receives); latency_ms {p50, p95} of fresh frames, capture to output;
-        frames_in, frames_out (repeats included), composited (fresh), repeated, dropped
-        (never processed); stages_ms: mean ms per stage; elapsed_s.
+        frames_in, frames_out (repeats included), composited (fresh), reused (fresh, with the
+        last model result moved to them), repeated, dropped (never processed); model_calls_per_s;
+        cpu_percent: process CPU over the run (100 = one core); fps_by_second: fresh frames sent
+        in each whole second from the first (the last second may be partial); stages_ms: mean ms per stage
+        (``model`` per call); elapsed_s; governor (live with ``--adapt on``): the level now, the
+        last window's figures and the timeline of level changes.
         """
         with self._lock:
             fps = _rate(self.composited, self._first_out, self._last_out)
             output_fps = _rate(self.frames_out, self._first_any, self._last_any)
             latency = np.array(self._latency_ms) if self._latency_ms else np.zeros(1)
             stages = {name: round(float(np.mean(v)), 3) for name, v in self._stage_ms.items() if v}
-            return {
+            elapsed = time.perf_counter() - self.started
+            model_frames = self.composited - self.reused
+            figures = {
                 "fps": round(fps, 2),
                 "output_fps": round(output_fps, 2),
                 "latency_ms": {"p50": round(float(np.percentile(latency, 50)), 1),
@@ -100,9 +123,24 @@ class Stats:
                 "dropped": self.dropped_total,
                 "repeated": self.repeated,
                 "composited": self.composited,
+                "reused": self.reused,
+                # The share of fresh frames that had a model call of their own, at the fresh rate.
+                "model_calls_per_s": round(fps * model_frames / self.composited, 2) if self.composited else 0.0,
+                "cpu_percent": self._cpu_percent(),
+                "fps_by_second": list(self._fresh_per_second),
                 "stages_ms": stages,
-                "elapsed_s": round(time.perf_counter() - self.started, 2),
+                "elapsed_s": round(elapsed, 2),
             }
+        if self.governor is not None:
+            figures["governor"] = self.governor.snapshot()
+        return figures
+
+    def _cpu_percent(self) -> float:
+        """Process CPU (all threads) from the first fresh frame sent to now; 100 = one core."""
+        if self._first_out is None:
+            return 0.0
+        span = time.perf_counter() - self._first_out
+        return round(100.0 * (time.process_time() - self._cpu_first) / span, 1) if span > 0 else 0.0
 
     def latencies(self) -> list[float]:
         with self._lock:
@@ -111,9 +149,14 @@ class Stats:
     def line(self) -> str:
         s = self.snapshot()
         stages = " ".join(f"{k} {v:.1f}" for k, v in s["stages_ms"].items())
+        level = ""
+        if "governor" in s:
+            now = s["governor"]["level"]
+            level = (f" | level {now['size']}px/{now['stride']}, {s['model_calls_per_s']:.1f} model calls/s, "
+                     f"{s['reused']} reused")
         return (f"{s['fps']:.1f} fps fresh ({s['output_fps']:.1f} out), latency p50 {s['latency_ms']['p50']:.0f} ms "
                 f"p95 {s['latency_ms']['p95']:.0f} ms, in {s['frames_in']} fresh {s['composited']} "
-                f"repeated {s['repeated']} dropped {s['dropped']} | ms: {stages}")
+                f"repeated {s['repeated']} dropped {s['dropped']}, CPU {s['cpu_percent']:.0f}%{level} | ms: {stages}")
 
     def write_json(self, path: Path) -> None:
         """The :meth:`snapshot` as JSON, written atomically."""

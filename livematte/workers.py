@@ -8,6 +8,7 @@ stage failed (the hang that bites reader threads joined after an exception).
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -18,6 +19,11 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.05
 END = object()  # end of stream, passed down the stages
+
+
+def available_cores() -> int:
+    """The cores this process may run on (``taskset`` and cgroups' cpusets included)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 class Stopped(Exception):

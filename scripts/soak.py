@@ -27,31 +27,12 @@ from livematte import config, models
 from livematte.capture import FileSource
 from livematte.compositor import Compositor, parse_background
 from livematte.engine import Engine
+from livematte.governor import for_live
 from livematte.run import run
 from livematte.sinks import NullSink
+from livematte.stats import Stats
 
 WARM_UP, WINDOW = 1000, 1000
-
-
-class LoopingSource:
-    """A video file played over and over, timestamps running on, as a camera that never ends."""
-
-    def __init__(self, path: str, realtime: bool):
-        self.file = FileSource(path, realtime=realtime)
-        self.width, self.height, self.fps, self.live = self.file.width, self.file.height, self.file.fps, realtime
-        self.name = f"{path} (looped)"
-
-    def frames(self):
-        offset = 0.0
-        while True:
-            last = 0.0
-            for image, pts in self.file.frames():
-                last = pts
-                yield image, offset + pts
-            offset += last + 1.0 / self.fps
-
-    def close(self):
-        self.file.close()
 
 
 class RecordingSink(NullSink):
@@ -92,17 +73,22 @@ def main() -> int:
 
         args.source = str(prepare_inputs()[0])
     settings = config.load(args.preset)
-    engine = Engine(models.load(settings.model), settings.smoothing, settings.refine.mode)
-    source = LoopingSource(args.source, args.realtime)
+    matter = models.load(settings.model)
+    source = FileSource(args.source, realtime=args.realtime, loop=True)
+    # As ``livematte live`` governs a camera; flat out, every frame gets the model.
+    governor = for_live(settings.live, matter, source) if args.realtime and settings.live.adapt else None
+    engine = Engine(matter, settings.smoothing, settings.refine.mode, governor)
     engine.warm_up(source.width, source.height)
     sink = RecordingSink()
     compositor = Compositor(parse_background(settings.output.background))
     threads_before = threading.active_count()
     started = time.perf_counter()
     # As ``livematte live --source VIDEO --sink null [--realtime]`` runs it.
-    with contextlib.closing(source):
-        stats = run(source, engine, compositor, sink, live=args.realtime, paced=args.realtime,
-                    max_frames=args.frames, stats_every=60, audio_ends_with_video=True)
+    stats = Stats()
+    stats.governor = governor
+    with contextlib.closing(source), contextlib.closing(matter):
+        run(source, engine, compositor, sink, live=args.realtime, paced=args.realtime, max_frames=args.frames,
+            stats=stats, stats_every=60, audio_ends_with_video=True)
     elapsed = time.perf_counter() - started
     threads_after = threading.active_count()
 

@@ -74,10 +74,41 @@ def test_bench_realtime_with_encoding_on_a_given_source(tmp_path, bshm_dir):
     assert run["elapsed_s"] >= 0.4
 
 
+def test_bench_realtime_on_rvm_on_one_core_reports_the_governor(tmp_path, rvm_weights):
+    # The default model, played as a camera on one of the machine's cores, as a slower machine.
+    # In a process of its own: OpenVINO's thread pool keeps the one core it started with.
+    import subprocess
+    import sys
+
+    clip = tmp_path / "small.mp4"
+    synthetic.write_clip(clip, frames=45, width=320, height=180)
+    out_json = tmp_path / "bench.json"
+    subprocess.run([sys.executable, "-m", "livematte", "bench", "--model", "rvm", "--source", str(clip), "--preset",
+                    "live", "--realtime", "--cores", "1", "--json", str(out_json)], check=True, capture_output=True)
+    doc = json.loads(out_json.read_text())
+    assert doc["machine"]["cores"] == 1
+    (run,) = doc["runs"]
+    governor = run["governor"]
+    assert governor["timeline"][0] == {"t": 0.0, "size": 320, "stride": 1, "reason": "start"}
+    assert {"size", "stride"} == set(governor["level"])
+    assert 0 <= run["reused"] <= run["frames"] and 0 < run["model_calls_per_s"] <= run["fps"] + 0.01
+
+
+def test_bench_adapt_off_runs_the_fixed_preset(tmp_path, bshm_dir):
+    clip = tmp_path / "small.mp4"
+    synthetic.write_clip(clip, frames=10, width=160, height=90)
+    out_json = tmp_path / "bench.json"
+    assert main(["bench", *bshm(bshm_dir), "--source", str(clip), "--preset", "live", "--realtime", "--adapt", "off",
+                 "--json", str(out_json)]) == 0
+    (run,) = json.loads(out_json.read_text())["runs"]
+    assert run["governor"] is None and run["reused"] == 0
+
+
 @pytest.mark.parametrize("args, message", [
     (["--source", "no/such/video.mp4"], "no/such/video.mp4: no such file"),
     (["--preset", "live", "nope"], "unknown preset 'nope'"),
     (["--frames", "0"], "--frames got 0"),
+    (["--cores", "4096"], "--cores got 4096"),
 ])
 def test_bad_input_is_one_line(tmp_path, cache, bshm_dir, capsys, args, message):
     assert main(["bench", *bshm(bshm_dir), *args]) == 1

@@ -112,3 +112,25 @@ def test_fourcc_is_four_characters_or_empty():
     for bad in ("MJPEG", "MJ", "MJP\n"):
         with pytest.raises(LivematteError, match="fourcc.*four characters"):
             livematte_config.load("live", overrides={"capture": {"fourcc": bad}})
+
+
+def test_a_looped_file_plays_on_with_its_timestamps_running_on(tmp_path):
+    from livematte.capture import FileSource
+
+    clip = make_video(tmp_path / "short.mp4")
+    source = FileSource(str(clip), loop=True)
+    frames = []
+    for image, pts in source.frames():
+        frames.append((image, pts))
+        if len(frames) == 2 * N + 3:
+            break
+    source.close()
+    steps = np.diff([pts for _, pts in frames])
+    assert np.allclose(steps, 1 / FPS, atol=1e-3), steps  # no jump back, no gap at the seams
+    assert np.array_equal(frames[0][0], frames[N][0]) and np.array_equal(frames[1][0], frames[2 * N + 1][0])
+    assert source.name.endswith("(looped)")
+
+
+def test_loop_needs_a_source_file(capsys):
+    assert main(["live", "--loop", "--sink", "null"]) == 1
+    assert "--loop plays a --source file over and over; it needs --source PATH" in capsys.readouterr().err

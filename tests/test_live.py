@@ -118,8 +118,8 @@ class Delegating:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def input_size(self, width, height):
-        return self.inner.input_size(width, height)
+    def input_size(self, width, height, size=None):
+        return self.inner.input_size(width, height, size)
 
     def prepare(self, image_bgr):
         return self.inner.prepare(image_bgr)
@@ -685,4 +685,12 @@ def test_stats_json_has_the_documented_keys_and_types(clip45, bshm_dir, matter, 
     assert stats["frames_in"] == 20 and stats["frames_out"] >= 1
     assert isinstance(stats["stages_ms"], dict) and {"model", "composite", "sink"} <= set(stats["stages_ms"])
     assert all(type(name) is str and type(ms) is float for name, ms in stats["stages_ms"].items())
+    assert type(stats["reused"]) is int and 0 <= stats["reused"] <= stats["composited"]
+    assert type(stats["model_calls_per_s"]) is float and 0 < stats["model_calls_per_s"] <= stats["fps"] + 0.01
+    assert type(stats["cpu_percent"]) is float and stats["cpu_percent"] > 0
+    # The governor's part: the level now and the timeline of changes, from the preset's top
+    governor = stats["governor"]
+    assert set(governor["level"]) == {"size", "stride"} and governor["level"]["stride"] >= 1
+    assert governor["timeline"][0]["reason"] == "start" and governor["timeline"][0]["stride"] == 1
+    assert all(set(change) == {"t", "size", "stride", "reason"} for change in governor["timeline"])
     assert [p.name for p in tmp_path.iterdir() if "part" in p.name] == []  # no temporary file left

@@ -323,3 +323,17 @@ def test_plain_alpha_backends_finish_with_refine_upsample(rng):
     image = random_image(rng, 36, 64)
     for mode in ("bilinear", "guided"):
         np.testing.assert_array_equal(BSHMMatter.finish(None, alpha, image, None, mode), upsample(alpha, image, mode))
+
+
+def test_model_threads_are_clamped_to_the_cores_this_process_may_use(rvm_weights):
+    # On one core (taskset), 2 OpenVINO threads only queue behind each other
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("taskset") is None:
+        pytest.skip("no taskset")
+    code = ("import logging; logging.basicConfig(level=logging.INFO); from livematte import models; "
+            "from livematte.models.base import ModelSettings; models.load(ModelSettings(name='rvm', threads=2))")
+    done = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "model threads 2 -> 1: this process may use 1 core(s)" in done.stderr

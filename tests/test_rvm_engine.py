@@ -113,8 +113,10 @@ def rvm(rvm_weights):
 
 # --- (1) every written matte belongs to the frame with its pts ---------------------------------
 
-def live_config():
-    return livematte_config.load("live", overrides={"model": {"name": "rvm"},
+def live_config(adapt: bool = False):
+    """The live preset on RVM over green; the governor off unless ``adapt``: these tests rebuild
+    the exact model history behind each matte (tests/test_governed_live.py covers it on)."""
+    return livematte_config.load("live", overrides={"model": {"name": "rvm"}, "live": {"adapt": adapt},
                                                     "output": {"background": "color:#00ff00"}})
 
 

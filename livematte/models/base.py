@@ -86,8 +86,10 @@ class Matter(Protocol):
     # sees no side below it and any frame from 1x1 up can be matted.
     min_side: int
 
-    def input_size(self, width: int, height: int) -> tuple[int, int]:
-        """(width, height) the model is fed for a frame of this size, before padding to min_side."""
+    def input_size(self, width: int, height: int, size: int | None = None) -> tuple[int, int]:
+        """(width, height) the model is fed for a frame of this size, before padding to min_side.
+        ``size``: the longest side asked for this frame (the live governor's level), None for the
+        backend's own; a backend whose network takes one fixed size ignores it."""
 
     def prepare(self, image_bgr: np.ndarray) -> Any:
         """``uint8 [h, w, 3]`` BGR, already resized (and padded) by the engine -> the backend's

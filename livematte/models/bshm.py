@@ -223,8 +223,8 @@ class BSHMMatter(PlainAlpha):
 
     # --- the loaded model ---
 
-    def input_size(self, width: int, height: int) -> tuple[int, int]:
-        return scaled_size(width, height, self.size)
+    def input_size(self, width: int, height: int, size: int | None = None) -> tuple[int, int]:
+        return scaled_size(width, height, self.size if size is None else size)
 
     def prepare(self, image_bgr: np.ndarray) -> np.ndarray:
         """``uint8 [h, w, 3]`` BGR at the model's input size -> ``float32 [h, w, 3]`` RGB in 0..255."""

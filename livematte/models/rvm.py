@@ -106,8 +106,8 @@ class RVMMatter:
     def device(self) -> str:
         return self._runner.device  # may change: onnxruntime falls back from CUDA to the CPU
 
-    def input_size(self, width: int, height: int) -> tuple[int, int]:
-        return scaled_size(width, height, self.size)
+    def input_size(self, width: int, height: int, size: int | None = None) -> tuple[int, int]:
+        return scaled_size(width, height, self.size if size is None else size)
 
     def prepare(self, image_bgr: np.ndarray) -> np.ndarray:
         """``uint8 [h, w, 3]`` BGR at the model's input size -> ``float32 [1, 3, h, w]`` RGB in [0, 1]."""

@@ -1,0 +1,276 @@
+"""The live governor: the operating point that holds the source's frame rate on this machine, now.
+
+A :class:`Level` is the network's input size and how often the model runs (``stride``: one
+model call every ``stride`` frames; the frames between reuse the last result, moved with
+the picture's motion, see :mod:`livematte.motion`). :func:`ladder` orders the levels from
+the preset's (the top) down, each cheaper than the one above.
+
+:class:`Governor` is fed a :class:`Sample` of the run's counters (frames in, dropped, the
+infer thread's busy time, process CPU, latency) about every ``WINDOW_S`` and by the infer
+thread's per-frame costs, and answers :meth:`Governor.level`. It steps down at once when
+the run falls behind (frames dropped, the infer thread never idle, latency or CPU over
+budget) and steps up only when the measured costs predict the level above fits with room
+to spare, held for a while; a step up that fails soon after doubles the wait before the
+next try at that level (hysteresis). Time comes in with every call: the decisions can be
+replayed on a recorded or synthetic trace.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .workers import available_cores
+
+if TYPE_CHECKING:
+    from .config import LiveSettings
+
+log = logging.getLogger(__name__)
+
+WINDOW_S = 0.5  # between decisions
+SETTLE_S = 1.0  # after a change, the new level's figures before the next decision
+UP_HOLD_S = 2.0  # headroom must last this long before a step up; doubled after a failed one
+MAX_UP_HOLD_S = 16.0
+FAILED_WITHIN_S = 4.0  # a step down this soon after a step up means the step up failed
+MIN_LADDER_SIZE = 128  # px: below, RVM's matte is a blob (MAD x2 at 128 against 384 on the clips)
+
+# Thresholds, as fractions of the budget. Down when over; up only when the level above is
+# predicted under the lower ones: the gap between them is the hysteresis.
+BUSY_DOWN, BUSY_UP = 0.92, 0.72  # of the infer thread's time
+DROPS_DOWN = 0.03  # of the frames in
+LATENCY_UP = 0.8  # of the latency target
+CPU_UP = 0.9  # of --max-cpu, and of the cores there are
+
+
+@dataclass(frozen=True, order=True)
+class Level:
+    """size: the network's input, longest side in px; stride: frames per model call (1 = every frame)."""
+
+    size: int
+    stride: int
+
+    def __str__(self) -> str:
+        return f"{self.size}px every {'frame' if self.stride == 1 else f'{self.stride} frames'}"
+
+
+def ladder(top_size: int, min_size: int = MIN_LADDER_SIZE) -> list[Level]:
+    """The levels from the preset's (``top_size``, every frame) down, each cheaper than the last.
+
+    Reuse comes first: on the ground-truth clips one model call every second frame with
+    motion-compensated reuse lost less (MAD 4.87 -> 5.46) than a smaller network on every
+    frame (384 -> 256 px: 6.81). Then the network shrinks (0.75x, 0.5x) at stride 2, then
+    the stride grows at the smallest size.
+    """
+    sizes = [top_size]
+    for factor in (0.75, 0.5):
+        size = max(min_size, int(round(top_size * factor / 16)) * 16)
+        if size < sizes[-1]:
+            sizes.append(size)
+    levels = [Level(top_size, 1)] + [Level(size, 2) for size in sizes]
+    levels += [Level(sizes[-1], stride) for stride in (3, 4)]
+    return levels
+
+
+@dataclass(frozen=True)
+class Sample:
+    """The run's counters at ``time`` (seconds, any monotonic clock), all cumulative except latency.
+
+    frames_in: frames the source delivered; dropped: frames never processed;
+    busy_s: seconds the infer thread spent working (not waiting for a frame);
+    cpu_s: process CPU seconds (all threads); latency_p95_ms: capture-to-output p95 over the
+    last window (None before the first output).
+    """
+
+    time: float
+    frames_in: int
+    dropped: int
+    busy_s: float
+    cpu_s: float
+    latency_p95_ms: float | None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One level change, for the stats' timeline: ``time`` seconds into the run."""
+
+    time: float
+    level: Level
+    reason: str
+
+
+class Governor:
+    """Chooses the level; thread-safe (the prepare thread reads, the infer thread feeds).
+
+    levels: the ladder, top first. period_s: the source's frame period. latency_ms: the
+    p95 target, capture to output. max_cpu: the process's CPU budget in percent of one
+    core (0: none). cores: the cores this process may run on.
+    """
+
+    def __init__(self, levels: list[Level], period_s: float, *, latency_ms: float = 100.0,
+                 max_cpu: float = 0.0, cores: int = 1, start: float = 0.0):
+        if not levels:
+            raise ValueError("the ladder needs at least one level")
+        self.levels = levels
+        self.period_s = period_s
+        self.latency_ms = latency_ms
+        self.max_cpu = max_cpu
+        self.cores = cores
+        self._lock = threading.Lock()
+        self._index = 0
+        self._start = start
+        self.timeline: list[Change] = [Change(0.0, levels[0], "start")]
+        self._last: Sample | None = None
+        self._next_decision = start + SETTLE_S
+        self._headroom_since: float | None = None
+        self._up_hold = {i: UP_HOLD_S for i in range(len(levels))}
+        self._last_up: tuple[float, int] | None = None  # (time, index stepped up to)
+        # Per-frame costs on the infer thread, ms: model calls by size, reused frames.
+        self._model_ms: dict[int, float] = {}
+        self._reuse_ms: float | None = None
+        self.figures: dict[str, float] = {}  # the last window's, for the stats
+
+    def begin(self, now: float) -> None:
+        """The run starts now (after the model's load and warm-up): the timeline counts from here."""
+        with self._lock:
+            self._start = now
+            self._next_decision = now + SETTLE_S
+            self._last = None
+
+    @property
+    def level(self) -> Level:
+        with self._lock:
+            return self.levels[self._index]
+
+    def frame_cost(self, ms: float, *, model: bool, size: int) -> None:
+        """One frame's time on the infer thread: a model call at ``size``, or a reused result."""
+        with self._lock:
+            if model:
+                past = self._model_ms.get(size)
+                self._model_ms[size] = ms if past is None else 0.8 * past + 0.2 * ms
+            else:
+                self._reuse_ms = ms if self._reuse_ms is None else 0.8 * self._reuse_ms + 0.2 * ms
+
+    def cost_ms(self, level: Level) -> float | None:
+        """Predicted infer-thread ms per frame at ``level``: measured costs, model sizes not yet
+        seen scaled from the nearest seen one by area; None before any measurement."""
+        with self._lock:
+            return self._cost_ms(level)
+
+    def _model_cost(self, size: int) -> float | None:
+        if size in self._model_ms:
+            return self._model_ms[size]
+        if not self._model_ms:
+            return None
+        seen = min(self._model_ms, key=lambda s: abs(s - size))
+        return self._model_ms[seen] * (size / seen) ** 2
+
+    def _cost_ms(self, level: Level) -> float | None:
+        model = self._model_cost(level.size)
+        if model is None:
+            return None
+        reuse = self._reuse_ms if self._reuse_ms is not None else 0.1 * model
+        return (model + (level.stride - 1) * reuse) / level.stride
+
+    def update(self, sample: Sample) -> Change | None:
+        """Feed the counters; -> the change made, if any. Call about every ``WINDOW_S``."""
+        with self._lock:
+            last = self._last
+            if last is None or sample.time - last.time < WINDOW_S:
+                if last is None:
+                    self._last = sample
+                return None
+            self._last = sample
+            span = sample.time - last.time
+            frames = max(1, sample.frames_in - last.frames_in)
+            drops = (sample.dropped - last.dropped) / frames
+            busy = (sample.busy_s - last.busy_s) / span
+            cpu = 100.0 * (sample.cpu_s - last.cpu_s) / span
+            self.figures = {"busy": round(busy, 3), "drops": round(drops, 3), "cpu_percent": round(cpu, 1),
+                            "latency_p95_ms": sample.latency_p95_ms}
+            if sample.time < self._next_decision:
+                return None
+            over = self._overload(drops, busy, cpu, sample.latency_p95_ms)
+            if over:
+                self._headroom_since = None
+                return self._move(sample.time, +1, over)
+            if self._fits_above(busy, cpu, sample.latency_p95_ms):
+                if self._headroom_since is None:
+                    self._headroom_since = sample.time
+                if sample.time - self._headroom_since >= self._up_hold[self._index - 1]:
+                    self._headroom_since = None
+                    return self._move(sample.time, -1, "headroom")
+            else:
+                self._headroom_since = None
+            return None
+
+    def _overload(self, drops: float, busy: float, cpu: float, latency: float | None) -> str | None:
+        if drops > DROPS_DOWN:
+            return f"{drops:.0%} of frames dropped"
+        if busy > BUSY_DOWN:
+            return f"model thread {busy:.0%} busy"
+        if latency is not None and latency > self.latency_ms:
+            return f"latency p95 {latency:.0f} ms"
+        if self.max_cpu and cpu > self.max_cpu:
+            return f"CPU {cpu:.0f}% over --max-cpu {self.max_cpu:.0f}"
+        return None
+
+    def _fits_above(self, busy: float, cpu: float, latency: float | None) -> bool:
+        """Whether the level above is predicted to fit with room to spare."""
+        if self._index == 0:
+            return False
+        here, above = self._cost_ms(self.levels[self._index]), self._cost_ms(self.levels[self._index - 1])
+        if here is None or above is None or here <= 0:
+            return False
+        extra_ms_per_s = (above - here) / self.period_s  # more infer time per second of video, ms
+        if busy + extra_ms_per_s / 1e3 > BUSY_UP:
+            return False
+        cpu_above = cpu + extra_ms_per_s / 10.0  # ms per s -> percent of a core
+        if cpu_above > CPU_UP * 100.0 * self.cores or (self.max_cpu and cpu_above > CPU_UP * self.max_cpu):
+            return False
+        if latency is not None:
+            model_here = self._model_cost(self.levels[self._index].size) or 0.0
+            model_above = self._model_cost(self.levels[self._index - 1].size) or 0.0
+            if latency + model_above - model_here > LATENCY_UP * self.latency_ms:
+                return False
+        return True
+
+    def _move(self, now: float, step: int, reason: str) -> Change | None:
+        index = min(max(self._index + step, 0), len(self.levels) - 1)
+        if index == self._index:
+            return None
+        if step > 0 and self._last_up is not None:
+            up_time, up_index = self._last_up
+            if up_index == self._index and now - up_time < FAILED_WITHIN_S:
+                # The step up did not hold: wait longer before trying that level again.
+                self._up_hold[up_index] = min(MAX_UP_HOLD_S, 2 * self._up_hold[up_index])
+        if step < 0:
+            self._last_up = (now, index)
+        self._index = index
+        self._next_decision = now + SETTLE_S
+        change = Change(round(now - self._start, 3), self.levels[index], reason)
+        self.timeline.append(change)
+        return change
+
+    def snapshot(self) -> dict:
+        """For ``--stats-json``: the level now, the last window's figures and every change."""
+        with self._lock:
+            level = self.levels[self._index]
+            return {"level": {"size": level.size, "stride": level.stride},
+                    "window": dict(self.figures),
+                    "timeline": [{"t": c.time, "size": c.level.size, "stride": c.level.stride, "reason": c.reason}
+                                 for c in self.timeline]}
+
+
+def for_live(settings: LiveSettings, matter, source) -> Governor:
+    """The governor of a live run of ``source`` (``width``, ``height``, ``fps``) on ``matter``: its
+    ladder starts at the size the model would take the source's frames at."""
+    cores = available_cores()
+    top = max(matter.input_size(source.width, source.height))
+    governor = Governor(ladder(top), 1.0 / source.fps, latency_ms=settings.latency_ms,
+                        max_cpu=settings.cpu_budget(cores), cores=cores, start=time.perf_counter())
+    budget = f"{governor.max_cpu:.0f}% CPU" if governor.max_cpu else "no CPU budget"
+    log.info("adaptive: from %s down to %s, %s on %d core(s)", governor.levels[0], governor.levels[-1], budget, cores)
+    return governor

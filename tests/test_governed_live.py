@@ -1,0 +1,142 @@
+"""The governed live path on the real RVM model: frames without a model call of their own still
+get a matte of their own, aligned with their own picture.
+
+The subject is the real portrait of tests/test_rvm_engine.py, moving 8 px a frame over a wall.
+A governor held at one level (a one-level ladder) makes every second frame a reused one, so the
+engine test is deterministic; the end-to-end test runs the live job with the governor free, a
+model slowed down so that it must step down to reuse, and checks every matte it wrote.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from livematte import config as livematte_config
+from livematte.capture import FileSource
+from livematte.engine import Engine
+from livematte.governor import Governor, Level
+from livematte.jobs import LiveJob, run_live_job
+from livematte.media.readback import read_alpha_with_pts
+from test_live import Delegating
+from test_rvm_engine import (FPS, N, SMOOTHING, STEP, centroid_x, frame, live_config, mad, scene, xpos,  # noqa: F401
+                             clip, live_rvm, person, reference, rvm)
+
+
+def held_at(level: Level) -> Governor:
+    return Governor([level], 1 / FPS)
+
+
+def test_reused_frames_get_the_keyframes_matte_moved_to_their_own_picture(rvm, person):
+    # Given the person moving 8 px a frame and a governor that runs the model on every second frame
+    images = [scene(person, 8 + STEP * k) for k in range(10)]
+    every_frame = Engine(rvm, SMOOTHING)
+    own = [every_frame.process(frame(k, image)).alpha for k, image in enumerate(images)]
+    offset = np.mean([centroid_x(alpha) - (8 + STEP * k) for k, alpha in enumerate(own)])
+    engine = Engine(rvm, SMOOTHING, governor=held_at(Level(384, 2)))
+
+    # When the frames go through it in order
+    results = [engine.infer(engine.prepare(frame(k, image))) for k, image in enumerate(images)]
+
+    # Then every second frame is reused, and each matte sits on its own frame's person: within
+    # 1.5 px of where the model puts her on that frame, where the keyframe's is 8 px away
+    assert [r.reused for r in results] == [k % 2 == 1 for k in range(10)]
+    for k, result in enumerate(results):
+        centre = centroid_x(result.alpha)
+        assert abs(centre - (8 + STEP * k + offset)) < 1.5, f"frame {k}: matte at {centre:.1f}"
+        if result.reused:
+            assert mad(result.alpha, own[k]) < 0.5 * mad(result.alpha, own[k - 1]), f"frame {k}"
+            assert "model" not in result.timings and result.timings["reuse"] >= 0
+
+
+def test_a_jump_the_flow_cannot_follow_gets_a_model_call(rvm, person):
+    # Given a governor at one model call every 4 frames, and the person jumping back 72 px at frame 3
+    engine = Engine(rvm, SMOOTHING, governor=held_at(Level(384, 4)))
+    positions = [8, 12, 16, 80, 84]  # 4 px a frame, a jump, 4 px
+    results = [engine.infer(engine.prepare(frame(k, scene(person, x)))) for k, x in enumerate(positions)]
+    # Then frames 1 and 2 reuse, the jump is a keyframe, and the frame after it reuses again
+    assert [r.reused for r in results] == [False, True, True, False, True]
+
+
+def test_a_restart_and_a_new_size_are_keyframes(rvm, person):
+    engine = Engine(rvm, SMOOTHING, governor=held_at(Level(384, 8)))
+    image = scene(person, 40)
+    first = engine.infer(engine.prepare(frame(0, image)))
+    second = engine.infer(engine.prepare(frame(1, image)))
+    restarted = engine.prepare(frame(2, image).__class__(2, image, 2 / FPS, time.perf_counter(), restart=True))
+    assert not first.reused and second.reused and restarted.keyframe
+
+
+class Slowed(Delegating):
+    """The real backend with each model call made ``delay_s`` longer (a slower machine)."""
+
+    def __init__(self, inner, delay_s: float):
+        super().__init__(inner)
+        self.delay_s = delay_s
+
+    def infer(self, prepared, state):
+        time.sleep(self.delay_s)
+        return self.inner.infer(prepared, state)
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory, person):
+    """180 frames (6 s) of the person sweeping 8 px a frame, back and forth."""
+    from test_rvm_engine import W, H  # noqa: F401
+    import av
+    from fractions import Fraction
+
+    path = tmp_path_factory.mktemp("governed") / "sweep.mp4"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=FPS, options={"preset": "ultrafast", "crf": "10", "threads": "1"})
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv444p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for k in range(180):
+            picture = av.VideoFrame.from_ndarray(scene(person, sweep(k)), format="bgr24")
+            picture.pts, picture.time_base = round(k * 1000 / FPS), Fraction(1, 1000)
+            container.mux(stream.encode(picture))
+        container.mux(stream.encode())
+    return path
+
+
+def sweep(k: int) -> int:
+    """The person's left edge in frame ``k``: 8 px a frame right, then left, over 9 steps."""
+    phase = k % 18
+    return 8 + STEP * (phase if phase <= 9 else 18 - phase)
+
+
+def test_the_live_job_steps_down_to_reuse_and_every_matte_is_its_own_frames(long_clip, live_rvm, tmp_path):
+    # Given a live run of the clip in real time with the governor on, on a model made 50 ms slower
+    # than this machine's (so every frame cannot have its own call at 30 fps)
+    config = live_config(adapt=True)
+    alpha_out, stats_json = tmp_path / "alpha.mkv", tmp_path / "stats.json"
+    job = LiveJob(config=config, source=str(long_clip), realtime=True, sink="null", alpha_out=alpha_out,
+                  stats_json=stats_json)
+
+    # When it runs
+    stats = run_live_job(job, matter=Slowed(live_rvm, 0.05))
+
+    # Then the governor stepped down to reuse, and said so in the stats
+    figures = stats.snapshot()
+    timeline = figures["governor"]["timeline"]
+    assert len(timeline) >= 2 and timeline[1]["stride"] >= 2, timeline
+    assert figures["reused"] >= 5 and figures["model_calls_per_s"] < figures["fps"]
+    # And every matte written is on its own frame's person, reused or not: its centroid is nearer
+    # to where a model call on that very frame puts her than to either neighbour's (8 px away).
+    # (A model call right after dropped frames lags her by up to ~3 px: RVM's state, not the reuse.)
+    decoded = list(FileSource(str(long_clip)).frames())
+    offline = Engine(live_rvm, config.smoothing)
+    offsets = [centroid_x(offline.process(frame(k, image)).alpha) - sweep(k) for k, (image, _) in
+               enumerate(decoded[:18])]  # one sweep there and back: the offset is the same on every frame
+    offset = float(np.median(offsets))
+    checked = 0
+    for alpha_u8, pts in read_alpha_with_pts(alpha_out):
+        k = round(pts * FPS)
+        if abs(pts - k / FPS) > 0.002:
+            continue  # a repeat of the last picture's matte, stamped a tick later
+        centre = centroid_x(alpha_u8.astype(np.float32))
+        assert abs(centre - (sweep(k) + offset)) < STEP / 2, f"frame {k}: matte at {centre:.1f}, person at {sweep(k)}"
+        checked += 1
+    assert checked >= figures["composited"] - 1 >= 30
