@@ -187,12 +187,12 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
     from .stats import Stats
 
     loading = time.perf_counter()
-    compositor = Compositor(parse_background(config.output.background))
+    compositor = Compositor(parse_background(config.output.background), config.composite.light_wrap)
     matter = models.load(config.model)
     stats = Stats(window=max(2000, frames + 16))
     # Decode time is measured on the capture thread, as the ``decode`` stage.
     source = FileSource(source_path, realtime=realtime, on_decode=lambda ms: stats.stage("decode", ms))
-    engine = Engine(matter, config.smoothing, config.refine.mode)
+    engine = Engine(matter, config.smoothing, config.refine.mode, config.composite)
     engine.warm_up(source.width, source.height)
     load_s = time.perf_counter() - loading
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LivematteError
+from .finishing import CompositeSettings
 from .models.base import ModelSettings
 from .refine import RefineSettings
 from .smoothing import SmoothingSettings
@@ -81,6 +82,7 @@ class Config:
     refine: RefineSettings = field(default_factory=RefineSettings)
     capture: CaptureSettings = field(default_factory=CaptureSettings)
     output: OutputSettings = field(default_factory=OutputSettings)
+    composite: CompositeSettings = field(default_factory=CompositeSettings)
 
 
 SECTIONS = tuple(f.name for f in dataclasses.fields(Config) if f.name != "preset")  # the TOML's [sections]

@@ -49,11 +49,20 @@ class Matted:
     never sees an image with another frame's matte.
     alpha: ``float32 [H, W]`` in ``[0, 1]`` at the frame's full resolution.
     timings: stage name -> milliseconds spent on this frame.
+    foreground: the person's estimated colours, ``uint8 [H, W, 3]`` BGR (straight, not
+        premultiplied: what a composite blends and a transparent output carries), or None
+        for the frame's own colours.
     """
 
     frame: Frame
     alpha: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
+    foreground: np.ndarray | None = None
+
+    @property
+    def colours(self) -> np.ndarray:
+        """The colours to composite: ``foreground``, or the frame's own when there is none."""
+        return self.frame.image if self.foreground is None else self.foreground
 
 
 def alpha_to_u8(alpha: np.ndarray) -> np.ndarray:

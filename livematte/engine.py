@@ -1,4 +1,5 @@
-"""Frame in, matted frame out: model, temporal smoothing and refinement.
+"""Frame in, matted frame out: model, temporal smoothing, refinement, and the finishing
+(:mod:`livematte.finishing`: main person, edge controls, foreground colours, despill).
 
 ``prepare`` is stateless and runs on its own thread for the next frame while
 ``infer`` runs the model on the current one (the double buffer). ``infer`` owns
@@ -16,6 +17,7 @@ import cv2
 import numpy as np
 
 from .data import Frame, Matted
+from .finishing import CompositeSettings, Finisher
 from .models.base import GuidedMatte, Matter, resize_to
 from .refine import guide
 from .smoothing import SmoothingSettings, TemporalSmoother
@@ -43,10 +45,11 @@ class Prepared:
 
 class Engine:
     def __init__(self, matter: Matter, smoothing: SmoothingSettings = SmoothingSettings(),
-                 refine: str = "bilinear"):
+                 refine: str = "bilinear", composite: CompositeSettings = CompositeSettings()):
         self.matter = matter
         self.refine = refine
         self.smoother = TemporalSmoother(smoothing)
+        self.finisher = Finisher(composite)
         self.state = matter.initial_state()
         self._input_shape: tuple[int, int] | None = None  # the last frame's guide shape, (h, w)
 
@@ -54,6 +57,7 @@ class Engine:
         """Forget the past: a new stream or a scene cut."""
         self.state = self.matter.initial_state()
         self.smoother.reset()
+        self.finisher.reset()
 
     def prepare(self, frame: Frame) -> Prepared:
         start = time.perf_counter()
@@ -76,6 +80,8 @@ class Engine:
             self.reset()
             self.smoother.is_cut(prepared.guide)  # remember this frame as the new stream's first
         matte, self.state = self.matter.infer(prepared.model_input, self.state)
+        if isinstance(matte, GuidedMatte) and not self.finisher.settings.wants_colour:
+            matte = GuidedMatte(matte.a, matte.b)  # colour coefficients nobody uses: not smoothed
         matte = crop(matte, *prepared.guide.shape)
         t1 = time.perf_counter()
         if isinstance(matte, GuidedMatte):
@@ -83,9 +89,13 @@ class Engine:
             # backend then applies them to this frame's own full-resolution guide. The coarse
             # matte is not clipped: where it saturates, a clipped gate would see no change and
             # hold old coefficients that still move the full-resolution edge (dtSSD 2.60 vs 2.02, clip02).
+            # The colour coefficients, when present, are mixed with the same weights.
             coarse = matte.a * prepared.guide + matte.b
-            _, a, b = self.smoother.apply(np.stack([coarse, matte.a, matte.b]))
-            smoothed = GuidedMatte(a, b)
+            planes = [coarse[None], matte.a[None], matte.b[None]]
+            if matte.colour_a is not None:
+                planes += [matte.colour_a, matte.colour_b]
+            mixed = self.smoother.apply(np.concatenate(planes))
+            smoothed = GuidedMatte(mixed[1], mixed[2], *((mixed[3:6], mixed[6:9]) if len(mixed) > 3 else ()))
         else:
             smoothed = self.smoother.apply(np.clip(matte, 0.0, 1.0))
         t2 = time.perf_counter()
@@ -95,7 +105,8 @@ class Engine:
                    "prepare": prepared.prepare_ms, "wait_model": (t0 - prepared.ready_at) * 1e3,
                    "model": (t1 - t0) * 1e3,
                    "smoothing": (t2 - t1) * 1e3, "refine": (t3 - t2) * 1e3}
-        return Matted(prepared.frame, full, timings)
+        alpha, colours = self.finisher.apply(prepared.frame.image, full, smoothed, timings)
+        return Matted(prepared.frame, alpha, timings, colours)
 
     def warm_up(self, width: int, height: int, runs: int = 3) -> float:
         """Run the model on blank frames of the stream's size, then forget them; -> seconds spent.
@@ -129,5 +140,6 @@ def pad_to(image: np.ndarray, min_side: int) -> np.ndarray:
 def crop(matte: np.ndarray | GuidedMatte, height: int, width: int) -> np.ndarray | GuidedMatte:
     """A model's output (an alpha or both planes of a GuidedMatte) without what :func:`pad_to` added."""
     if isinstance(matte, GuidedMatte):
-        return GuidedMatte(matte.a[:height, :width], matte.b[:height, :width])
+        colour = () if matte.colour_a is None else (matte.colour_a[:, :height, :width], matte.colour_b[:, :height, :width])
+        return GuidedMatte(matte.a[:height, :width], matte.b[:height, :width], *colour)
     return matte[:height, :width]

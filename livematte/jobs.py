@@ -105,7 +105,7 @@ def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threadi
     """
     config = job.config
     check_live_job(job)
-    compositor = Compositor(parse_background(config.output.background))
+    compositor = Compositor(parse_background(config.output.background), config.composite.light_wrap)
     if compositor.transparent and job.sink == "vcam":
         raise LivematteError("a virtual camera cannot carry transparency; use --background key[:#RRGGBB]")
     stop = stop if stop is not None else threading.Event()
@@ -125,7 +125,7 @@ def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threadi
             matter = models.load(config.model)
             stack.callback(matter.close)
         _warn_unused_refine(config, matter)
-        engine = Engine(matter, config.smoothing, config.refine.mode)
+        engine = Engine(matter, config.smoothing, config.refine.mode, config.composite)
         log.debug("model warm-up %.2f s", engine.warm_up(source.width, source.height))
         if job.sink == "preview":
             sink.on_key = _background_cycler(compositor, config.output.background)
@@ -254,7 +254,7 @@ def run_video_job(job: VideoJob) -> VideoResult:
     """Process every input; those that fail are named in the log and in the result's ``failed``
     (a single input's error is raised instead)."""
     plan = plan_outputs(job)
-    compositor = Compositor(parse_background(job.config.output.background))
+    compositor = Compositor(parse_background(job.config.output.background), job.config.composite.light_wrap)
     with contextlib.ExitStack() as stack:
         stack.callback(compositor.close)
         # A bad single input is reported before seconds go into loading the model; the
@@ -287,7 +287,7 @@ def process_video(job: VideoJob, matter, compositor: Compositor, source: FileSou
 
     config = job.config
     info = source.info
-    engine = Engine(matter, config.smoothing, config.refine.mode)
+    engine = Engine(matter, config.smoothing, config.refine.mode, config.composite)
     engine.warm_up(info.width, info.height)
     stats = Stats()
     with contextlib.ExitStack() as stack:

@@ -92,11 +92,11 @@ def main() -> int:
 
         args.source = str(prepare_inputs()[0])
     settings = config.load(args.preset)
-    engine = Engine(models.load(settings.model), settings.smoothing, settings.refine.mode)
+    engine = Engine(models.load(settings.model), settings.smoothing, settings.refine.mode, settings.composite)
     source = LoopingSource(args.source, args.realtime)
     engine.warm_up(source.width, source.height)
     sink = RecordingSink()
-    compositor = Compositor(parse_background(settings.output.background))
+    compositor = Compositor(parse_background(settings.output.background), settings.composite.light_wrap)
     threads_before = threading.active_count()
     started = time.perf_counter()
     # As ``livematte live --source VIDEO --sink null [--realtime]`` runs it.
