@@ -29,10 +29,11 @@ class MainSubject:
 
     def __init__(self):
         self._keep: np.ndarray | None = None  # float32 [h, w] in [0, 1] at the small size
-        self._others: np.ndarray | None = None  # bool [h, w]: solid matte that was not kept
+        self._main: np.ndarray | None = None  # bool [h, w]: the main person's solid matte
+        self._others: np.ndarray | None = None  # bool [h, w]: solid matte of everyone else
 
     def reset(self) -> None:
-        self._keep = self._others = None
+        self._keep = self._main = self._others = None
 
     def apply(self, alpha: np.ndarray) -> np.ndarray:
         """``float32 [H, W]`` in [0, 1] -> the matte with everyone but the main person faded, a new array."""
@@ -43,23 +44,25 @@ class MainSubject:
         count, labels, stats, centroids = cv2.connectedComponentsWithStats(solid, connectivity=8)
         fresh = self._keep is None or self._keep.shape != small.shape
         target = np.zeros(small.shape, np.float32)
+        main = np.zeros(small.shape, bool)
         if count > 1:
             main = None if fresh else self._followed(labels, count, solid)
             if main is None or not main.any():
                 main = labels == _best(stats, centroids, small.shape[1])
             target[main] = 1.0
             # Take in the soft edge around the kept region (hair below 0.5), not the others' cores.
-            target = cv2.dilate(target, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5)))
+            target = cv2.dilate(target, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
             target[(solid > 0) & ~main] = 0.0
         keep = target if fresh else self._keep + FADE * (target - self._keep)
-        self._keep = keep
-        self._others = (solid > 0) & (keep < 0.5)
+        # The split is remembered on the solid cores, not on the dilated keep map: so the boundary
+        # between two people who touch does not creep by the dilation every frame.
+        self._keep, self._main, self._others = keep, main, (solid > 0) & ~main
         full = cv2.resize(keep, (width, height), interpolation=cv2.INTER_LINEAR)
         return np.multiply(alpha, full, out=full)
 
     def _followed(self, labels: np.ndarray, count: int, solid: np.ndarray) -> np.ndarray | None:
         """The pixels of this frame's regions that continue the kept person (bool), or None."""
-        kept = self._keep >= 0.5
+        kept = self._main
         touching = [k for k in range(1, count) if self._keep[labels == k].mean() > _TOUCHING]
         if not touching or not kept.any():
             return None
