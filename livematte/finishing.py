@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import despill, edges, foreground
+from .errors import LivematteError
 from .models.base import GuidedMatte
 
 FOREGROUND_MODES = ("auto", "blur", "off")
@@ -30,12 +31,13 @@ MAX_EDGE_PX = 100
 
 
 def _key_colour(text: str) -> tuple[int, int, int]:
-    """``#RRGGBB`` -> (B, G, R), or ValueError."""
-    digits = text.strip().lstrip("#")
-    if len(digits) != 6 or any(c not in "0123456789abcdefABCDEF" for c in digits):
-        raise ValueError(f"despill got {text!r}, expected off, auto or a key colour #RRGGBB")
-    r, g, b = (int(digits[i:i + 2], 16) for i in (0, 2, 4))
-    return b, g, r
+    """``#RRGGBB`` -> (B, G, R), or ValueError (the config turns it into its one-line error)."""
+    from .compositor import parse_color
+
+    try:
+        return parse_color(text)
+    except LivematteError:
+        raise ValueError(f"despill got {text!r}, expected off, auto or a key colour #RRGGBB") from None
 
 
 @dataclass(frozen=True)
