@@ -202,7 +202,7 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
     from .stats import Stats
 
     loading = time.perf_counter()
-    compositor = Compositor(parse_background(config.output.background))
+    compositor = Compositor(parse_background(config.output.background), config.composite.light_wrap)
     matter = models.load(config.model)
     stats = Stats(window=max(2000, frames + 16))
     # Decode time is measured on the capture thread, as the ``decode`` stage.
@@ -210,7 +210,7 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
     # Played as a camera, the run is governed as ``livematte live`` governs it.
     governor = for_live(config.live, matter, source) if realtime and config.live.adapt else None
     stats.governor = governor
-    engine = Engine(matter, config.smoothing, config.refine.mode, governor)
+    engine = Engine(matter, config.smoothing, config.refine.mode, config.composite, governor)
     engine.warm_up(source.width, source.height)
     load_s = time.perf_counter() - loading
 

@@ -122,7 +122,38 @@ def add_pipeline_options(parser: argparse.ArgumentParser, default_preset: str) -
                        help="how a plain matte (bshm) is brought to full resolution; "
                             "rvm finishes its own with its guided filter")
     group.add_argument("--frames", type=count, default=None, metavar="N", help="stop after N frames (1 or more)")
+    add_composite_options(parser)
     add_model_options(parser)
+
+
+def add_composite_options(parser: argparse.ArgumentParser) -> None:
+    """The ``[composite]`` section's flags; values are checked by CompositeSettings (one-line errors)."""
+    from .finishing import FOREGROUND_MODES, SUBJECTS
+
+    group = parser.add_argument_group("composite")
+    group.add_argument("--foreground", choices=FOREGROUND_MODES, default=None,
+                       help="the person's colours at soft edges: auto (the model's own estimate, else blur "
+                            "fusion; default), blur (blur fusion), off (the frame's raw colours)")
+    group.add_argument("--despill", nargs="?", const="auto", default=None, metavar="auto|off|#RRGGBB",
+                       help="remove a green/blue screen's colour from soft edges: detect the key colour "
+                            "(auto, the default when the flag has no value) or give it")
+    edge = group.add_mutually_exclusive_group()
+    edge.add_argument("--grow", type=int, default=None, metavar="PX", help="move the matte's edge out by PX pixels")
+    edge.add_argument("--shrink", type=int, default=None, metavar="PX", help="move the matte's edge in by PX pixels")
+    group.add_argument("--feather", type=lambda t: _number(t, float), default=None, metavar="PX",
+                       help="soften the edge outwards over PX pixels")
+    group.add_argument("--threshold", type=lambda t: _number(t, float), default=None, metavar="T",
+                       help="a hard matte: 1 at or above T (0..1), 0 below; 0 = off")
+    group.add_argument("--light-wrap", type=lambda t: _number(t, float), default=None, metavar="S",
+                       help="the new background's light on the person's edge, strength 0..1 (0 = off)")
+    group.add_argument("--subject", choices=SUBJECTS, default=None,
+                       help="all people (default) or the main one only (largest, most central; others fade out)")
+
+
+def composite_overrides(args: argparse.Namespace) -> dict:
+    grow = -args.shrink if args.shrink is not None else args.grow
+    return {"foreground": args.foreground, "despill": args.despill, "grow": grow, "feather": args.feather,
+            "threshold": args.threshold, "light_wrap": args.light_wrap, "subject": args.subject}
 
 
 def load_config(args: argparse.Namespace, *, capture: dict | None = None, live: dict | None = None, **output):
@@ -135,7 +166,8 @@ def load_config(args: argparse.Namespace, *, capture: dict | None = None, live: 
         smoothing = {"strength": args.smoothing, "enabled": args.smoothing > 0}
     return config.load(args.preset, args.config, {
         "model": model_overrides(args), "smoothing": smoothing, "refine": {"mode": args.refine},
-        "capture": capture or {}, "live": live or {}, "output": {"background": args.background, **output}})
+        "capture": capture or {}, "live": live or {}, "output": {"background": args.background, **output},
+        "composite": composite_overrides(args)})
 
 
 def _common_options(default) -> argparse.ArgumentParser:

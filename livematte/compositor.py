@@ -6,6 +6,11 @@ A background SPEC is one of:
 - ``key[:#RRGGBB]``: a key colour for chroma keying downstream (green by default);
 - ``blur[:N]``: the frame's own background blurred, N = strength 1..100 (default 25);
 - ``transparent`` (or ``none``): no background; the output carries the matte as alpha.
+
+The person's colours are the estimated foreground (:mod:`livematte.foreground`) when the
+engine gives one, so no old background comes along at soft edges; a transparent output
+carries those colours with straight (not premultiplied) alpha, the convention of PNG, WebM
+and ProRes 4444.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import image_files, net
+from . import edges, image_files, net
 from .errors import LivematteError
 from .data import alpha_to_u8
 
@@ -251,8 +256,9 @@ class Compositor:
     in and closes the old one, so no background is closed while it renders.
     """
 
-    def __init__(self, background: Background):
+    def __init__(self, background: Background, light_wrap: float = 0.0):
         self.background = background
+        self.light_wrap = light_wrap  # 0..1: the new background's light on the edge (edges.light_wrap)
         self._pending: Background | None = None  # handed over, not yet swapped in
         self._closed = False
         self._lock = threading.Lock()
@@ -277,11 +283,14 @@ class Compositor:
         if unused is not None:  # never rendered, so no other thread can be using it
             unused.close()
 
-    def composite(self, image: np.ndarray, alpha: np.ndarray, pts: float = 0.0) -> np.ndarray:
+    def composite(self, image: np.ndarray, alpha: np.ndarray, pts: float = 0.0,
+                  colours: np.ndarray | None = None) -> np.ndarray:
         """``uint8 [H, W, 3]`` BGR frame + ``float32 [H, W]`` alpha (0..1) at ``pts`` seconds
-        -> the output picture.
+        -> the output picture. ``colours``: the person's estimated colours (``uint8 [H, W, 3]``
+        BGR, straight), blended instead of the frame's own; the frame (a blur background's
+        source) is still ``image``.
 
-        Returns ``uint8 [H, W, 3]`` BGR, or ``uint8 [H, W, 4]`` BGRA when transparent.
+        Returns ``uint8 [H, W, 3]`` BGR, or ``uint8 [H, W, 4]`` BGRA (straight alpha) when transparent.
         """
         with self._lock:
             incoming, self._pending = self._pending, None
@@ -289,9 +298,13 @@ class Compositor:
             self.background.close()
             self.background = incoming
         behind = self.background.render(image, pts)
+        person = image if colours is None else colours
         if behind is None:
-            return np.dstack([image, alpha_to_u8(alpha)])
-        return blend(image, behind, alpha)
+            return np.dstack([person, alpha_to_u8(alpha)])
+        picture = blend(person, behind, alpha)
+        if self.light_wrap > 0:
+            picture = edges.light_wrap(picture, behind, alpha, self.light_wrap)
+        return picture
 
     def close(self) -> None:
         """Close the current and any pending background, once the last ``composite`` returned.

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LivematteError
+from .finishing import CompositeSettings
 from .models.base import ModelSettings
 from .refine import RefineSettings
 from .smoothing import SmoothingSettings
@@ -110,6 +111,7 @@ class Config:
     capture: CaptureSettings = field(default_factory=CaptureSettings)
     live: LiveSettings = field(default_factory=LiveSettings)
     output: OutputSettings = field(default_factory=OutputSettings)
+    composite: CompositeSettings = field(default_factory=CompositeSettings)
 
 
 SECTIONS = tuple(f.name for f in dataclasses.fields(Config) if f.name != "preset")  # the TOML's [sections]

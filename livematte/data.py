@@ -51,12 +51,21 @@ class Matted:
     timings: stage name -> milliseconds spent on this frame.
     reused: the matte is the last model result moved to this frame (live, between model
     calls), not a model call of its own; it is still this frame's matte, aligned with it.
+    foreground: the person's estimated colours, ``uint8 [H, W, 3]`` BGR (straight, not
+        premultiplied: what a composite blends and a transparent output carries), or None
+        for the frame's own colours.
     """
 
     frame: Frame
     alpha: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
+    foreground: np.ndarray | None = None
     reused: bool = False
+
+    @property
+    def colours(self) -> np.ndarray:
+        """The colours to composite: ``foreground``, or the frame's own when there is none."""
+        return self.frame.image if self.foreground is None else self.foreground
 
 
 def alpha_to_u8(alpha: np.ndarray) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Frame in, matted frame out: model, temporal smoothing and refinement.
+"""Frame in, matted frame out: model, temporal smoothing, refinement, and the finishing
+(:mod:`livematte.finishing`: main person, edge controls, foreground colours, despill).
 
 ``prepare`` runs on its own thread for the next frame while ``infer`` runs the model on
 the current one (the double buffer). Each keeps its own state across frames and must be
@@ -22,6 +23,7 @@ import cv2
 import numpy as np
 
 from .data import Frame, Matted
+from .finishing import CompositeSettings, Finisher
 from .governor import Governor
 from .models.base import GuidedMatte, Matter, resize_to
 from .motion import MotionEstimator, explains, grey_of, warp
@@ -58,15 +60,17 @@ class Prepared:
 
 
 class Engine:
-    """governor: chooses each frame's level (live); None runs the model on every frame at the
-    backend's own size (offline, stills)."""
+    """composite: the finishing's settings. governor: chooses each frame's level (live); None runs
+    the model on every frame at the backend's own size (offline, stills)."""
 
     def __init__(self, matter: Matter, smoothing: SmoothingSettings = SmoothingSettings(),
-                 refine: str = "bilinear", governor: Governor | None = None):
+                 refine: str = "bilinear", composite: CompositeSettings = CompositeSettings(),
+                 governor: Governor | None = None):
         self.matter = matter
         self.refine = refine
         self.governor = governor
         self.smoother = TemporalSmoother(smoothing)
+        self.finisher = Finisher(composite)
         self.cut_threshold = smoothing.cut_threshold
         self.state = matter.initial_state()
         self._input_shape: tuple[int, int] | None = None  # the last frame's guide shape, (h, w)
@@ -80,6 +84,7 @@ class Engine:
         """Forget the past: a new stream or a scene cut."""
         self.state = self.matter.initial_state()
         self.smoother.reset()
+        self.finisher.reset()
 
     def prepare(self, frame: Frame) -> Prepared:
         start = time.perf_counter()
@@ -122,6 +127,8 @@ class Engine:
             self.reset()
             self.smoother.is_cut(prepared.guide)  # remember this frame as the new stream's first
         matte, self.state = self.matter.infer(prepared.model_input, self.state)
+        if isinstance(matte, GuidedMatte) and not self.finisher.settings.wants_colour:
+            matte = GuidedMatte(matte.a, matte.b)  # colour coefficients nobody uses: not smoothed
         matte = crop(matte, *prepared.guide.shape)
         t1 = time.perf_counter()
         if isinstance(matte, GuidedMatte):
@@ -129,10 +136,14 @@ class Engine:
             # backend then applies them to this frame's own full-resolution guide. The coarse
             # matte is not clipped: where it saturates, a clipped gate would see no change and
             # hold old coefficients that still move the full-resolution edge (dtSSD 2.60 vs 2.02, clip02).
+            # The colour coefficients, when present, are mixed with the same weights.
             coarse = matte.a * prepared.guide + matte.b
-            _, a, b = self.smoother.apply(np.stack([coarse, matte.a, matte.b]))
-            smoothed = GuidedMatte(a, b)
-            self._key_planes = np.stack([a, b])
+            planes = [coarse[None], matte.a[None], matte.b[None]]
+            if matte.colour_a is not None:
+                planes += [matte.colour_a, matte.colour_b]
+            mixed = self.smoother.apply(np.concatenate(planes))
+            smoothed = _guided(mixed[1:])
+            self._key_planes = mixed[1:]
         else:
             smoothed = self.smoother.apply(np.clip(matte, 0.0, 1.0))
             self._key_planes = smoothed[None]
@@ -143,16 +154,17 @@ class Engine:
                    "prepare": prepared.prepare_ms, "wait_model": (t0 - prepared.ready_at) * 1e3,
                    "model": (t1 - t0) * 1e3,
                    "smoothing": (t2 - t1) * 1e3, "refine": (t3 - t2) * 1e3}
-        return Matted(prepared.frame, full, timings)
+        alpha, colours = self.finisher.apply(prepared.frame.image, full, smoothed, timings)
+        return Matted(prepared.frame, alpha, timings, colours)
 
     def _reuse(self, prepared: Prepared) -> Matted:
         """A frame without a model call: the keyframe's result moved to it, finished on its picture."""
         t0 = time.perf_counter()
         planes = warp(self._key_planes, prepared.flow)
         if self.matter.guided:
-            matte = GuidedMatte(planes[0], planes[1])
+            matte = _guided(planes)
             # The smoother's next comparison is with this frame's result, in this frame's place.
-            self.smoother.remember(np.stack([matte.a * prepared.guide + matte.b, *planes]))
+            self.smoother.remember(np.concatenate([(matte.a * prepared.guide + matte.b)[None], planes]))
         else:
             matte = planes[0]
             self.smoother.remember(matte)
@@ -162,7 +174,8 @@ class Engine:
         timings = {"wait_capture": (prepared.ready_at - prepared.frame.captured_at) * 1e3 - prepared.prepare_ms,
                    "prepare": prepared.prepare_ms, "wait_model": (t0 - prepared.ready_at) * 1e3,
                    "reuse": (t1 - t0) * 1e3, "refine": (t2 - t1) * 1e3}
-        return Matted(prepared.frame, full, timings, reused=True)
+        alpha, colours = self.finisher.apply(prepared.frame.image, full, matte, timings)
+        return Matted(prepared.frame, alpha, timings, colours, reused=True)
 
     def warm_up(self, width: int, height: int, runs: int = 3) -> float:
         """Run the model on blank frames of the stream's size, at every size the governor may
@@ -190,6 +203,13 @@ class Engine:
         return self.infer(self.prepare(frame))
 
 
+def _guided(planes: np.ndarray) -> GuidedMatte:
+    """``[2, h, w]`` (a, b) or ``[8, h, w]`` (a, b, colour_a, colour_b) -> a GuidedMatte."""
+    if len(planes) > 2:
+        return GuidedMatte(planes[0], planes[1], planes[2:5], planes[5:8])
+    return GuidedMatte(planes[0], planes[1])
+
+
 def pad_to(image: np.ndarray, min_side: int) -> np.ndarray:
     """``uint8 [h, w, 3]`` -> ``[max(h, min_side), max(w, min_side), 3]``, the edge pixels repeated
     below and to the right (so :func:`crop` keeps the top-left); a no-op returns the same array."""
@@ -203,5 +223,6 @@ def pad_to(image: np.ndarray, min_side: int) -> np.ndarray:
 def crop(matte: np.ndarray | GuidedMatte, height: int, width: int) -> np.ndarray | GuidedMatte:
     """A model's output (an alpha or both planes of a GuidedMatte) without what :func:`pad_to` added."""
     if isinstance(matte, GuidedMatte):
-        return GuidedMatte(matte.a[:height, :width], matte.b[:height, :width])
+        colour = () if matte.colour_a is None else (matte.colour_a[:, :height, :width], matte.colour_b[:, :height, :width])
+        return GuidedMatte(matte.a[:height, :width], matte.b[:height, :width], *colour)
     return matte[:height, :width]

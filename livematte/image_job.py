@@ -15,7 +15,7 @@ from . import image_files, models
 from .compositor import Compositor, parse_background
 from .errors import LivematteError
 from .engine import Engine
-from .data import Frame, alpha_to_u8
+from .data import Frame, Matted, alpha_to_u8
 from .media.atomic import write_atomically
 from .outpaths import check_outputs, unique_stems
 from .models.base import Matter, ModelSettings
@@ -24,10 +24,15 @@ from .smoothing import SmoothingSettings
 log = logging.getLogger(__name__)
 
 
+def matte_still(matter: Matter, image_bgr: np.ndarray) -> Matted:
+    """``uint8 [H, W, 3]`` BGR -> its matte and foreground colours at the image's own size."""
+    engine = Engine(matter, SmoothingSettings(enabled=False))
+    return engine.process(Frame(0, image_bgr, 0.0, time.perf_counter()))
+
+
 def matte_image(matter: Matter, image_bgr: np.ndarray) -> np.ndarray:
     """``uint8 [H, W, 3]`` BGR -> ``float32 [H, W]`` alpha at the image's own size."""
-    engine = Engine(matter, SmoothingSettings(enabled=False))
-    return engine.process(Frame(0, image_bgr, 0.0, time.perf_counter())).alpha
+    return matte_still(matter, image_bgr).alpha
 
 
 def write_png(path: Path, image: np.ndarray) -> None:
@@ -88,11 +93,12 @@ def process_one(matter: Matter, source: str, paths: dict[str, Path], compositor:
                 image: np.ndarray | None = None) -> list[Path]:
     """Matte ``source`` (``image``, when it has been read already) and write its PNGs to ``paths``."""
     image = image_files.read(source) if image is None else image
-    alpha = matte_image(matter, image)
-    alpha_u8 = alpha_to_u8(alpha)
-    outputs = {paths["alpha"]: alpha_u8, paths["foreground"]: np.dstack([image, alpha_u8])}
+    matted = matte_still(matter, image)
+    alpha_u8 = alpha_to_u8(matted.alpha)
+    # The cut-out carries the estimated foreground colours with straight alpha.
+    outputs = {paths["alpha"]: alpha_u8, paths["foreground"]: np.dstack([matted.colours, alpha_u8])}
     if compositor is not None:
-        outputs[paths["composite"]] = compositor.composite(image, alpha)
+        outputs[paths["composite"]] = compositor.composite(image, matted.alpha, 0.0, matted.foreground)
     for path, picture in outputs.items():
         write_png(path, picture)
     return list(outputs)

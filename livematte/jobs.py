@@ -109,7 +109,7 @@ def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threadi
     """
     config = job.config
     check_live_job(job)
-    compositor = Compositor(parse_background(config.output.background))
+    compositor = Compositor(parse_background(config.output.background), config.composite.light_wrap)
     if compositor.transparent and job.sink == "vcam":
         raise LivematteError("a virtual camera cannot carry transparency; use --background key[:#RRGGBB]")
     stop = stop if stop is not None else threading.Event()
@@ -132,7 +132,7 @@ def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threadi
         # A file played flat out has no rate to hold: every frame gets the model, as offline.
         governor = for_live(config.live, matter, source) if config.live.adapt and source.live else None
         stats.governor = governor
-        engine = Engine(matter, config.smoothing, config.refine.mode, governor)
+        engine = Engine(matter, config.smoothing, config.refine.mode, config.composite, governor)
         log.debug("model warm-up %.2f s", engine.warm_up(source.width, source.height))
         if job.sink == "preview":
             sink.on_key = _background_cycler(compositor, config.output.background)
@@ -261,7 +261,7 @@ def run_video_job(job: VideoJob) -> VideoResult:
     """Process every input; those that fail are named in the log and in the result's ``failed``
     (a single input's error is raised instead)."""
     plan = plan_outputs(job)
-    compositor = Compositor(parse_background(job.config.output.background))
+    compositor = Compositor(parse_background(job.config.output.background), job.config.composite.light_wrap)
     with contextlib.ExitStack() as stack:
         stack.callback(compositor.close)
         # A bad single input is reported before seconds go into loading the model; the
@@ -294,7 +294,7 @@ def process_video(job: VideoJob, matter, compositor: Compositor, source: FileSou
 
     config = job.config
     info = source.info
-    engine = Engine(matter, config.smoothing, config.refine.mode)
+    engine = Engine(matter, config.smoothing, config.refine.mode, config.composite)
     engine.warm_up(info.width, info.height)
     stats = Stats()
     with contextlib.ExitStack() as stack:

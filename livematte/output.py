@@ -41,7 +41,7 @@ class Outputs:
     def emit(self, matted: Matted, stats: Stats, pts: float | None = None) -> None:
         """Composite and send one frame; ``pts`` (default: the frame's own) stamps it in the sink."""
         start = time.perf_counter()
-        picture = self.compositor.composite(matted.frame.image, matted.alpha, matted.frame.pts)
+        picture = self.compositor.composite(matted.frame.image, matted.alpha, matted.frame.pts, matted.foreground)
         if picture.shape[2] == 4 and not self.sink.accepts_alpha:
             picture = picture[:, :, :3]
         composited = time.perf_counter()

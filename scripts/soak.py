@@ -77,10 +77,10 @@ def main() -> int:
     source = FileSource(args.source, realtime=args.realtime, loop=True)
     # As ``livematte live`` governs a camera; flat out, every frame gets the model.
     governor = for_live(settings.live, matter, source) if args.realtime and settings.live.adapt else None
-    engine = Engine(matter, settings.smoothing, settings.refine.mode, governor)
+    engine = Engine(matter, settings.smoothing, settings.refine.mode, settings.composite, governor)
     engine.warm_up(source.width, source.height)
     sink = RecordingSink()
-    compositor = Compositor(parse_background(settings.output.background))
+    compositor = Compositor(parse_background(settings.output.background), settings.composite.light_wrap)
     threads_before = threading.active_count()
     started = time.perf_counter()
     # As ``livematte live --source VIDEO --sink null [--realtime]`` runs it.

@@ -30,7 +30,15 @@ def test_bshm_writes_the_graphs_matte_and_a_cutout(tmp_path, bshm_dir, photo):
     assert np.abs(alpha.astype(int) - expected_alpha(image[:, :, ::-1]).astype(int)).max() <= 1
     cutout = cv2.imread(str(out / "photo_foreground.png"), cv2.IMREAD_UNCHANGED)
     assert cutout.shape == image.shape[:2] + (4,)
-    assert np.array_equal(cutout[:, :, :3], image) and np.array_equal(cutout[:, :, 3], alpha)
+    # The cut-out's colours are the estimated foreground (blur fusion for BSHM), straight alpha:
+    # the photo's own where the matte is 0 or 1
+    from livematte.foreground import blur_fusion
+
+    assert np.array_equal(cutout[:, :, 3], alpha)
+    hard = (alpha == 0) | (alpha == 255)
+    assert np.array_equal(cutout[:, :, :3][hard], image[hard])
+    estimate = blur_fusion(image, alpha.astype(np.float32) / 255)
+    assert np.abs(cutout[:, :, :3].astype(int) - estimate).max() <= 2
     assert not (out / "photo_composite.png").exists()
 
 

@@ -480,7 +480,7 @@ def test_rvm_cuda_failure_moves_to_the_cpu(rvm_weights, caplog):
              **{f"r{i}i": np.zeros((1, 1, 1, 1), np.float32) for i in range(1, 5)}}
     with caplog.at_level(logging.WARNING):
         a, b, state = runner.run(feeds)
-    assert a.shape == b.shape == (32, 32) and len(state) == 4
+    assert a.shape == b.shape == (4, 32, 32) and len(state) == 4
     assert runner.device.startswith("CPU") and "continuing on the CPU" in caplog.text
 
 

@@ -70,10 +70,16 @@ class GuidedMatte:
     0..1 (:func:`livematte.refine.guide`) and ``a``, ``b`` (``float32 [h, w]`` at
     the model's input size) resized to the frame's size: the last step of a
     guided filter, as Robust Video Matting ends.
+
+    ``colour_a``, ``colour_b`` (``float32 [3, h, w]``, BGR order, or None): the same filter's
+    coefficients for the foreground's colours, one guide per channel: ``F = colour_a * frame / 255
+    + colour_b`` (0..1) per channel (:func:`livematte.foreground.from_coefficients`).
     """
 
     a: np.ndarray
     b: np.ndarray
+    colour_a: np.ndarray | None = None
+    colour_b: np.ndarray | None = None
 
 
 class Matter(Protocol):

@@ -1,0 +1,143 @@
+"""What the viewer sees beyond the matte itself: the main person, edge controls, the person's
+own colours at the edge, and spill. Settings are the config's ``[composite]`` section.
+
+:class:`Finisher` runs on the engine's thread after the matte is finished, in frame order:
+
+1. ``subject = "main"``: everyone but the main person faded out (:mod:`livematte.subject`);
+2. edge controls, in this order: ``threshold`` (a hard matte), ``grow`` (px, negative
+   shrinks), ``feather`` (px, outwards) (:mod:`livematte.edges`);
+3. foreground colours (:mod:`livematte.foreground`) where either matte, the model's or the
+   edited one, is soft: RVM's own colour coefficients (``auto``), or blur fusion (``auto`` for
+   backends without them, or ``blur``); ``off`` composites the frame's own colours;
+4. ``despill`` (``off``, ``auto`` or ``#RRGGBB``) at the same soft pixels (:mod:`livematte.despill`).
+
+``light_wrap`` (0..1) is the compositor's: it needs the new background.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import despill, edges, foreground
+from .errors import LivematteError
+from .models.base import GuidedMatte
+
+FOREGROUND_MODES = ("auto", "blur", "off")
+SUBJECTS = ("all", "main")
+MAX_EDGE_PX = 100
+
+
+def _key_colour(text: str) -> tuple[int, int, int]:
+    """``#RRGGBB`` -> (B, G, R), or ValueError (the config turns it into its one-line error)."""
+    from .compositor import parse_color
+
+    try:
+        return parse_color(text)
+    except LivematteError:
+        raise ValueError(f"despill got {text!r}, expected off, auto or a key colour #RRGGBB") from None
+
+
+@dataclass(frozen=True)
+class CompositeSettings:
+    """foreground: ``auto`` (the model's own colour estimate, else blur fusion), ``blur`` or ``off``.
+    despill: ``off``, ``auto`` (a key-coloured backdrop detected from the frames) or ``#RRGGBB``.
+    grow: px the edge moves out (negative: in), -100..100. feather: px of outward softening, 0..100.
+    threshold: 0 (off) or the matte level above which the matte is 1 and below which 0, (0, 1].
+    light_wrap: 0 (off) .. 1, the new background's light on the person's edge.
+    subject: ``all`` people, or the ``main`` one only.
+    """
+
+    foreground: str = "auto"
+    despill: str = "off"
+    grow: int = 0
+    feather: float = 0.0
+    threshold: float = 0.0
+    light_wrap: float = 0.0
+    subject: str = "all"
+
+    def __post_init__(self):
+        if self.foreground not in FOREGROUND_MODES:
+            raise ValueError(f"foreground got {self.foreground!r}, expected one of {', '.join(FOREGROUND_MODES)}")
+        if self.despill not in ("off", "auto"):
+            colour = _key_colour(self.despill)
+            if despill.key_channel(colour) is None:
+                raise ValueError(f"despill got {self.despill!r}: not a key colour (one channel must stand "
+                                 f"{despill.MIN_KEY_MARGIN} levels above both others, e.g. #00FF00)")
+        if not -MAX_EDGE_PX <= self.grow <= MAX_EDGE_PX:
+            raise ValueError(f"grow got {self.grow!r}, expected -{MAX_EDGE_PX}..{MAX_EDGE_PX} px")
+        if not 0 <= self.feather <= MAX_EDGE_PX:
+            raise ValueError(f"feather got {self.feather!r}, expected 0..{MAX_EDGE_PX} px")
+        if not 0 <= self.threshold <= 1:
+            raise ValueError(f"threshold got {self.threshold!r}, expected 0 (off) or a matte level up to 1")
+        if not 0 <= self.light_wrap <= 1:
+            raise ValueError(f"light_wrap got {self.light_wrap!r}, expected 0 (off) .. 1")
+        if self.subject not in SUBJECTS:
+            raise ValueError(f"subject got {self.subject!r}, expected one of {', '.join(SUBJECTS)}")
+
+    @property
+    def wants_colour(self) -> bool:
+        """Whether a model's colour coefficients are used (so worth smoothing and cropping)."""
+        return self.foreground == "auto"
+
+
+class Finisher:
+    """Per stream, in frame order (the main person and a detected key are followed); ``reset``
+    for a new stream."""
+
+    def __init__(self, settings: CompositeSettings = CompositeSettings()):
+        from .subject import MainSubject
+
+        self.settings = settings
+        self._subject = MainSubject() if settings.subject == "main" else None
+        self._key = despill.KeyDetector() if settings.despill == "auto" else None
+        self._key_channel = (despill.key_channel(_key_colour(settings.despill))
+                             if settings.despill not in ("off", "auto") else None)
+
+    def reset(self) -> None:
+        for part in (self._subject, self._key):
+            if part is not None:
+                part.reset()
+
+    def apply(self, frame_bgr: np.ndarray, alpha: np.ndarray, matte: np.ndarray | GuidedMatte,
+              timings: dict[str, float]) -> tuple[np.ndarray, np.ndarray | None]:
+        """frame_bgr ``uint8 [H, W, 3]``, alpha ``float32 [H, W]`` (the model's, finished), ``matte``
+        (what the model gave, smoothed: colour coefficients for ``auto``) -> (the alpha to composite,
+        ``float32 [H, W]`` in [0, 1]; the foreground colours, ``uint8 [H, W, 3]`` BGR, or None for the
+        frame's own). Adds ``subject``, ``edges``, ``foreground`` and ``despill`` ms to ``timings``."""
+        settings = self.settings
+        start = time.perf_counter()
+        if self._subject is not None:
+            alpha = self._subject.apply(alpha)
+        t_subject = time.perf_counter()
+        final = alpha
+        if settings.threshold > 0:
+            final = edges.hard(final, settings.threshold)
+        if settings.grow:
+            final = edges.grow(final, settings.grow)
+        if settings.feather > 0:
+            final = edges.feather(final, settings.feather)
+        t_edges = time.perf_counter()
+        channel = self._key_channel
+        if self._key is not None:
+            channel = self._key.update(frame_bgr, alpha)
+        colours = None
+        if settings.foreground != "off" or channel is not None:
+            points = foreground.soft_points(alpha) if final is alpha else foreground.soft_points(alpha, final)
+            if settings.foreground == "off":
+                colours = frame_bgr.copy()
+            elif isinstance(matte, GuidedMatte) and matte.colour_a is not None and settings.foreground == "auto":
+                colours = foreground.from_coefficients(np.ascontiguousarray(matte.colour_a.transpose(1, 2, 0)),
+                                                       np.ascontiguousarray(matte.colour_b.transpose(1, 2, 0)),
+                                                       frame_bgr, points)
+            else:
+                colours = foreground.blur_fusion(frame_bgr, alpha, points)
+        t_foreground = time.perf_counter()
+        if channel is not None:
+            despill.suppress(colours, points, channel)
+        done = time.perf_counter()
+        timings.update(subject=(t_subject - start) * 1e3, edges=(t_edges - t_subject) * 1e3,
+                       foreground=(t_foreground - t_edges) * 1e3, despill=(done - t_foreground) * 1e3)
+        return final, colours

@@ -1,0 +1,117 @@
+"""Before and after crops of the composite, saved as PNGs for eyes to judge.
+
+- s18.mp4 (a talking head, hair over a bright wall) on a white and on a dark background: the
+  raw frame's colours (``--foreground off``, before) against the estimated foreground (after).
+- d0.mp4 (a green screen) on a dark background: foreground colours without and with ``--despill``.
+
+Each PNG puts before and after side by side (a 2x crop around the hair, the matte's soft band
+shown in the title row); the frames are matted with the engine users run (``live`` preset).
+
+    python scripts/composite_pictures.py [-o results/pictures] [--shared ../shared]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from livematte import config, models
+from livematte.compositor import blend
+from livematte.data import Frame
+from livematte.engine import Engine
+from livematte.finishing import CompositeSettings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def frames(path: Path, picks: list[int]) -> dict[int, np.ndarray]:
+    """The frames numbered ``picks`` (and every earlier one, decoded to keep RVM's state): index -> BGR."""
+    out = {}
+    with av.open(str(path)) as container:
+        for k, frame in enumerate(container.decode(video=0)):
+            out[k] = frame.to_ndarray(format="bgr24")
+            if k >= max(picks):
+                break
+    return out
+
+
+def matted(images: dict[int, np.ndarray], composite: CompositeSettings, settings) -> dict:
+    matter = models.load(settings.model)
+    engine = Engine(matter, settings.smoothing, settings.refine.mode, composite)
+    out = {k: engine.process(Frame(k, image, k / 30, time.perf_counter())) for k, image in images.items()}
+    matter.close()
+    return out
+
+
+def hair_box(alpha: np.ndarray, size: int) -> tuple[int, int]:
+    """Top-left (x, y) of a ``size`` square centred on the densest soft part of the matte."""
+    soft = ((alpha > 0.05) & (alpha < 0.95)).astype(np.float32)
+    density = cv2.blur(soft, (size, size))
+    y, x = np.unravel_index(np.argmax(density), density.shape)
+    h, w = alpha.shape
+    return int(np.clip(x - size // 2, 0, w - size)), int(np.clip(y - size // 2, 0, h - size))
+
+
+def side_by_side(left: np.ndarray, right: np.ndarray, box, size: int, labels: tuple[str, str]) -> np.ndarray:
+    x, y = box
+    tiles = []
+    for picture, label in zip((left, right), labels):
+        crop = cv2.resize(picture[y:y + size, x:x + size], (2 * size, 2 * size), interpolation=cv2.INTER_NEAREST)
+        cv2.putText(crop, label, (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 255), 2)
+        tiles.append(crop)
+    return np.hstack([tiles[0], np.full((2 * size, 6, 3), 128, np.uint8), tiles[1]])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-o", "--output", type=Path, default=REPO_ROOT / "results" / "pictures")
+    parser.add_argument("--shared", type=Path, default=REPO_ROOT.parent / "shared")
+    args = parser.parse_args(argv)
+    clips = args.shared / "data" / "clips"
+    if not clips.is_dir():
+        sys.exit(f"composite_pictures: no {clips}; give --shared DIR")
+    args.output.mkdir(parents=True, exist_ok=True)
+    settings = config.load("live")
+    written = []
+
+    picks = [60, 150]
+    images = frames(clips / "s18.mp4", picks)
+    result = matted(images, CompositeSettings(), settings)
+    for k in picks:
+        m = result[k]
+        box = hair_box(m.alpha, 160)
+        for name, colour in (("white", (255, 255, 255)), ("dark", (40, 30, 20))):
+            behind = np.empty_like(m.frame.image)
+            behind[:] = colour
+            before = blend(m.frame.image, behind, m.alpha)
+            after = blend(m.colours, behind, m.alpha)
+            path = args.output / f"s18_frame{k}_{name}_foreground.png"
+            cv2.imwrite(str(path), side_by_side(before, after, box, 160, ("raw frame colours", "foreground colours")))
+            written.append(path)
+
+    picks = [20, 50]
+    images = frames(clips / "d0.mp4", picks)
+    plain = matted(images, CompositeSettings(), settings)
+    despilled = matted(images, CompositeSettings(despill="auto"), settings)
+    for k in picks:
+        behind = np.empty_like(images[k])
+        behind[:] = (40, 30, 20)
+        before = blend(plain[k].colours, behind, plain[k].alpha)
+        after = blend(despilled[k].colours, behind, despilled[k].alpha)
+        box = hair_box(plain[k].alpha, 128)
+        path = args.output / f"d0_frame{k}_despill.png"
+        cv2.imwrite(str(path), side_by_side(before, after, box, 128, ("no despill", "--despill")))
+        written.append(path)
+    for path in written:
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
