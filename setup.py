@@ -16,7 +16,8 @@ def _version() -> str:
 # Sizes: `du -sh` of each package's site-packages folders in a fresh Python 3.11 venv on Linux
 # x86_64, with the dependencies only it brings. Lower bounds are the versions the test suite and
 # the benchmarks were run with. The core is what `livematte demo`, `video`, `live`, `image` and
-# `bench` need with RVM; each optional feature outside it stops with one line naming its extra.
+# `bench` need with RVM, MODNet and Selfie Segmentation; each optional feature outside it stops
+# with one line naming its extra.
 # A fresh venv with the core: 686 MB; with [bshm]: 2.8 GB (before the split, with everything: 2.9 GB).
 CORE = [
     "numpy>=2.4",  # 73 MB: every frame
@@ -27,6 +28,12 @@ CORE = [
     # 80 MB: RVM where OpenVINO does not run, --runtime onnxruntime, CUDA (with onnxruntime-gpu),
     # and the demo's one-time cut-out of its portrait (float32 on every CPU)
     "onnxruntime>=1.31",
+    # 59 MB: selfie's networks (MediaPipe Selfie Segmentation, the fast tier) on XNNPACK. On one core of
+    # a 2-vCPU AVX2 machine they took 5 ms a frame against 48-52 ms on OpenCV's dnn (which reads them
+    # too): `live --model selfie` on s18 held 30 fps (0-1 of 282 dropped) against 15 fps (131-138 dropped).
+    # Wheels for Linux x86_64, Windows and macOS arm64 only; elsewhere selfie runs on OpenCV's dnn.
+    'ai-edge-litert>=2.3; (platform_system == "Linux" and platform_machine == "x86_64") '
+    'or platform_system == "Windows" or (platform_system == "Darwin" and platform_machine == "arm64")',
     "pyvirtualcam>=0.15",  # 1 MB: `live`'s default sink, the virtual camera
     "psutil>=7.2",  # 1 MB: `bench`'s CPU and memory figures
     "tqdm>=4.70",  # under 1 MB: the progress line of `video`, `demo` and `bench`

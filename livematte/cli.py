@@ -62,17 +62,25 @@ def count(text: str) -> int:
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
+    from .models.runtimes import RUNTIMES as ONNX_RUNTIMES
+    from .models.selfie import RUNTIMES as TFLITE_RUNTIMES
+
+    RUNTIMES = tuple(dict.fromkeys(ONNX_RUNTIMES + TFLITE_RUNTIMES))
     group = parser.add_argument_group("model")
     group.add_argument("--model", choices=models.NAMES, default=None,
-                       help="matting backend (default: auto = bshm when its weights are present, else rvm)")
+                       help="matting backend (default: auto = bshm when its weights are present, else rvm; "
+                            "`livematte models` says what each is for)")
     group.add_argument("--model-dir", type=Path, default=None,
-                       help="local weights: a ModelScope snapshot folder or .pb (bshm), a .onnx (rvm)")
+                       help="local weights: a ModelScope snapshot folder or .pb (bshm), a .onnx (rvm, modnet), "
+                            "a .tflite or a folder of them (selfie)")
     group.add_argument("--model-size", type=model_size, default=None, metavar="PX",
-                       help="resize the model's input to this longest side, 32..4096 "
-                            "(0 = the backend's default: bshm the frame as is, rvm 512)")
+                       help="resize the model's input to this longest side, 32..4096, for any model "
+                            "(0 = the backend's default: bshm the frame as is, rvm and modnet 512); "
+                            "selfie's input is fixed")
     group.add_argument("--threads", type=non_negative_int, default=None, help="model CPU threads (0 = all)")
-    group.add_argument("--runtime", choices=("auto", "openvino", "onnxruntime"), default=None,
-                       help="rvm's inference runtime (default auto: OpenVINO on CPUs, onnxruntime on CUDA GPUs)")
+    group.add_argument("--runtime", choices=RUNTIMES, default=None,
+                       help="inference runtime: openvino or onnxruntime for rvm and modnet (auto: OpenVINO "
+                            "on CPUs, onnxruntime on CUDA GPUs), litert or opencv for selfie (auto: litert)")
 
 
 def model_overrides(args: argparse.Namespace) -> dict:
@@ -119,8 +127,8 @@ def add_pipeline_options(parser: argparse.ArgumentParser, default_preset: str) -
     group.add_argument("--smoothing", type=strength, default=None, metavar="S",
                        help="temporal smoothing strength 0..0.95 (0 = off)")
     group.add_argument("--refine", choices=REFINE_MODES, default=None,
-                       help="how a plain matte (bshm) is brought to full resolution; "
-                            "rvm finishes its own with its guided filter")
+                       help="how a plain matte (bshm, modnet) is brought to full resolution; "
+                            "rvm and selfie finish their own with a guided filter")
     group.add_argument("--frames", type=count, default=None, metavar="N", help="stop after N frames (1 or more)")
     add_composite_options(parser)
     add_model_options(parser)
@@ -415,12 +423,13 @@ def run_models(args: argparse.Namespace) -> int:
             raise LivematteError(f"`livematte models fetch` needs a NAME: {' or '.join(models.BACKENDS)}")
         print(models.fetch(args.name))
         return 0
+    width = max(map(len, models.BACKENDS))
     for status in models.status():
         state = "needs an extra" if status.install else "ready" if status.ready else "not downloaded"
-        print(f"{status.name:5}  {state:14}  {status.description}")
+        print(f"{status.name:{width}}  {state:14}  {status.description}")
         if status.install:
-            print(f"{'':5}  install: {status.install}")
-        print(f"{'':5}  weights: {status.weights or '-'}")
+            print(f"{'':{width}}  install: {status.install}")
+        print(f"{'':{width}}  weights: {status.weights or '-'}")
     return 0
 
 

@@ -157,7 +157,11 @@ def _field_types(kind: type) -> dict[str, Any]:
 
 def merge(current: Any, values: dict[str, Any], where: str = "command line") -> Any:
     """A copy of the settings dataclass ``current`` with ``values`` (key -> value; None values skipped),
-    each coerced by its field's annotation and checked by the class; any fault is a LivematteError."""
+    each coerced by its field's annotation and checked by the class; any fault is a LivematteError.
+
+    A class's ``RESETS`` (key -> key) names keys whose setting puts another back to its default
+    unless ``values`` sets that one too: ``ModelSettings``' ``size`` clears the per-model ``sizes``.
+    """
     fields = _field_types(type(current))
     typed = {}
     for key, value in values.items():
@@ -165,6 +169,9 @@ def merge(current: Any, values: dict[str, Any], where: str = "command line") -> 
             raise LivematteError(f"{where}: unknown key {key!r}, expected one of {', '.join(fields)}")
         if value is not None:
             typed[key] = _coerce(value, fields[key], f"{where} {key}")
+    for key, cleared in getattr(type(current), "RESETS", {}).items():
+        if key in typed and cleared not in typed:
+            typed[cleared] = getattr(type(current)(), cleared)
     try:
         return dataclasses.replace(current, **typed)
     except ValueError as e:
@@ -173,7 +180,12 @@ def merge(current: Any, values: dict[str, Any], where: str = "command line") -> 
 
 def _coerce(value: Any, kind: Any, where: str) -> Any:
     """``value`` as the annotation ``kind``: a str, int, float (ints taken), bool (bools only), Path
-    (from a str), or a union such as ``Path | None``."""
+    (from a str), a union such as ``Path | None``, or ``dict[str, V]`` (a TOML table, each value a V)."""
+    if typing.get_origin(kind) is dict:
+        if not isinstance(value, dict):
+            raise LivematteError(f"{where} got {value!r}, expected a table (name = value, ...)")
+        key_kind, value_kind = typing.get_args(kind)
+        return {_coerce(k, key_kind, where): _coerce(v, value_kind, f"{where}.{k}") for k, v in value.items()}
     if typing.get_origin(kind) in (typing.Union, types.UnionType):
         members = typing.get_args(kind)
         if value is None and type(None) in members:

@@ -91,7 +91,8 @@ class Engine:
         image = frame.image
         level = self.governor.level if self.governor is not None else None
         asked = level.size if level is not None else None
-        small = resize_to(image, self.matter.input_size(image.shape[1], image.shape[0], asked))
+        small = resize_to(image, self.matter.input_size(image.shape[1], image.shape[0], asked),
+                          self.matter.antialias)
         # Both guides are made here, beside the running model, not on its thread.
         full_guide = guide(image) if self.matter.guided else None
         flow = model_input = None

@@ -156,7 +156,7 @@ def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threadi
 
 def _warn_unused_refine(config: Config, matter) -> None:
     if config.refine.mode != "bilinear" and matter.guided:
-        log.warning("--refine %s is for models that return a plain matte (bshm); %s finishes its matte "
+        log.warning("--refine %s is for models that return a plain matte (bshm, modnet); %s finishes its matte "
                     "with its own guided filter, so it is ignored", config.refine.mode, matter.name)
 
 

@@ -2,9 +2,10 @@
 
 A backend that ends in a guided filter (RVM) hands over its coefficients
 (:class:`GuidedMatte`) and finishes them itself against the frame's own
-full-resolution guide (:func:`guide`), so edges follow the real frame
-(``RVMMatter.finish``). The modes below are for backends that return a plain
-alpha (BSHM).
+full-resolution guide (:func:`guide`, :func:`apply_coefficients`), so edges follow the real
+frame (``RVMMatter.finish``; Selfie Segmentation fits such coefficients to its map with
+:func:`guided_coefficients`). The modes below are for backends that return a plain
+alpha (BSHM, MODNet).
 
 ``bilinear`` is a plain resize. ``guided`` is a fast guided filter (He et al.):
 linear coefficients fitted at low resolution against the grey frame, upsampled
@@ -58,13 +59,32 @@ def upsample(alpha: np.ndarray, frame_bgr: np.ndarray, mode: str = "bilinear",
 def _fast_guided(alpha: np.ndarray, frame_bgr: np.ndarray, radius: int, eps: float) -> np.ndarray:
     height, width = frame_bgr.shape[:2]
     gray = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2GRAY).astype(np.float32) * np.float32(1 / 255)
-    guide = cv2.resize(gray, (alpha.shape[1], alpha.shape[0]), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(gray, (alpha.shape[1], alpha.shape[0]), interpolation=cv2.INTER_AREA)
+    a, b = guided_coefficients(alpha, small, radius, eps)
+    return apply_coefficients(a, b, gray)
+
+
+def guided_coefficients(alpha: np.ndarray, guide_small: np.ndarray, radius: int,
+                        eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """A guided filter's coefficients (He et al.), fitted at low resolution: ``float32 [h, w]``
+    ``alpha`` and its grey ``guide_small`` (0..1, same size) -> ``(a, b)``, ``float32 [h, w]``,
+    averaged over the window, so that ``a * guide + b`` is the filtered matte at any resolution
+    of the guide (:func:`apply_coefficients`). ``radius``: the window's half side (px at h x w);
+    ``eps``: the regulariser (larger: smoother, less edge-following)."""
     box = (2 * radius + 1, 2 * radius + 1)
-    mean_i, mean_p = cv2.blur(guide, box), cv2.blur(alpha, box)
-    cov = cv2.blur(guide * alpha, box) - mean_i * mean_p
-    var = cv2.blur(guide * guide, box) - mean_i * mean_i
+    mean_i, mean_p = cv2.blur(guide_small, box), cv2.blur(alpha, box)
+    cov = cv2.blur(guide_small * alpha, box) - mean_i * mean_p
+    var = cv2.blur(guide_small * guide_small, box) - mean_i * mean_i
     a = cov / (var + eps)
     b = mean_p - a * mean_i
-    a, b = cv2.blur(a, box), cv2.blur(b, box)
-    up = cv2.resize(a, (width, height)) * gray + cv2.resize(b, (width, height))
-    return np.clip(up, 0.0, 1.0, out=up)
+    return cv2.blur(a, box), cv2.blur(b, box)
+
+
+def apply_coefficients(a: np.ndarray, b: np.ndarray, full_guide: np.ndarray) -> np.ndarray:
+    """Guided-filter coefficients (``float32 [h, w]``) -> ``float32 [H, W]`` alpha in [0, 1]
+    at the guide's size: ``resize(a) * guide + resize(b)``, about 1 ms at 720p."""
+    height, width = full_guide.shape
+    alpha = cv2.resize(a, (width, height), interpolation=cv2.INTER_LINEAR)
+    alpha *= full_guide
+    alpha += cv2.resize(b, (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.clip(alpha, 0.0, 1.0, out=alpha)

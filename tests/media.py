@@ -24,9 +24,9 @@ def gradient(i: int, width: int = W, height: int = H) -> np.ndarray:
 
 def make_video(path: Path, *, n: int = N, width: int = W, height: int = H, pts: list[float] | None = None,
                audio: bool = True, video: bool = True, rotation: float | None = None,
-               codec: str = "libx264") -> Path:
+               codec: str = "libx264", picture=gradient) -> Path:
     """A real file (H.264, or ``codec`` e.g. ffv1 for odd sizes, plus a 440 Hz AAC track) written
-    with PyAV directly, not with livematte.media."""
+    with PyAV directly, not with livematte.media. ``picture(i, width, height)``: frame i, ``uint8`` BGR."""
     container = av.open(str(path), "w")
     if video:
         options = {"preset": "ultrafast", "crf": "12", "threads": "1"} if codec == "libx264" else {}
@@ -41,7 +41,7 @@ def make_video(path: Path, *, n: int = N, width: int = W, height: int = H, pts: 
         sound.layout = "mono"
     if video:
         for i in range(n):
-            frame = av.VideoFrame.from_ndarray(gradient(i, width, height), format="bgr24")
+            frame = av.VideoFrame.from_ndarray(picture(i, width, height), format="bgr24")
             frame.pts = round((pts[i] if pts is not None else i / FPS) * 1000)
             frame.time_base = Fraction(1, 1000)
             container.mux(stream.encode(frame))

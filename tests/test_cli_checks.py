@@ -135,6 +135,37 @@ def test_values_are_coerced_by_the_field_annotation():
     assert type(loaded.capture.fps) is float
 
 
+def test_per_model_sizes_are_a_table_that_a_later_size_clears(tmp_path):
+    offline = livematte_config.load("offline").model
+    assert offline.sizes == {"modnet": 512}
+    assert (offline.size_for("rvm"), offline.size_for("modnet"), offline.size_for("selfie")) == (416, 512, 416)
+    # --model-size (or a config file's size alone) is the size asked for last: every model gets it.
+    flag = livematte_config.load("offline", overrides={"model": {"size": 300}}).model
+    assert flag.sizes == {} and flag.size_for("modnet") == 300
+    config_file = tmp_path / "c.toml"
+    config_file.write_text("[model]\nsize = 320\n")
+    assert livematte_config.load("offline", config_file).model.size_for("modnet") == 320
+    config_file.write_text("[model]\nsize = 320\n[model.sizes]\nmodnet = 448\n")
+    both = livematte_config.load("offline", config_file).model
+    assert (both.size_for("rvm"), both.size_for("modnet")) == (320, 448)
+    for text, message in (("sizes = 5", r"\[model\] sizes got 5, expected a table"),
+                          ("sizes = {modnet = 7}", r"sizes\.modnet got 7, expected 0 \(the backend's default\) or 32"),
+                          ('sizes = {modnet = "big"}', r"sizes\.modnet got 'big', expected int")):
+        config_file.write_text(f"[model]\n{text}\n")
+        with pytest.raises(LivematteError, match=message):
+            livematte_config.load("offline", config_file)
+
+
+def test_per_model_sizes_name_real_models(tmp_path):
+    from livematte import models
+
+    config_file = tmp_path / "c.toml"
+    config_file.write_text("[model]\nsizes = {modnett = 512}\n")
+    settings = livematte_config.load("offline", config_file).model
+    with pytest.raises(LivematteError, match=r"\[model\] sizes names 'modnett', expected models among bshm, rvm"):
+        models.load(settings)
+
+
 def test_width_and_height_go_through_config_load(monkeypatch):
     import livematte.jobs
 
@@ -217,13 +248,15 @@ def test_python_requires_covers_what_the_package_imports():
 
 
 def test_readme_preset_table_matches_the_presets():
+    # The network's input at 720p: "416x234", then each model with its own size: "; modnet 512x288".
     readme = (REPO / "README.md").read_text()
-    rows = dict(re.findall(r"^\| `([\w-]+)` \| [^|]+\| (\d+x\d+) \|", readme, re.MULTILINE))
+    rows = dict(re.findall(r"^\| `([\w-]+)` \| [^|]+\| (\d+x\d+(?:; \w+ \d+x\d+)*) \|", readme, re.MULTILINE))
     presets = livematte_config.presets()
     assert set(rows) == set(presets)
     for name in presets:
-        size = livematte_config.load(name).model.size
-        assert int(rows[name].split("x")[0]) == size, f"README says {rows[name]} for {name}, the preset {size}"
+        model = livematte_config.load(name).model
+        said = {backend or "": int(width) for backend, width in re.findall(r"(?:(\w+) )?(\d+)x\d+", rows[name])}
+        assert said == {"": model.size, **model.sizes}, f"README says {rows[name]} for {name}, the preset {model}"
 
 
 @pytest.mark.parametrize("example", sorted((REPO / "configs").glob("*.toml")), ids=lambda p: p.name)

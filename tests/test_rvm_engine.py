@@ -38,7 +38,7 @@ from livematte.engine import Engine
 from livematte.data import Frame
 from livematte.jobs import LiveJob, run_live_job
 from livematte.models.base import GuidedMatte, ModelSettings
-from livematte.models.rvm import apply_coefficients
+from livematte.refine import apply_coefficients
 from livematte.smoothing import SmoothingSettings
 from livematte.media.readback import read_alpha_with_pts
 from test_live import Delegating

@@ -37,6 +37,16 @@ def rvm(request, rvm_weights):
     return models.load(ModelSettings(name="rvm", runtime=request.param))
 
 
+@pytest.fixture(scope="module", params=["openvino", "onnxruntime"])
+def modnet(request, modnet_weights):
+    return models.load(ModelSettings(name="modnet", runtime=request.param))
+
+
+@pytest.fixture(scope="module")
+def selfie(selfie_weights):
+    return models.load(ModelSettings(name="selfie"))
+
+
 @pytest.fixture(scope="module")
 def bshm(bshm_dir):
     return models.load(ModelSettings(name="bshm", model_dir=bshm_dir))
@@ -48,6 +58,26 @@ def test_rvm_mattes_a_frame_of_any_size(rvm, portrait, height, width):
     engine = Engine(rvm)
     assert engine.prepare(frame(image)).model_input.shape == (1, 3, max(height, 5), max(width, 5))
     for index in range(2):  # the second frame runs on the state the padded first one left
+        assert_is_a_matte(engine.process(frame(image, index)).alpha, height, width)
+
+
+@pytest.mark.parametrize("height, width", SIZES + [(33, 65), (719, 1281)])
+def test_modnet_mattes_a_frame_of_any_size(modnet, portrait, height, width):
+    # Scaled to sides that are multiples of 32 (at least 32), whatever the frame's: odd ones included.
+    image = cv2.resize(portrait, (width, height), interpolation=cv2.INTER_AREA)
+    engine = Engine(modnet)
+    model_height, model_width = engine.prepare(frame(image)).model_input.shape[2:]
+    assert model_height % 32 == 0 and model_width % 32 == 0 and min(model_height, model_width) >= 32
+    assert_is_a_matte(engine.process(frame(image)).alpha, height, width)
+
+
+@pytest.mark.parametrize("height, width", SIZES + [(33, 65), (719, 1281)])
+def test_selfie_mattes_a_frame_of_any_size(selfie, portrait, height, width):
+    # Stretched to one of its two fixed inputs, whatever the frame's size.
+    image = cv2.resize(portrait, (width, height), interpolation=cv2.INTER_AREA)
+    engine = Engine(selfie)
+    assert engine.prepare(frame(image)).model_input.shape[1:3] in ((144, 256), (256, 256))
+    for index in range(2):
         assert_is_a_matte(engine.process(frame(image, index)).alpha, height, width)
 
 

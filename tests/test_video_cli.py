@@ -143,7 +143,8 @@ def test_demo_makes_a_video(tmp_path, monkeypatch, rvm_weights):
     from livematte import demo
 
     monkeypatch.setenv("LIVEMATTE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr("livematte.models.weights.rvm_cached_path", lambda: rvm_weights)
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / rvm_weights.name).symlink_to(rvm_weights)  # RVM's weights, not fetched again
     out = tmp_path / "demo.mp4"
     assert main(["demo", "-o", str(out), "--frames", "20", "--quiet"]) == 0
     assert video_stream_facts(out)[0] == 20

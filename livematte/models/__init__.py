@@ -21,11 +21,15 @@ from ..errors import LivematteError
 from ..workers import available_cores
 from .base import Matter, ModelSettings
 from .bshm import BSHMMatter
+from .modnet import MODNetMatter
 from .rvm import RVMMatter
+from .selfie import SelfieMatter
 
 log = logging.getLogger(__name__)
 
-BACKENDS: dict[str, type] = {cls.name: cls for cls in (BSHMMatter, RVMMatter)}
+# auto takes BSHM where it can run, else RVM, which takes anything: MODNet and Selfie
+# Segmentation, after it, run only when asked for by name (or a --model-dir .tflite for selfie).
+BACKENDS: dict[str, type] = {cls.name: cls for cls in (BSHMMatter, RVMMatter, MODNetMatter, SelfieMatter)}
 NAMES = ("auto", *BACKENDS)
 
 
@@ -65,7 +69,7 @@ def choose(settings: ModelSettings) -> tuple[str, str]:
 
     A ``--model-dir`` whose form names one backend's weights picks it; otherwise the first
     backend, in the registry's order, whose ``auto`` takes these settings, with the reason the
-    one before it declined (the last backend takes whatever is left).
+    one before it declined (RVM takes whatever is left).
     """
     if settings.name != "auto":
         return settings.name, "asked for"
@@ -79,13 +83,17 @@ def choose(settings: ModelSettings) -> tuple[str, str]:
         if taken:
             return name, why or declined or "the last choice"
         declined = declined or why
-    raise LivematteError("no model can run here")  # unreachable: the last backend takes anything
+    raise LivematteError("no model can run here")  # unreachable: RVM takes anything
 
 
 def load(settings: ModelSettings) -> Matter:
     """Build the backend ``settings.name`` names, logging which one and why."""
     if settings.name not in NAMES:
         raise LivematteError(f"unknown model {settings.name!r}, expected one of {', '.join(NAMES)}")
+    unknown = [name for name in settings.sizes if name not in BACKENDS]
+    if unknown:
+        raise LivematteError(f"[model] sizes names {', '.join(map(repr, unknown))}, "
+                             f"expected models among {', '.join(BACKENDS)}")
     name, why = choose(settings)
     cores = available_cores()
     if settings.threads > cores:

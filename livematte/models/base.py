@@ -10,9 +10,9 @@ when to reset it (a new stream, a new size, a scene cut).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import cv2
 import numpy as np
@@ -30,22 +30,32 @@ MIN_SIZE, MAX_SIZE = 32, 4096
 class ModelSettings:
     """How to build a backend.
 
-    name: ``auto``, ``bshm`` or ``rvm``.
-    model_dir: a local copy of the weights (a ModelScope snapshot folder or a
-        ``.pb`` for bshm, a ``.onnx`` for rvm); None means the cache.
+    name: ``auto`` or a backend's name (``bshm``, ``rvm``, ``modnet``, ``selfie``).
+    model_dir: a local copy of the weights (a ModelScope snapshot folder or a ``.pb`` for bshm,
+        a ``.onnx`` for rvm and modnet, a ``.tflite`` or a folder of them for selfie); None
+        means the cache.
     size: the model's input is resized so its longest side is ``size`` pixels
         (the matte is brought back to the frame's size); 0 is the backend's
         default: the frame as it is for bshm, 512 px for rvm (RVM's own
-        choice for video); otherwise ``MIN_SIZE..MAX_SIZE``.
+        choice for video) and modnet; otherwise ``MIN_SIZE..MAX_SIZE``. selfie's
+        network has fixed input sizes and takes no ``size``.
+    sizes: backend name -> its own ``size``, for models that need another than ``size`` (MODNet
+        loses its edges below 512 px where RVM holds them): see :meth:`size_for`. A later layer of
+        settings (a config file, ``--model-size``) that sets ``size`` alone clears it
+        (:data:`RESETS`), so the size asked for last is the size every model gets.
     threads: CPU threads for the model; 0 lets the runtime choose.
-    runtime: for rvm: ``openvino`` (CPU, bf16 where supported), ``onnxruntime``
-        (CPU float32, or CUDA with onnxruntime-gpu), or ``auto``.
+    runtime: ``auto`` or, for rvm and modnet, ``openvino`` (CPU, bf16 where supported) or
+        ``onnxruntime`` (CPU float32, or CUDA with onnxruntime-gpu); for selfie ``litert`` or
+        ``opencv``. ``auto`` is each backend's best choice here.
     download_timeout: seconds allowed for fetching missing weights.
     """
+
+    RESETS: ClassVar[dict[str, str]] = {"size": "sizes"}
 
     name: str = "auto"
     model_dir: Path | None = None
     size: int = 0
+    sizes: dict[str, int] = field(default_factory=dict)
     threads: int = 0
     runtime: str = "auto"
     download_timeout: float = 300.0
@@ -53,13 +63,17 @@ class ModelSettings:
     def __post_init__(self):
         # Names are checked by models.load, which lists the choices; numbers here, because a
         # negative thread count reaches TensorFlow's C++ and aborts the process.
-        size = self.size
-        if not (isinstance(size, int) and (size == 0 or MIN_SIZE <= size <= MAX_SIZE)):
-            raise ValueError(f"size got {size!r}, expected 0 (the backend's default) or {MIN_SIZE}..{MAX_SIZE}")
+        for what, size in (("size", self.size), *((f"sizes.{k}", v) for k, v in self.sizes.items())):
+            if not (isinstance(size, int) and (size == 0 or MIN_SIZE <= size <= MAX_SIZE)):
+                raise ValueError(f"{what} got {size!r}, expected 0 (the backend's default) or {MIN_SIZE}..{MAX_SIZE}")
         if not (isinstance(self.threads, int) and 0 <= self.threads <= 1024):
             raise ValueError(f"threads got {self.threads!r}, expected a whole number 0..1024")
         if not 0 < self.download_timeout < float("inf"):
             raise ValueError(f"download_timeout got {self.download_timeout!r}, expected seconds > 0")
+
+    def size_for(self, backend: str) -> int:
+        """The input size (longest side, px; 0 = the backend's default) for the backend named."""
+        return self.sizes.get(backend, self.size)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +105,9 @@ class Matter(Protocol):
     # input up to it (edge pixels repeated) and crops the output back, so a backend
     # sees no side below it and any frame from 1x1 up can be matted.
     min_side: int
+    # Whether the engine's downscale to input_size averages areas (cv2.INTER_AREA) rather than
+    # sampling bilinearly: the networks trained on clean downscales lose edges on an aliased one.
+    antialias: bool
 
     def input_size(self, width: int, height: int, size: int | None = None) -> tuple[int, int]:
         """(width, height) the model is fed for a frame of this size, before padding to min_side.
@@ -141,11 +158,12 @@ def scaled_size(width: int, height: int, longest: int) -> tuple[int, int]:
     return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
 
 
-def resize_to(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize ``image`` to ``size`` (w, h); a no-op returns the same array."""
+def resize_to(image: np.ndarray, size: tuple[int, int], antialias: bool = False) -> np.ndarray:
+    """Resize ``image`` to ``size`` (w, h); a no-op returns the same array. ``antialias``: an area
+    average (INTER_AREA) instead of bilinear sampling, for a reduction."""
     if (image.shape[1], image.shape[0]) == size:
         return image
-    # INTER_AREA would be cleaner for large reductions but costs 8x more at 720p
-    # and measured no better matte.
-    return cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    # INTER_AREA is cleaner for large reductions but costs 8x more at 720p (about 1 ms): backends
+    # ask for it where it measured a better matte (Matter.antialias).
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if antialias else cv2.INTER_LINEAR)
 

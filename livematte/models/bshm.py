@@ -136,6 +136,7 @@ class BSHMMatter(PlainAlpha):
     # keeps the deepest features at least 1x1. Only frames under 32 px are padded at all.
     min_side = 32
     still_size = 0  # the image as it is, as for video
+    antialias = False  # not measured: the real weights are out of reach here
 
     def __init__(self, settings: ModelSettings):
         require_extra()  # before any download: weights are no use without TensorFlow
