@@ -1,10 +1,11 @@
 """Score livematte's mattes against exact ground truth on the composited test clips.
 
     python scripts/eval_quality.py [--clips DIR] [--mode video|live] [--preset NAME ...]
-                                   [--model NAME] [--clip NAME ...] [--json PATH] [--extra ARG ...]
+                                   [--model NAME ...] [--clip NAME ...] [--json PATH] [--extra ARG ...]
 
 For every clip folder (``input.mp4``, ``alpha.mkv`` = FFV1 gray ground truth,
-optional ``meta.json``) and every preset, livematte's own command line runs in a
+optional ``meta.json``), every preset and every model (``--model modnet rvm`` compares
+them in one run), livematte's own command line runs in a
 subprocess and writes its matte as an FFV1 gray ``.mkv`` into a temporary
 folder; that file is scored against ``alpha.mkv`` with :mod:`livematte.metrics`
 (MAD, MSE, Grad, dtSSD, IoU; the Robust Video Matting evaluation's definitions),
@@ -17,8 +18,8 @@ scored against the last prediction before it, what a viewer saw then, or
 against an all-background matte if there is none yet; such frames are counted
 as ``held_frames``.
 
-Output: a table on stdout, one row per clip and preset, then the mean over
-clips per preset. ``--json PATH`` writes::
+Output: a table on stdout, one row per clip and preset (``preset / model`` with ``--model``),
+then the mean over clips per preset and model. ``--json PATH`` writes::
 
     {
       "mode": "video" | "live",
@@ -36,8 +37,9 @@ clips per preset. ``--json PATH`` writes::
           "stats": {...} | null          # live mode's --stats-json file, as written; null in video mode
         }
       ],
-      "mean": {preset: {"mad": float, "mse": float, "grad": float,
-                        "dtssd": float, "iou": float}}   # unweighted mean over clips
+      "mean": {label: {"mad": float, "mse": float, "grad": float,
+                       "dtssd": float, "iou": float}}    # unweighted mean over clips; label is
+                                                         # the preset, "preset / model" with --model
     }
 
 MAD and MSE are x1e3, Grad x1e-3 (a sum over pixels), dtSSD x1e2, IoU in [0, 1];
@@ -254,16 +256,22 @@ def evaluate(clip: Clip, preset: str | None, mode: str, model: str | None, extra
     }
 
 
+def label(result: Mapping) -> str:
+    """A result's row name: its preset, and its model when one was asked for."""
+    return result["preset"] if result["model"] is None else f"{result['preset']} / {result['model']}"
+
+
 def _mean(values: Sequence[float | None]) -> float | None:
     present = [v for v in values if v is not None]
     return math.fsum(present) / len(present) if present else None
 
 
 def mean_by_preset(results: Sequence[dict]) -> dict[str, dict]:
-    """preset -> {"overall": {metric: mean over clips}, "segments": {name: {...}}}."""
+    """:func:`label` (preset, or preset and model) -> {"overall": {metric: mean over clips},
+    "segments": {name: {...}}}."""
     out: dict[str, dict] = {}
-    for preset in dict.fromkeys(r["preset"] for r in results):
-        rows = [r for r in results if r["preset"] == preset]
+    for preset in dict.fromkeys(label(r) for r in results):
+        rows = [r for r in results if label(r) == preset]
         names = dict.fromkeys(name for r in rows for name in r["segments"])
         out[preset] = {
             "overall": {k: _mean([r["overall"][k] for r in rows]) for k in METRICS},
@@ -293,7 +301,7 @@ def format_table(results: Sequence[dict], means: Mapping[str, dict]) -> str:
             row += [_fmt(seg.get("mad")), _fmt(seg.get("dtssd"))]
         return row
 
-    rows = [cells(r["clip"], r["preset"], r["overall"], r["segments"], f"{r['held_frames']}/{r['frames']}")
+    rows = [cells(r["clip"], label(r), r["overall"], r["segments"], f"{r['held_frames']}/{r['frames']}")
             for r in results]
     rows += [cells("MEAN", preset, m["overall"], m["segments"], "") for preset, m in means.items()]
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
@@ -309,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mode", choices=("video", "live"), default="video")
     parser.add_argument("--preset", nargs="+", action="extend", default=None, metavar="NAME",
                         help="preset(s) to compare (default: livematte's defaults)")
-    parser.add_argument("--model", default=None, help="passed to livematte as --model")
+    parser.add_argument("--model", nargs="+", action="extend", default=None, metavar="NAME",
+                        help="passed to livematte as --model; several are compared in one run")
     parser.add_argument("--clip", nargs="+", action="extend", default=None, metavar="NAME",
                         help="only these clips (full folder name or a prefix such as clip00)")
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results here")
@@ -332,13 +341,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     results, failures = [], 0
     for clip in clips:
         for preset in presets:
-            label = f"{clip.name} x {preset or DEFAULT_PRESET}"
-            print(f"eval: {label} ...", file=sys.stderr, flush=True)
-            try:
-                results.append(evaluate(clip, preset, args.mode, args.model, args.extra))
-            except (RuntimeError, ValueError, OSError, av.FFmpegError) as e:
-                failures += 1
-                print(f"eval: {label} failed: {e}", file=sys.stderr)
+            for model in args.model or [None]:
+                run = f"{clip.name} x {preset or DEFAULT_PRESET}" + (f" x {model}" if model else "")
+                print(f"eval: {run} ...", file=sys.stderr, flush=True)
+                try:
+                    results.append(evaluate(clip, preset, args.mode, model, args.extra))
+                except (RuntimeError, ValueError, OSError, av.FFmpegError) as e:
+                    failures += 1
+                    print(f"eval: {run} failed: {e}", file=sys.stderr)
 
     means = mean_by_preset(results)
     print(format_table(results, means))

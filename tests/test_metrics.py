@@ -315,12 +315,18 @@ def test_livematte_commands_follow_the_contract(tmp_path, eval_quality):
     assert {"--realtime", "--stats-json"} <= set(live) and "--preset" not in live and "--model" not in live
 
 
-def test_main_writes_the_documented_json(tmp_path, eval_quality, monkeypatch, capsys):
+def one_clip(tmp_path: Path) -> tuple[Path, dict]:
+    """``tmp_path/clips/clipA`` with its truth (``truth_frames``) and an empty input -> (folder, truth)."""
     clip = tmp_path / "clips" / "clipA"
     clip.mkdir(parents=True)
     truth = truth_frames()
     write_gray_mkv(clip / "alpha.mkv", truth)
-    (clip / "input.mp4").write_bytes(b"")  # livematte is faked below: never read
+    (clip / "input.mp4").write_bytes(b"")  # livematte is faked in the tests: never read
+    return clip, truth
+
+
+def test_main_writes_the_documented_json(tmp_path, eval_quality, monkeypatch, capsys):
+    clip, truth = one_clip(tmp_path)
     (clip / "meta.json").write_text(json.dumps({"fps": 30, "segments": {"a": [0, 5], "b": [5, 10]}}))
     ran = []
 
@@ -353,3 +359,27 @@ def test_main_writes_the_documented_json(tmp_path, eval_quality, monkeypatch, ca
     assert entry["segments"]["a"]["mad"] == 0
     assert entry["segments"]["b"]["mad"] == pytest.approx(STEP * 1e3 / 5, rel=1e-5)
     assert report["mean"] == {"good": entry["overall"]}
+
+
+def test_several_models_are_compared_in_one_run(tmp_path, eval_quality, monkeypatch, capsys):
+    _, truth = one_clip(tmp_path)
+    models_run = []
+
+    def fake_livematte(cmd, **kwargs):
+        model = cmd[cmd.index("--model") + 1]
+        models_run.append(model)
+        # "good" returns the truth itself, "off" the truth with frame 3 left out (held)
+        write_gray_mkv(Path(cmd[cmd.index("--alpha-out") + 1]),
+                       {i: a for i, a in truth.items() if model == "good" or i != 3})
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(eval_quality, "run_command", fake_livematte)
+    report_path = tmp_path / "report.json"
+    assert eval_quality.main(["--clips", str(tmp_path / "clips"), "--preset", "quality", "--model", "good", "off",
+                              "--json", str(report_path)]) == 0
+    assert models_run == ["good", "off"]
+    assert "quality / good" in capsys.readouterr().out
+    report = json.loads(report_path.read_text())
+    assert [r["model"] for r in report["results"]] == ["good", "off"]
+    assert set(report["mean"]) == {"quality / good", "quality / off"}
+    assert report["mean"]["quality / good"]["mad"] == 0 < report["mean"]["quality / off"]["mad"]

@@ -13,13 +13,10 @@ they are there.
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import logging
 import os
-import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -27,6 +24,7 @@ import numpy as np
 
 from ..errors import LivematteError, error_line
 from .base import ModelSettings, PlainAlpha, scaled_size
+from .quiet import notices_to_debug_log
 
 log = logging.getLogger(__name__)
 
@@ -299,29 +297,9 @@ _START_UP_NOISE = ("oneDNN custom operations are on", "All log messages before a
                    "Unable to register cu", "computation placer already registered")
 
 
-@contextlib.contextmanager
 def _quiet_tensorflow_start():
-    """Hold file descriptor 2 in a file while TensorFlow starts; pass on all but its start-up notices.
-
-    Used before any pipeline thread starts, so nothing else is writing to stderr meanwhile.
-    """
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as held:
-        os.dup2(held.fileno(), 2)
-        try:
-            yield
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            held.seek(0)
-            for line in held.read().decode("utf-8", "replace").splitlines(keepends=True):
-                if any(notice in line for notice in _START_UP_NOISE):
-                    log.debug("tensorflow: %s", line.strip())
-                else:
-                    sys.stderr.write(line)
-            sys.stderr.flush()
+    """TensorFlow's start-up notices (:data:`_START_UP_NOISE`) to the debug log, the rest to stderr."""
+    return notices_to_debug_log(_START_UP_NOISE, "tensorflow")
 
 
 def _check_snapshot_config(folder: Path) -> None:

@@ -31,6 +31,7 @@ import numpy as np
 from ..errors import LivematteError, error_line
 from ..refine import apply_coefficients, guided_coefficients
 from .base import GuidedMatte, ModelSettings
+from .quiet import notices_to_debug_log
 from .weights import SELFIE_LANDSCAPE, SELFIE_SQUARE, FetchedFromWheels, resolve
 
 RUNTIMES = ("auto", "litert", "opencv")
@@ -128,7 +129,8 @@ class _LiteRTNet:
         try:
             # One thread unless asked: measured faster than two for these small networks.
             self.interpreter = Interpreter(model_path=str(path), num_threads=threads or 1)
-            self.interpreter.allocate_tensors()
+            with notices_to_debug_log(("Created TensorFlow Lite XNNPACK delegate",), "litert"):
+                self.interpreter.allocate_tensors()
         except Exception as e:  # LiteRT's ValueError/RuntimeError with multi-line texts
             raise LivematteError(f"cannot load {path} as a TFLite model: {error_line(e)}") from e
         (given,), (taken,) = self.interpreter.get_input_details(), self.interpreter.get_output_details()
