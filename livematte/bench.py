@@ -62,7 +62,7 @@ includes whatever earlier runs in the same process did not give back.
                    "encode": bool},      # --encode
       "runs": [                          # one per preset, in the order given
         {"preset": str,
-         "model": str,                   # backend name: "rvm" or "bshm"
+         "model": str,                   # backend name: "rvm", "modnet", "selfie" or "bshm"
          "device": str,                  # e.g. "CPU (OpenVINO bf16)"
          "sink": str,                    # "null" or "file"
          "frames": int,                  # frames composited (each with its own matte)

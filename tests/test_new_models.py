@@ -215,3 +215,35 @@ def test_models_fetch_replaces_a_corrupt_file(tmp_path, monkeypatch, selfie_weig
     assert out.strip() == str(tmp_path / weights.SELFIE_LANDSCAPE.filename)
     assert f"{corrupt} failed its checksum; fetching it again" in err
     assert weights.sha256_of(corrupt) == weights.SELFIE_SQUARE.sha256
+
+
+@pytest.mark.parametrize("name", ["modnet", "selfie"])
+def test_image_live_and_bench_run_each_model(tmp_path, monkeypatch, portrait, modnet_weights, selfie_weights, name):
+    """The other commands with each new model: a still, a live run to the null sink, a bench run."""
+    import json
+
+    from livematte import synthetic
+    from livematte.models import weights
+
+    cache = tmp_path / "cache"  # a private cache (bench's clip goes there) holding the real weights
+    cache.mkdir()
+    for file in (weights.MODNET, weights.SELFIE_LANDSCAPE, weights.SELFIE_SQUARE):
+        (cache / file.filename).symlink_to(file.cached_path())
+    monkeypatch.setenv("LIVEMATTE_CACHE", str(cache))
+    monkeypatch.setattr(synthetic, "CLIP_FRAMES", 12)
+
+    photo = tmp_path / "grace.png"
+    cv2.imwrite(str(photo), portrait)
+    assert main(["image", "-i", str(photo), "-d", str(tmp_path / "out"), "--model", name]) == 0
+    alpha = cv2.imread(str(tmp_path / "out" / "grace_alpha.png"), cv2.IMREAD_GRAYSCALE)
+    assert_separates_grace_hopper(alpha.astype(np.float32) / 255)
+
+    clip = make_video(tmp_path / "clip.mp4", n=6, audio=False)
+    stats = tmp_path / "stats.json"
+    assert main(["live", "--source", str(clip), "--sink", "null", "--model", name, "--stats-json", str(stats)]) == 0
+    assert json.loads(stats.read_text())["frames_in"] == 6
+
+    report = tmp_path / "bench.json"
+    assert main(["bench", "--model", name, "--preset", "live", "--frames", "8", "--json", str(report)]) == 0
+    [run] = json.loads(report.read_text())["runs"]
+    assert run["model"] == name and run["frames"] == 8 and run["stages_ms"]["model"] > 0

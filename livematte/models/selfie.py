@@ -35,7 +35,8 @@ from .quiet import notices_to_debug_log
 from .weights import SELFIE_LANDSCAPE, SELFIE_SQUARE, FetchedFromWheels, resolve
 
 RUNTIMES = ("auto", "litert", "opencv")
-# The finish, chosen on the nine composited clips (every 6th frame, no smoothing; MAD x1e3 / IoU@0.5):
+# The finish, chosen on the nine composited clips (every 6th frame, no smoothing, the filter then
+# fitted against the grey frame and a bilinear downscale; MAD x1e3 / IoU@0.5):
 # the guided filter's window radius (px at the network's size) and regulariser: bilinear 14.6 / 0.942,
 # guided r=1 eps=1e-4 14.1 / 0.948 (r=2: 15.1, r=4: 18.6: wider windows blur the edge); then
 # the confidence read as a matte through a ramp 1/RAMP wide around 0.5, the map's unsure band
@@ -127,7 +128,8 @@ class _LiteRTNet:
         from ai_edge_litert.interpreter import Interpreter
 
         try:
-            # One thread unless asked: measured faster than two for these small networks.
+            # One thread unless asked: two measured no faster for this small network (a loaded
+            # 2-vCPU machine, A/B in one run: medians 7.1 / 5.4 ms on one core, 7.7 / 7.8 ms on two).
             self.interpreter = Interpreter(model_path=str(path), num_threads=threads or 1)
             with notices_to_debug_log(("Created TensorFlow Lite XNNPACK delegate",), "litert"):
                 self.interpreter.allocate_tensors()
