@@ -32,7 +32,7 @@ MULTIPLE = 32  # the network's output stride: both sides of its input are multip
 
 class MODNetMatter(PlainAlpha, OnnxBackend):
     name = "modnet"
-    description = ("MODNet portrait matting (per frame: the sharpest hair and edges on recorded video, "
+    description = ("MODNet portrait matting (per frame, like BSHM: stills, a second opinion on video; "
                    f"slower than rvm), ONNX ({MODNET.package})")
     WEIGHTS = (MODNET,)
     LABEL, DEFAULT_SIZE = "MODNet", DEFAULT_SIZE
