@@ -1,7 +1,7 @@
 """The models side by side: speed and matte quality of each, on one core and on several.
 
     python scripts/compare_models.py [--models rvm modnet selfie] [--cores 1 2] [--preset live]
-                                     [--video-preset offline] [--source PATH] [--frames 150]
+                                     [--video-preset offline | --no-video] [--source PATH] [--frames 150]
                                      [--clips DIR] [--clip NAME ...] [--json PATH]
 
 For each core count (the process and its children pinned to the first N CPUs) and each model,
@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cores", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--preset", default="live", help="for bench and live quality (default live)")
     parser.add_argument("--video-preset", default="offline", help="for video quality (default offline)")
+    parser.add_argument("--no-video", action="store_true", help="skip video quality (it does not depend on speed)")
     parser.add_argument("--source", default=str(ROOT.parent / "shared" / "data" / "clips" / "s18.mp4"),
                         help="bench's clip (default ../shared/data/clips/s18.mp4; '' for the built-in one)")
     parser.add_argument("--frames", type=int, default=150, help="frames for bench")
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     clips = evaluation.find_clips(args.clips, args.clip)
     everything = sorted(os.sched_getaffinity(0))
     rows = {model: {"video": None, "cores": {}} for model in args.models}
-    for model in args.models:
+    for model in [] if args.no_video else args.models:
         print(f"compare: {model} video quality ({args.video_preset})", file=sys.stderr, flush=True)
         rows[model]["video"] = quality(evaluation, clips, "video", args.video_preset, model)
     for turn, cores in enumerate(args.cores):
@@ -92,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
           "| video MAD / dtSSD / Grad / IoU |")
     print("|---|---|---|---|---|---|---|---|")
     for model, row in rows.items():
-        video = " / ".join(f"{row['video'][k]:.3f}" if k == "iou" else f"{row['video'][k]:.2f}" for k in METRICS)
+        video = " / ".join(f"{row['video'][k]:.3f}" if k == "iou" else f"{row['video'][k]:.2f}" for k in METRICS) \
+            if row["video"] else "-"
         for cores, figures in row["cores"].items():
             run, live = figures["bench"], figures["live"]
             scores = " / ".join(f"{live[k]:.3f}" if k == "iou" else f"{live[k]:.2f}" for k in METRICS)
