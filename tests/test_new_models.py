@@ -119,6 +119,7 @@ class TestMODNet:
 class TestSelfie:
     def test_tensor_contract(self, selfie, portrait):
         assert selfie.input_size(1280, 720) == (256, 144)  # landscape network
+        assert all(type(side) is int for side in selfie.input_size(1280, 720))
         assert selfie.input_size(720, 1080) == selfie.input_size(640, 480) == (256, 256)  # square network
         for image in (portrait, cv2.resize(portrait, (1280, 720))):
             given = prepared(selfie, image).model_input
@@ -240,7 +241,9 @@ def test_image_live_and_bench_run_each_model(tmp_path, monkeypatch, portrait, mo
 
     clip = make_video(tmp_path / "clip.mp4", n=6, audio=False)
     stats = tmp_path / "stats.json"
-    assert main(["live", "--source", str(clip), "--sink", "null", "--model", name, "--stats-json", str(stats)]) == 0
+    # --realtime: played like a camera, under the live governor, whose level goes into the stats.
+    assert main(["live", "--source", str(clip), "--realtime", "--sink", "null", "--model", name,
+                 "--stats-json", str(stats)]) == 0
     assert json.loads(stats.read_text())["frames_in"] == 6
 
     report = tmp_path / "bench.json"

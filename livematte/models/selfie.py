@@ -181,4 +181,4 @@ def _checked_shape(path: Path, given: tuple, taken: tuple) -> tuple[int, int]:
     if len(given) != 4 or given[0] != 1 or given[3] != 3 or taken != (*given[:3], 1):
         raise LivematteError(f"{path} is not a Selfie Segmentation model: it takes {list(given)} and gives "
                              f"{list(taken)}, expected [1, h, w, 3] and [1, h, w, 1]")
-    return given[1], given[2]
+    return int(given[1]), int(given[2])  # Python ints: they reach the stats' JSON through the governor
