@@ -15,6 +15,7 @@ and finished on its own full-resolution picture: every frame has a matte of its 
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +71,8 @@ class Engine:
         self.refine = refine
         self.governor = governor
         self.smoother = TemporalSmoother(smoothing)
+        if composite.foreground == "auto" and matter.segmentation:
+            composite = dataclasses.replace(composite, foreground="off")  # see Matter.segmentation
         self.finisher = Finisher(composite)
         self.cut_threshold = smoothing.cut_threshold
         self.state = matter.initial_state()

