@@ -130,7 +130,7 @@ class Governor:
         # Per-frame costs on the infer thread, ms: model calls by size, reused frames.
         self._model_ms: dict[int, float] = {}
         self._reuse_ms: float | None = None
-        self.figures: dict[str, float] = {}  # the last window's, for the stats
+        self._window: dict[str, float] = {}  # the last window's figures, for the stats
 
     def begin(self, now: float) -> None:
         """The run starts now (after the model's load and warm-up): the timeline counts from here."""
@@ -153,12 +153,6 @@ class Governor:
             else:
                 self._reuse_ms = ms if self._reuse_ms is None else 0.8 * self._reuse_ms + 0.2 * ms
 
-    def cost_ms(self, level: Level) -> float | None:
-        """Predicted infer-thread ms per frame at ``level``: measured costs, model sizes not yet
-        seen scaled from the nearest seen one by area; None before any measurement."""
-        with self._lock:
-            return self._cost_ms(level)
-
     def _model_cost(self, size: int) -> float | None:
         if size in self._model_ms:
             return self._model_ms[size]
@@ -168,6 +162,8 @@ class Governor:
         return self._model_ms[seen] * (size / seen) ** 2
 
     def _cost_ms(self, level: Level) -> float | None:
+        """Predicted infer-thread ms per frame at ``level``: measured costs, model sizes not yet
+        seen scaled from the nearest seen one by area; None before any measurement."""
         model = self._model_cost(level.size)
         if model is None:
             return None
@@ -188,7 +184,7 @@ class Governor:
             drops = (sample.dropped - last.dropped) / frames
             busy = (sample.busy_s - last.busy_s) / span
             cpu = 100.0 * (sample.cpu_s - last.cpu_s) / span
-            self.figures = {"busy": round(busy, 3), "drops": round(drops, 3), "cpu_percent": round(cpu, 1),
+            self._window = {"busy": round(busy, 3), "drops": round(drops, 3), "cpu_percent": round(cpu, 1),
                             "latency_p95_ms": sample.latency_p95_ms}
             if sample.time < self._next_decision:
                 return None
@@ -259,7 +255,7 @@ class Governor:
         with self._lock:
             level = self.levels[self._index]
             return {"level": {"size": level.size, "stride": level.stride},
-                    "window": dict(self.figures),
+                    "window": dict(self._window),
                     "timeline": [{"t": c.time, "size": c.level.size, "stride": c.level.stride, "reason": c.reason}
                                  for c in self.timeline]}
 
