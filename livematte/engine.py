@@ -154,10 +154,8 @@ class Engine:
         t2 = time.perf_counter()
         full = self.matter.finish(smoothed, prepared.frame.image, prepared.full_guide, self.refine)
         t3 = time.perf_counter()
-        timings = {"wait_capture": (prepared.ready_at - prepared.frame.captured_at) * 1e3 - prepared.prepare_ms,
-                   "prepare": prepared.prepare_ms, "wait_model": (t0 - prepared.ready_at) * 1e3,
-                   "model": (t1 - t0) * 1e3,
-                   "smoothing": (t2 - t1) * 1e3, "refine": (t3 - t2) * 1e3}
+        timings = {**_waits(prepared, t0), "model": (t1 - t0) * 1e3, "smoothing": (t2 - t1) * 1e3,
+                   "refine": (t3 - t2) * 1e3}
         alpha, colours = self.finisher.apply(prepared.frame.image, full, smoothed, timings)
         return Matted(prepared.frame, alpha, timings, colours)
 
@@ -175,9 +173,7 @@ class Engine:
         t1 = time.perf_counter()
         full = self.matter.finish(matte, prepared.frame.image, prepared.full_guide, self.refine)
         t2 = time.perf_counter()
-        timings = {"wait_capture": (prepared.ready_at - prepared.frame.captured_at) * 1e3 - prepared.prepare_ms,
-                   "prepare": prepared.prepare_ms, "wait_model": (t0 - prepared.ready_at) * 1e3,
-                   "reuse": (t1 - t0) * 1e3, "refine": (t2 - t1) * 1e3}
+        timings = {**_waits(prepared, t0), "reuse": (t1 - t0) * 1e3, "refine": (t2 - t1) * 1e3}
         alpha, colours = self.finisher.apply(prepared.frame.image, full, matte, timings)
         return Matted(prepared.frame, alpha, timings, colours, reused=True)
 
@@ -205,6 +201,12 @@ class Engine:
     def process(self, frame: Frame) -> Matted:
         """Both steps on the calling thread (stills, tests, the serial baseline)."""
         return self.infer(self.prepare(frame))
+
+
+def _waits(prepared: Prepared, infer_start: float) -> dict[str, float]:
+    """A frame's ms before the infer thread took it: waiting for capture, preparing, waiting for the model."""
+    return {"wait_capture": (prepared.ready_at - prepared.frame.captured_at) * 1e3 - prepared.prepare_ms,
+            "prepare": prepared.prepare_ms, "wait_model": (infer_start - prepared.ready_at) * 1e3}
 
 
 def _guided(planes: np.ndarray) -> GuidedMatte:

@@ -40,7 +40,7 @@ def warp(planes: np.ndarray, flow: np.ndarray) -> np.ndarray:
     grid_x, grid_y = _grid(height, width)
     map_x = grid_x + flow[..., 0]
     map_y = grid_y + flow[..., 1]
-    # remap takes up to 4 channels at once, interleaved: the planes go through as one image.
+    # remap moves every channel of an interleaved image at once: the planes go through as one image.
     stacked = np.ascontiguousarray(planes.transpose(1, 2, 0))
     moved = cv2.remap(stacked, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return np.ascontiguousarray(moved.reshape(height, width, k).transpose(2, 0, 1))
