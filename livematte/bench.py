@@ -194,8 +194,7 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
 
     from . import models
     from .compositor import Compositor, parse_background
-    from .engine import Engine
-    from .governor import for_live
+    from .engine import live_engine
     from .output import progress_bar
     from .run import run
     from .sinks import NullSink
@@ -208,10 +207,10 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
     # Decode time is measured on the capture thread, as the ``decode`` stage.
     source = FileSource(source_path, realtime=realtime, on_decode=lambda ms: stats.stage("decode", ms))
     # Played as a camera, the run is governed as ``livematte live`` governs it.
-    governor = for_live(config.live, matter, source) if realtime and config.live.adapt else None
-    stats.governor = governor
-    engine = Engine(matter, config.smoothing, config.refine.mode, config.composite, governor)
-    engine.warm_up(source.width, source.height)
+    governed = realtime and config.live.adapt
+    fallback = models.load_fallback(config.live.fallback, config.model, matter) if governed else None
+    engine = live_engine(config, matter, source, compositor, governed=governed, fallback=fallback)
+    stats.governor = engine.governor
     load_s = time.perf_counter() - loading
 
     if encode:
@@ -239,9 +238,9 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
             cpu_percent = process.cpu_percent(None)
     finally:
         source.close()
-        close = getattr(matter, "close", None)
-        if close is not None:
-            close()
+        for model in (matter, fallback):
+            if model is not None:
+                model.close()
     snap = stats.snapshot()
     done = max(snap["composited"], 1)
     cpu_s = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)

@@ -81,17 +81,24 @@ class LiveSettings:
     max_cpu: the process's CPU budget, percent of one core (100 = one core); None leaves one
         core to other programs (the call app) where there are two or more; 0: no budget.
     latency_ms: the latency target, capture to output, p95.
+    fallback: a faster model the governor steps down to when the configured one cannot hold
+        the rate at its lowest level ("" for none): Selfie Segmentation, 2-3 ms a call.
     """
 
     adapt: bool = True
     max_cpu: float | None = None
     latency_ms: float = 100.0
+    fallback: str = "selfie"
 
     def __post_init__(self):
         if self.max_cpu is not None and not 0 <= self.max_cpu <= 100 * 1024:
             raise ValueError(f"max_cpu got {self.max_cpu!r}, expected 0 (no budget) or a percentage of one core")
         if not 10 <= self.latency_ms <= 10_000:
             raise ValueError(f"latency_ms got {self.latency_ms!r}, expected 10..10000")
+        from .models import BACKENDS
+
+        if self.fallback and self.fallback not in BACKENDS:
+            raise ValueError(f"fallback got {self.fallback!r}, expected \"\" or one of {', '.join(BACKENDS)}")
 
     def cpu_budget(self, cores: int) -> float:
         """The budget in percent of one core on ``cores`` cores; 0 for none."""

@@ -13,9 +13,8 @@ from . import models
 from .capture import FileSource, open_source
 from .compositor import Compositor, parse_background
 from .config import Config
-from .engine import Engine
+from .engine import Engine, live_engine
 from .errors import LivematteError
-from .governor import for_live
 from .media.reading import VIDEO_SUFFIXES
 from .media.writing import ALPHA_KINDS, output_kind
 from .outpaths import check_outputs, unique_stems
@@ -130,10 +129,12 @@ def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threadi
             stack.callback(matter.close)
         _warn_unused_refine(config, matter)
         # A file played flat out has no rate to hold: every frame gets the model, as offline.
-        governor = for_live(config.live, matter, source) if config.live.adapt and source.live else None
-        stats.governor = governor
-        engine = Engine(matter, config.smoothing, config.refine.mode, config.composite, governor)
-        log.debug("model warm-up %.2f s", engine.warm_up(source.width, source.height))
+        governed = config.live.adapt and source.live
+        fallback = models.load_fallback(config.live.fallback, config.model, matter) if governed else None
+        if fallback is not None:
+            stack.callback(fallback.close)
+        engine = live_engine(config, matter, source, compositor, governed=governed, fallback=fallback)
+        stats.governor = engine.governor
         if job.sink == "preview":
             sink.on_key = _background_cycler(compositor, config.output.background)
         alpha_writer = _alpha_writer(stack, job.alpha_out, source.width, source.height,
