@@ -174,3 +174,25 @@ def test_the_live_job_steps_down_to_reuse_and_every_matte_is_its_own_frames(long
         assert abs(centre - (sweep(k) + offset)) < STEP / 2, f"frame {k}: matte at {centre:.1f}, person at {sweep(k)}"
         checked += 1
     assert checked >= figures["composited"] - 1 >= 30
+
+
+def test_a_model_far_too_slow_for_the_camera_runs_live_on_the_fallback(long_clip, live_rvm, selfie_weights, tmp_path):
+    # Given RVM made 200 ms slower a call (not even 192 px every fourth frame holds 30 fps) and
+    # the live preset's fallback, Selfie Segmentation
+    config = livematte_config.load("live", overrides={"model": {"name": "rvm"}, "live": {"adapt": True},
+                                                      "output": {"background": "color:#00ff00"}})
+    assert config.live.fallback == "selfie"
+    stats_json = tmp_path / "stats.json"
+    job = LiveJob(config=config, source=str(long_clip), realtime=True, sink="null", stats_json=stats_json,
+                  max_frames=60)
+
+    # When it runs
+    run_live_job(job, matter=Slowed(live_rvm, 0.2))
+
+    # Then the warm-up's costs start it on the fallback, and the frames are mostly fresh
+    import json
+
+    figures = json.loads(stats_json.read_text())
+    start = figures["governor"]["timeline"][0]
+    assert start["model"] == "selfie" and start["reason"].startswith("calibrated: "), start
+    assert figures["composited"] >= 0.8 * figures["frames_in"], figures
