@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import threading
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from .run import run
 from .sinks import NullSink
 from .stats import Stats
 from .watcher import BackgroundWatcher
+from .workers import available_cores
 
 log = logging.getLogger(__name__)
 
@@ -124,13 +126,14 @@ def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threadi
         # The sink before the model: a missing virtual camera is reported at once.
         sink = stack.enter_context(_open_sink(job, source, out_fps))
         _check_alpha_support(compositor, sink)
-        if matter is None:
-            matter = models.load(config.model)
-            stack.callback(matter.close)
-        _warn_unused_refine(config, matter)
         # A file played flat out has no rate to hold: every frame gets the model, as offline.
         governed = config.live.adapt and source.live
-        fallback = models.load_fallback(config.live.fallback, config.model, matter) if governed else None
+        model_settings = live_model(config) if governed else config.model
+        if matter is None:
+            matter = models.load(model_settings)
+            stack.callback(matter.close)
+        _warn_unused_refine(config, matter)
+        fallback = models.load_fallback(config.live.fallback, model_settings, matter) if governed else None
         if fallback is not None:
             stack.callback(fallback.close)
         engine = live_engine(config, matter, source, compositor, governed=governed, fallback=fallback)
@@ -153,6 +156,15 @@ def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threadi
     if job.stats_json is not None:
         stats.write_json(job.stats_json)
     return stats
+
+
+def live_model(config: Config):
+    """The model's settings for a governed live run: its threads within the CPU budget."""
+    threads = config.live.model_threads(config.model.threads, available_cores())
+    if threads != config.model.threads:
+        log.info("model threads %d -> %d: the CPU budget is %.0f%%", config.model.threads, threads,
+                 config.live.cpu_budget(available_cores()))
+    return dataclasses.replace(config.model, threads=threads)
 
 
 def _warn_unused_refine(config: Config, matter) -> None:
