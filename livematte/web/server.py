@@ -132,7 +132,8 @@ class Encoder:
     def figures(self) -> dict:
         with self._lock:
             return {"clients": dict(self._watchers), "frames_encoded": self.frames,
-                    "encode_cpu_ms_per_frame": round(self.cpu_ms / self.frames, 2) if self.frames else None}
+                    "encode_cpu_ms_per_frame": round(self.cpu_ms / self.frames, 2) if self.frames else None,
+                    "error": None if self.error is None else str(self.error)}
 
     def close(self) -> None:
         self._stop.set()
