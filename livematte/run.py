@@ -108,6 +108,8 @@ def run(source, engine: Engine, compositor: Compositor, sink, *, live: bool, pac
             break
         engine = control.next_engine(engine, lambda until: hold(outputs, stats, out_fps,
                                                                 lambda: until() or stop.is_set()))
+        if stop.is_set() or sink.wants_quit:
+            break
     if audio_ends_with_video or (max_frames is not None and stats.composited >= max_frames):
         outputs.end_audio(out_fps)
     return stats
