@@ -26,15 +26,16 @@ class Session:
     """``livematte live --source CLIP --realtime --loop --sink null --web 127.0.0.1:0`` running."""
 
     def __init__(self, clip: Path, *extra: str):
+        self._log = tempfile.TemporaryFile("w+")  # a file, not a pipe nobody reads while the tests run
         self.process = subprocess.Popen(
             [sys.executable, "-m", "livematte", "live", "--source", str(clip), "--realtime", "--loop",
              "--sink", "null", "--web", "127.0.0.1:0", "--web-token", TOKEN, *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.PIPE, stderr=self._log, text=True)
         line = self.process.stdout.readline()  # "control: http://127.0.0.1:PORT/?token=..."
         found = re.search(r"127\.0\.0\.1:(\d+)", line)
         if not found:
             self.process.kill()
-            raise RuntimeError(f"no address from livematte: {line!r} {self.process.stderr.read()[-2000:]}")
+            raise RuntimeError(f"no address from livematte: {line!r} {self.log()[-2000:]}")
         self.port = int(found.group(1))
         self.base = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 60
@@ -80,6 +81,11 @@ class Session:
         assert status == 200, body
         return cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_UNCHANGED)
 
+    def log(self) -> str:
+        """Its log (stderr) so far."""
+        self._log.seek(0)
+        return self._log.read()
+
     def rss_mb(self) -> float:
         import psutil
 
@@ -93,7 +99,7 @@ class Session:
                 self.process.wait(30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-        return self.process.stderr.read()
+        return self.log()
 
 
 def browser_or_skip():
