@@ -43,7 +43,8 @@ async function loadOptions() {
 async function refreshStats() {
   try {
     const s = await api("/api/stats");
-    const level = s.governor ? `, level ${s.governor.level.size}px/${s.governor.level.stride}` : "";
+    const now = s.governor && s.governor.level;
+    const level = now ? `, level ${now.model ? now.model + " " : ""}${now.size}px/${now.stride}` : "";
     $("stats").textContent = `${s.fps.toFixed(1)} fps, latency p50 ${s.latency_ms.p50} ms p95 ${s.latency_ms.p95} ms, ` +
       `dropped ${s.dropped}${level}${state.paused ? " (paused)" : ""}`;
   } catch (e) { $("stats").textContent = e.message; }
