@@ -71,18 +71,18 @@ class Level:
 def ladder(top_size: int, min_size: int = MIN_LADDER_SIZE, fallback: Level | None = None) -> list[Level]:
     """The levels from the preset's (``top_size``, every frame) down, each cheaper than the last.
 
-    Reuse comes first: on the ground-truth clips one model call every second frame with
-    motion-compensated reuse lost less (MAD 4.87 -> 5.46) than a smaller network on every
-    frame (384 -> 256 px: 6.81). Then the network shrinks (0.75x, 0.5x) at stride 2, then
-    the stride grows at the smallest size. ``fallback``, a faster model's level, comes last.
+    Reuse comes first, at the preset's size: with motion-compensated reuse, fewer model calls
+    at the full size lose less than a smaller network (the nine ground-truth clips, every frame
+    through the engine, ``scripts/eval_levels.py``: 384 px MAD 4.9 on every frame, 5.5 every
+    second or third frame, 6.0 every fourth; 192 px 10). Then the network shrinks (0.75x, 0.5x)
+    at the longest stride. ``fallback``, a faster model's level, comes last.
     """
     sizes = [top_size]
     for factor in (0.75, 0.5):
         size = max(min_size, int(round(top_size * factor / 16)) * 16)
         if size < sizes[-1]:
             sizes.append(size)
-    levels = [Level(top_size, 1)] + [Level(size, 2) for size in sizes]
-    levels += [Level(sizes[-1], stride) for stride in (3, 4)]
+    levels = [Level(top_size, stride) for stride in (1, 2, 3, 4)] + [Level(size, 4) for size in sizes[1:]]
     return levels + ([fallback] if fallback is not None else [])
 
 
@@ -248,7 +248,7 @@ class Governor:
             over = self._overload(drops, busy, cpu, sample.latency_p95_ms)
             if over:
                 self._headroom_since = None
-                return self._move(sample.time, +1, over)
+                return self._move(sample.time, self._steps_down(over), over)
             if self._fits_above(busy, cpu, sample.latency_p95_ms):
                 if self._headroom_since is None:
                     self._headroom_since = sample.time
@@ -269,6 +269,17 @@ class Governor:
         if self.max_cpu and cpu > self.max_cpu:
             return f"CPU {cpu:.0f}% over --max-cpu {self.max_cpu:.0f}"
         return None
+
+    def _steps_down(self, reason: str) -> int:
+        """How far down to go for ``reason``: one level, or for latency alone to the next level
+        with a cheaper model call (a longer stride leaves each keyframe's latency as it is)."""
+        if not reason.startswith("latency"):
+            return 1
+        here = self.levels[self._index]
+        for steps, level in enumerate(self.levels[self._index + 1:], 1):
+            if level.size < here.size or level.model != here.model:
+                return steps
+        return 1
 
     def _fits_above(self, busy: float, cpu: float, latency: float | None) -> bool:
         """Whether the level above is predicted to fit with room to spare."""
