@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 LOCAL = "ray"  # --cluster ray: a Ray instance of this machine's own, started and stopped here
 POLL_S = 0.25  # how often the progress bar is brought up to date while segments run
+BOARD_PREFIX = "livematte-progress-"
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,9 @@ class SegmentWorker:
         except LivematteError as e:
             self.error = str(e)
 
+    # A restarted actor answers once its model is loaded again: calls made while it restarts are
+    # retried by Ray rather than failed (a few times: an actor that keeps dying is given up).
+    @ray.method(max_task_retries=5)
     def ready(self) -> tuple[str | None, str]:
         """(None, or why the model cannot run here; this node's name)."""
         return self.error, os.uname().nodename
@@ -234,7 +238,8 @@ class _Run:
                  "(%d CPUs); model %s (%s)", len(self.videos), len(queue), self.job.segment_seconds, count,
                  self.model.threads, cpus, self.model.name, self.why)
         started = time.perf_counter()
-        board = ProgressBoard.remote()
+        # Named, so that a test (or a curious user) can find the segments under way and their actors.
+        board = ProgressBoard.options(name=f"{BOARD_PREFIX}{os.getpid()}-{id(self):x}").remote()
         actors = [SegmentWorker.options(num_cpus=self.model.threads, max_restarts=-1, max_task_retries=0)
                   .remote(config, self.model) for _ in range(count)]
         try:
@@ -260,7 +265,7 @@ class _Run:
 
         total = sum(video.frames or 0 for video in self.videos.values()) or None
         bar = progress_bar(total, f"{len(self.videos)} video(s)", self.job.video.quiet)
-        idle, running = list(actors), {}  # ref -> (actor, video, segment, attempt)
+        idle, running = list(actors), {}  # ref -> (actor, video, segment); segment None: a readiness probe
         attempts: dict[tuple, int] = {}
         try:
             while queue or running:
@@ -273,13 +278,23 @@ class _Run:
                                        _alpha_kind(self.plan[number]), self.job.video.config)
                     running[actor.process.remote(task, board, (number, segment.index))] = (actor, number, segment)
                 if not running:
-                    continue
+                    if queue:
+                        raise LivematteError("every model actor died, and none came back")
+                    break
                 done, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
                 for ref in done:
                     actor, number, segment = running.pop(ref)
-                    idle.append(actor)  # a dead actor is restarted by Ray; calls wait for it
-                    retry = self._collect(ref, number, segment, attempts)
-                    if retry:
+                    if segment is None:  # a restarted actor: back to work once its model is loaded
+                        if self._probe(ref):
+                            idle.append(actor)
+                        continue
+                    outcome = self._collect(ref, number, segment, attempts)
+                    if outcome == "died":
+                        # Ray restarts it (the model loads again); calls fail fast until then.
+                        running[actor.ready.remote()] = (actor, None, None)
+                    else:
+                        idle.append(actor)
+                    if outcome in ("died", "retry") and number not in self.failed:
                         board.forget.remote((number, segment.index))
                         queue.appendleft((number, segment))
                 bar.n = ray.get(board.total.remote())
@@ -287,33 +302,47 @@ class _Run:
         finally:
             bar.close()
 
-    def _collect(self, ref, number: int, segment, attempts: dict) -> bool:
-        """Take one finished task; -> whether its segment must be handed out again."""
+    @staticmethod
+    def _probe(ref) -> bool:
+        """Whether a restarted actor answered :meth:`SegmentWorker.ready` with its model loaded."""
+        try:
+            error, node = ray.get(ref)
+        except ray.exceptions.RayError as e:
+            log.warning("a model actor did not come back: %s", error_line(e, last=True))
+            return False
+        if error is not None:
+            log.warning("a model actor came back on %s without its model: %s", node, error)
+        return error is None
+
+    def _collect(self, ref, number: int, segment, attempts: dict) -> str:
+        """Take one finished task: -> ``"done"``, ``"failed"`` (its video, for good), ``"retry"``
+        (hand the segment out again) or ``"died"`` (the same, and its actor is restarting)."""
         key = (number, segment.index)
+        died = False
         try:
             output: SegmentOutput = ray.get(ref)
         except ray.exceptions.RayTaskError as e:
             cause = getattr(e, "cause", None)
             if isinstance(cause, LivematteError):
                 self._fail(number, str(cause))
-                return False
+                return "failed"
             reason = error_line(cause or e)
         except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError,
                 ray.exceptions.OutOfMemoryError, ray.exceptions.NodeDiedError) as e:
-            reason = f"its worker died ({type(e).__name__})"
+            reason, died = f"its worker died ({type(e).__name__})", True
         else:
             if number not in self.failed:
                 self._keep(number, segment, output)
-            return False
+            return "done"
         attempts[key] = attempts.get(key, 0) + 1
         if number in self.failed:
-            return False
+            return "died" if died else "failed"
         if attempts[key] > self.job.retries:
             self._fail(number, f"segment {segment.index} failed {attempts[key]} times, the last: {reason}")
-            return False
+            return "died" if died else "failed"
         self.result.retries += 1
         log.warning("%s: segment %d again (%s)", self.videos[number].input, segment.index, reason)
-        return True
+        return "died" if died else "retry"
 
     def _keep(self, number: int, segment, output: SegmentOutput) -> None:
         item = self.plan[number]
@@ -322,8 +351,7 @@ class _Run:
             item.output.parent.mkdir(parents=True, exist_ok=True)
             folder = self.folders[number] = Path(tempfile.mkdtemp(prefix=f".{item.output.name}.segments-",
                                                                   dir=item.output.parent))
-        video = _store(folder / f"{segment.index:06d}-video", output.video)
-        alpha = None if output.alpha is None else _store(folder / f"{segment.index:06d}-alpha", output.alpha)
+        video, alpha = output.save(folder / f"{segment.index:06d}")
         self.parts.setdefault(number, {})[segment.index] = (video, alpha)
         self.result.segments.append({"video": number, "segment": segment.index, "frames": output.frames,
                                      "matted": output.matted, "preroll": segment.preroll_frames,
@@ -375,14 +403,3 @@ def _alpha_kind(item: PlannedVideo) -> str | None:
 
     return None if item.alpha_out is None else output_kind(item.alpha_out)
 
-
-def _store(path: Path, files: dict[str, bytes]) -> Path:
-    """A segment's returned files written under ``path`` (a file, or a folder for PNG frames)."""
-    if len(files) == 1 and not next(iter(files)).endswith(".png"):
-        path = path.with_suffix(Path(next(iter(files))).suffix)
-        path.write_bytes(next(iter(files.values())))
-        return path
-    path.mkdir()
-    for name, data in files.items():
-        (path / name).write_bytes(data)
-    return path

@@ -50,6 +50,13 @@ class SegmentOutput:
     matted: int
     seconds: dict[str, float] = field(default_factory=dict)
 
+    def save(self, stem: Path) -> tuple[Path, Path | None]:
+        """The files written beside each other as ``stem-video[.ext]`` and ``stem-alpha[.ext]`` (a
+        folder for PNG frames); -> their paths (the matte's None without one)."""
+        video = _store(stem.with_name(f"{stem.name}-video"), self.video)
+        alpha = None if self.alpha is None else _store(stem.with_name(f"{stem.name}-alpha"), self.alpha)
+        return video, alpha
+
 
 class SegmentSource:
     """The frames a segment mattes: its pre-roll, then its own, as ``(image, pts)`` like
@@ -75,22 +82,19 @@ class SegmentSource:
     def frames(self) -> Iterator[tuple[np.ndarray, float]]:
         wanted = self.segment.preroll_from if self.segment.preroll_from is not None else self.segment.start
         frames = self._reader.frames()
-        for image, pts in frames:
-            if wanted is not None and self.segment.seek is not None and pts > wanted:
-                frames.close()
-                frames = self._from_start()  # the seek overshot: read from the start
-            break
-        else:
+        first = next(frames, None)
+        if first is None:
             return
-        yield from self._segment(image, pts, frames)
+        if wanted is not None and self.segment.seek is not None and first[1] > wanted:
+            frames.close()  # the seek overshot: read from the start
+            self._reader.close()
+            self._reader = VideoReader(self.path, strict=True)
+            frames = self._reader.frames()
+            first = next(frames, None)
+        yield from self._segment(first, frames)
 
-    def _from_start(self) -> Iterator[tuple[np.ndarray, float]]:
-        self._reader.close()
-        self._reader = VideoReader(self.path, strict=True)
-        return self._reader.frames()
-
-    def _segment(self, image: np.ndarray, pts: float, rest: Iterator) -> Iterator[tuple[np.ndarray, float]]:
-        for image, pts in _chain((image, pts), rest):
+    def _segment(self, first: tuple[np.ndarray, float], rest: Iterator) -> Iterator[tuple[np.ndarray, float]]:
+        for image, pts in _chain(first, rest):
             if self.segment.end is not None and pts >= self.segment.end:
                 return  # decoding further would be the next segment's work
             if self.segment.matters(pts):
@@ -164,3 +168,17 @@ def _read(path: Path) -> dict[str, bytes]:
     """A file, or a folder's files in name order, as name -> bytes."""
     files = sorted(path.iterdir()) if path.is_dir() else [path]
     return {f.name: f.read_bytes() for f in files}
+
+
+def _store(path: Path, files: dict[str, bytes]) -> Path:
+    """Files as :func:`_read` returned them, written back: one file (``path`` with its suffix) or
+    a folder of PNG frames at ``path``."""
+    if len(files) == 1 and not next(iter(files)).endswith(".png"):
+        (name, data), = files.items()
+        path = path.with_suffix(Path(name).suffix)
+        path.write_bytes(data)
+        return path
+    path.mkdir()
+    for name, data in files.items():
+        (path / name).write_bytes(data)
+    return path
