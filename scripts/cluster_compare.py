@@ -149,11 +149,9 @@ def speed(runs: dict) -> dict:
 
 def preroll_study(composited: Path, work: Path, seconds: float, prerolls: list[float], names: list[str]) -> dict:
     """Segments matted apart with each pre-roll (no Ray): quality and distance from one pass."""
-    import dataclasses
-
     from livematte import models
     from livematte.cluster.segment import SegmentTask, process_segment
-    from livematte.cluster.stitch import join_alpha, join_video
+    from livematte.cluster.stitch import join_alpha
     from livematte.compositor import Compositor, parse_background
 
     config = config_module.load("offline", None, {"model": {"name": "rvm", "threads": 1}})

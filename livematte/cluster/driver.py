@@ -18,7 +18,6 @@ only complete (:class:`~livematte.media.atomic.AtomicOutput`).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import os
@@ -163,7 +162,10 @@ def connect(address: str) -> bool:
     options = {"logging_level": logging.WARNING, "log_to_driver": True}
     try:
         if address == LOCAL:
-            ray.init(num_cpus=available_cores(), include_dashboard=False, **options)
+            # Ray runs its workers at nice 15, behind anything else on a shared node; here they are
+            # the user's own foreground job, at the priority one pass of `video` would have.
+            ray.init(num_cpus=available_cores(), include_dashboard=False, _system_config={"worker_niceness": 0},
+                     **options)
         else:
             ray.init(address=address, **options)
     except (ConnectionError, RuntimeError, ValueError) as e:
@@ -181,14 +183,17 @@ def run_cluster_job(job: ClusterJob) -> ClusterResult:
     model, why = models.choose(video.config.model)
     threads = video.config.model.threads or 1
     result = ClusterResult()
-    clock = time.perf_counter()
-    connected = connect(job.address)
-    try:
-        result.seconds["connect"] = time.perf_counter() - clock
-        _Run(job, plan, dataclasses.replace(video.config.model, name=model, threads=threads), why, result).go()
-    finally:
-        if connected:
-            ray.shutdown()
+    run = _Run(job, plan, dataclasses.replace(video.config.model, name=model, threads=threads), why, result)
+    run.plan_videos()  # before Ray starts: a bad single input costs milliseconds, not a cluster
+    if run.videos:
+        clock = time.perf_counter()
+        connected = connect(job.address)
+        try:
+            result.seconds["connect"] = time.perf_counter() - clock
+            run.go()
+        finally:
+            if connected:
+                ray.shutdown()
     if result.failed:
         if len(plan) == 1:
             raise LivematteError(result.reasons[0])
@@ -219,8 +224,8 @@ class _Run:
         self.folders: dict[int, Path] = {}
         self.failed: dict[int, str] = {}
 
-    def go(self) -> None:
-        config = self.job.video.config
+    def plan_videos(self) -> None:
+        """Every video's segments; a video that cannot be read fails here, with its reason."""
         started = time.perf_counter()
         for number, item in enumerate(self.plan):
             try:
@@ -229,9 +234,11 @@ class _Run:
             except LivematteError as e:
                 self._fail(number, str(e))
         self.result.seconds["plan"] = time.perf_counter() - started
+
+    def go(self) -> None:
+        """Start the actors, hand out every segment, join every video."""
+        config = self.job.video.config
         queue = deque((number, segment) for number, video in self.videos.items() for segment in video.segments)
-        if not queue:
-            return
         cpus = int(ray.cluster_resources().get("CPU", 1))
         count = max(1, min(len(queue), self.job.actors or cpus // self.model.threads))
         log.info("cluster: %d video(s), %d segment(s) of about %g s, on %d actor(s) of %d thread(s) "
