@@ -17,7 +17,7 @@ from livematte import models
 from livematte.cli import main
 from livematte.cluster import NO_RAY
 from livematte.cluster.plan import Segment, cut_points, plan_video
-from livematte.cluster.segment import SegmentSource, SegmentTask, process_segment
+from livematte.cluster.segment import SegmentOutput, SegmentSource, SegmentTask, process_segment
 from livematte.cluster.stitch import join_alpha, join_video
 from livematte.compositor import Compositor, parse_background
 from livematte.media.readback import read_alpha_with_pts, read_rgba
@@ -88,6 +88,13 @@ def test_a_seek_past_the_preroll_reads_from_the_start(tmp_path):
                       seek=times[25])
     with contextlib.closing(SegmentSource(str(clip), segment)) as source:
         assert [pts for _, pts in source.frames()] == times[15:]
+
+
+def test_a_segments_files_are_saved_under_their_own_names(tmp_path):
+    output = SegmentOutput({"video.mp4": b"v"}, {"000000.png": b"a", "000001.png": b"b"}, frames=2, matted=2)
+    video, alpha = output.save(tmp_path / "clip_0.5_1")  # a stem with dots keeps them
+    assert video == tmp_path / "clip_0.5_1-video.mp4" and video.read_bytes() == b"v"
+    assert sorted(p.name for p in alpha.iterdir()) == ["000000.png", "000001.png"]
 
 
 # --- segments matted apart and joined ------------------------------------------------------------------

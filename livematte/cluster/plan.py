@@ -35,8 +35,9 @@ from ..media.reading import VideoInfo, VideoReader
 # minute of one core's work at 720p (so a cluster's last segments finish close together), and an
 # hour of video still makes 120 tasks to spread over the nodes. See the README's figures.
 DEFAULT_SEGMENT_SECONDS = 30.0
-# What RVM's state and the smoother need to forget the cold start: measured on the composited
-# clips, the matte of a cold start differs from the warm one for about half a second (README).
+# What RVM's state and the smoother need to forget a cold start. On two composited clips cut every
+# second (scripts/cluster_compare.py --preroll), the first frame after a cut was 2.98 (MAD x1e3)
+# from one pass's matte with no pre-roll, 0.88 with 0.5 s and 0.27 with 1 s; see the README.
 DEFAULT_PREROLL_SECONDS = 1.0
 
 

@@ -175,7 +175,7 @@ def _store(path: Path, files: dict[str, bytes]) -> Path:
     a folder of PNG frames at ``path``."""
     if len(files) == 1 and not next(iter(files)).endswith(".png"):
         (name, data), = files.items()
-        path = path.with_suffix(Path(name).suffix)
+        path = path.with_name(path.name + Path(name).suffix)  # not with_suffix: a stem may hold dots
         path.write_bytes(data)
         return path
     path.mkdir()
