@@ -125,7 +125,10 @@ def test_ctrl_c_leaves_no_output_and_no_segments(tmp_path, local_ray, rvm_weight
     out = tmp_path / "out" / "o.mp4"
     process = subprocess.Popen([sys.executable, "-m", "livematte", "video", str(clip), "-o", str(out),
                                 "--alpha-out", str(out.with_name("a.mkv")), *RVM, "--cluster", "ray",
-                                "--segment-seconds", "1"], stderr=subprocess.PIPE, text=True)
+                                "--segment-seconds", "1"], stderr=subprocess.PIPE, text=True,
+                               # Ctrl-C reaches it even when this run was started as a background job
+                               # (SIGINT ignored, and inherited so).
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # Once a segment is back beside the output, the run is well under way.
     deadline = time.time() + 120
     while time.time() < deadline and not any(p.is_file() for p in out.parent.glob(".o.mp4.segments-*/*")):

@@ -164,8 +164,9 @@ def connect(address: str) -> bool:
         if address == LOCAL:
             # Ray runs its workers at nice 15, behind anything else on a shared node; here they are
             # the user's own foreground job, at the priority one pass of `video` would have.
-            ray.init(num_cpus=available_cores(), include_dashboard=False, _system_config={"worker_niceness": 0},
-                     **options)
+            # address "local": a new instance even where `ray start` left one to join by default.
+            ray.init(address="local", num_cpus=available_cores(), include_dashboard=False,
+                     _system_config={"worker_niceness": 0}, **options)
         else:
             ray.init(address=address, **options)
     except (ConnectionError, RuntimeError, ValueError) as e:

@@ -31,9 +31,10 @@ from ..errors import LivematteError
 from ..media.opening import open_input
 from ..media.reading import VideoInfo, VideoReader
 
-# 30 s: the pre-roll (1 s) costs about 3 % more model work per segment, one segment is about a
-# minute of one core's work at 720p (so a cluster's last segments finish close together), and an
-# hour of video still makes 120 tasks to spread over the nodes. See the README's figures.
+# 30 s: the pre-roll (1 s) costs about 3 % more model work per segment and its fixed cost (1-2.5 s
+# measured) about 1 %, one segment is a few minutes of one core's work at 720p (so a cluster's last
+# segments finish close together), and an hour of video still makes 120 tasks to spread over the
+# nodes. See the README's figures.
 DEFAULT_SEGMENT_SECONDS = 30.0
 # What RVM's state and the smoother need to forget a cold start. On two composited clips cut every
 # second (scripts/cluster_compare.py --preroll), the first frame after a cut was 2.98 (MAD x1e3)
