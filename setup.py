@@ -37,6 +37,8 @@ CORE = [
     "pyvirtualcam>=0.15",  # 1 MB: `live`'s default sink, the virtual camera
     "psutil>=7.2",  # 1 MB: `bench`'s CPU and memory figures
     "tqdm>=4.70",  # under 1 MB: the progress line of `video`, `demo` and `bench`
+    # `live --web`: the local page and the OBS overlay (HTTP and WebSocket on one asyncio loop)
+    "aiohttp>=3.14",
 ]
 # `pip install "livematte[bshm]"`: the BSHM model. 2.1 GB, three quarters of the full install,
 # for a model that cannot run before its weights are fetched.
@@ -61,7 +63,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.11",  # tomllib (config files) is in the standard library from 3.11
     packages=find_packages(include=["livematte", "livematte.*"]),
-    package_data={"livematte": ["presets/*.toml", "data/*.jpg"]},
+    package_data={"livematte": ["presets/*.toml", "data/*.jpg", "web/assets/*"]},
     install_requires=CORE,
     extras_require={
         "bshm": BSHM,
@@ -70,8 +72,9 @@ setup(
         # GPU builds (not tested here: no GPU). onnxruntime-gpu provides the same
         # `onnxruntime` module: uninstall the CPU `onnxruntime` after installing this extra.
         "gpu": ["tensorflow[and-cuda]>=2.21", "modelscope>=1.40", "onnxruntime-gpu>=1.31"],
-        # The tests build BSHM stand-in graphs with TensorFlow, draw bench plots and run a local Ray.
-        "test": ["pytest>=9.2", "hypothesis>=6.170", *BSHM, *PLOT, *RAY],
+        # The tests build BSHM stand-in graphs with TensorFlow, draw bench plots and run a local Ray;
+        # selenium drives the system's Chromium (Debian `chromium`, `chromium-driver`) for the web page's tests.
+        "test": ["pytest>=9.2", "hypothesis>=6.170", "selenium>=4.51", *BSHM, *PLOT, *RAY],
     },
     entry_points={"console_scripts": ["livematte=livematte.cli:main"]},
 )

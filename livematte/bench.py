@@ -194,8 +194,8 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
 
     from . import models
     from .compositor import Compositor, parse_background
-    from .engine import Engine
-    from .governor import for_live
+    from .engine import live_engine
+    from .jobs import live_model
     from .output import progress_bar
     from .run import run
     from .sinks import NullSink
@@ -203,15 +203,16 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
 
     loading = time.perf_counter()
     compositor = Compositor(parse_background(config.output.background), config.composite.light_wrap)
-    matter = models.load(config.model)
+    # Played as a camera, the run is governed as ``livematte live`` governs it.
+    governed = realtime and config.live.adapt
+    model_settings = live_model(config) if governed else config.model
+    matter = models.load(model_settings)
     stats = Stats(window=max(2000, frames + 16))
     # Decode time is measured on the capture thread, as the ``decode`` stage.
     source = FileSource(source_path, realtime=realtime, on_decode=lambda ms: stats.stage("decode", ms))
-    # Played as a camera, the run is governed as ``livematte live`` governs it.
-    governor = for_live(config.live, matter, source) if realtime and config.live.adapt else None
-    stats.governor = governor
-    engine = Engine(matter, config.smoothing, config.refine.mode, config.composite, governor)
-    engine.warm_up(source.width, source.height)
+    fallback = models.load_fallback(config.live.fallback, model_settings, matter) if governed else None
+    engine = live_engine(config, matter, source, compositor, governed=governed, fallback=fallback)
+    stats.governor = engine.governor
     load_s = time.perf_counter() - loading
 
     if encode:
@@ -239,9 +240,9 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
             cpu_percent = process.cpu_percent(None)
     finally:
         source.close()
-        close = getattr(matter, "close", None)
-        if close is not None:
-            close()
+        for model in (matter, fallback):
+            if model is not None:
+                model.close()
     snap = stats.snapshot()
     done = max(snap["composited"], 1)
     cpu_s = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)

@@ -224,8 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--realtime", action="store_true",
                       help="play --source at its own frame rate, newest frame wins, like a camera")
     live.add_argument("--loop", action="store_true", help="play --source over and over (until Ctrl-C or --frames)")
-    live.add_argument("--sink", choices=("vcam", "preview", "file", "null"), default=None,
-                      help="where the output goes (default vcam, or file when -o is given)")
+    live.add_argument("--sink", choices=("vcam", "preview", "file", "null", "web"), default=None,
+                      help="where the output goes (default vcam, or file when -o is given; web: only the "
+                           "web page, on --web or 127.0.0.1:8750)")
     live.add_argument("-o", "--output", type=Path, default=None,
                       help="record to this file (.mp4 .mkv .webm .mov, or a folder for PNGs); "
                            "Ctrl-C stops and keeps it, with the source's audio")
@@ -235,6 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--stats-json", type=Path, default=None, metavar="PATH", help="write the run's figures as JSON")
     live.add_argument("--watch-background", type=Path, default=None, metavar="FILE",
                       help="a text file holding a background SPEC; edit it to switch backgrounds while running")
+    live.add_argument("--web", default=None, metavar="[HOST:]PORT",
+                      help="also serve a local web page: live preview and control at /, a transparent overlay "
+                           "for an OBS Browser Source at /overlay (HOST defaults to 127.0.0.1; PORT 0 picks one)")
+    live.add_argument("--web-token", default=None, metavar="TOKEN",
+                      help="the web page's token (16+ characters of A-Z a-z 0-9 _ -; default: random per run)")
     live.add_argument("--fps", type=frame_rate, default=None,
                       help="frame rate of the virtual camera or preview (default: the source's); "
                            "a recording keeps each frame's own time")
@@ -344,7 +350,8 @@ def run_live(args: argparse.Namespace) -> int:
                          live={"adapt": None if args.adapt is None else args.adapt == "on", "max_cpu": args.max_cpu})
     job = LiveJob(config=config, camera=args.camera, source=args.source, realtime=args.realtime, loop=args.loop,
                   sink=sink, output=args.output, device=args.device, alpha_out=args.alpha_out,
-                  stats_json=args.stats_json, watch_background=args.watch_background, max_frames=args.frames)
+                  stats_json=args.stats_json, watch_background=args.watch_background, max_frames=args.frames,
+                  web=args.web, web_token=args.web_token)
     # Ctrl-C and SIGTERM are how a live session ends: they stop it, and the recording,
     # matte and stats files are finished and kept. A second one abandons them.
     stop = threading.Event()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 import types
 import tomllib
 import typing
@@ -81,23 +82,41 @@ class LiveSettings:
     max_cpu: the process's CPU budget, percent of one core (100 = one core); None leaves one
         core to other programs (the call app) where there are two or more; 0: no budget.
     latency_ms: the latency target, capture to output, p95.
+    fallback: a faster model the governor steps down to when the configured one cannot hold
+        the rate at its lowest level ("" for none): Selfie Segmentation, 2-3 ms a call.
     """
 
     adapt: bool = True
     max_cpu: float | None = None
     latency_ms: float = 100.0
+    fallback: str = "selfie"
 
     def __post_init__(self):
         if self.max_cpu is not None and not 0 <= self.max_cpu <= 100 * 1024:
             raise ValueError(f"max_cpu got {self.max_cpu!r}, expected 0 (no budget) or a percentage of one core")
         if not 10 <= self.latency_ms <= 10_000:
             raise ValueError(f"latency_ms got {self.latency_ms!r}, expected 10..10000")
+        from .models import BACKENDS
+
+        if self.fallback and self.fallback not in BACKENDS:
+            raise ValueError(f"fallback got {self.fallback!r}, expected \"\" or one of {', '.join(BACKENDS)}")
 
     def cpu_budget(self, cores: int) -> float:
         """The budget in percent of one core on ``cores`` cores; 0 for none."""
         if self.max_cpu is not None:
             return self.max_cpu
         return 100.0 * (cores - 1) if cores > 1 else 0.0
+
+    def model_threads(self, threads: int, cores: int) -> int:
+        """The model's threads (``[model] threads``, 0: the runtime's choice) under the CPU budget:
+        no more than the budget's whole cores, at least one. A second thread buys less wall time
+        than it costs in CPU: RVM at 384 px took 43 ms of CPU a call on one thread, 62-73 ms on
+        two (OpenVINO, AVX2 EPYC), so within a budget it leaves less for everything else."""
+        budget = self.cpu_budget(cores)
+        if not budget:
+            return threads
+        most = max(1, math.ceil(budget / 100.0 - 1e-9))
+        return min(threads, most) if threads else most
 
 
 @dataclass(frozen=True)

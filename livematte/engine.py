@@ -8,14 +8,15 @@ and the count since it, ``infer`` the model's recurrent state, the smoother's pa
 the last keyframe's result.
 
 With a governor (live), ``prepare`` asks it for the level (network size, model-call
-stride) and makes each frame a keyframe, which gets a model call, or a reused frame, which
-gets the keyframe's result moved along the optical flow to it (:mod:`livematte.motion`)
-and finished on its own full-resolution picture: every frame has a matte of its own.
+stride, and model: the configured one or a fast fallback) and makes each frame a keyframe,
+which gets a model call, or a reused frame, which gets the keyframe's result moved along
+the optical flow to it (:mod:`livematte.motion`) and finished on its own full-resolution
+picture: every frame has a matte of its own. A change of model starts a new stream.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -25,11 +26,13 @@ import numpy as np
 
 from .data import Frame, Matted
 from .finishing import CompositeSettings, Finisher
-from .governor import Governor
+from .governor import Governor, Level
 from .models.base import GuidedMatte, Matter, resize_to
 from .motion import MotionEstimator, explains, grey_of, warp
 from .refine import guide
 from .smoothing import SmoothingSettings, TemporalSmoother
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +46,8 @@ class Prepared:
     of a :class:`GuidedMatte`); full_guide: the same at the frame's size, for backends whose
     matte is finished there (None otherwise). flow: for a reused frame, ``float32 [h, w, 2]``
     from each of its pixels to where it was in the keyframe (None for a keyframe).
-    size: the network's longest side asked for (the level's; None for the backend's own).
+    level: the governor's level it was prepared at (None without a governor: the configured
+    model at its own size).
     """
 
     frame: Frame
@@ -53,7 +57,7 @@ class Prepared:
     prepare_ms: float
     ready_at: float  # perf_counter() when prepared: the wait for the model starts here
     flow: np.ndarray | None = None
-    size: int | None = None
+    level: Level | None = None
 
     @property
     def keyframe(self) -> bool:
@@ -62,30 +66,33 @@ class Prepared:
 
 class Engine:
     """composite: the finishing's settings. governor: chooses each frame's level (live); None runs
-    the model on every frame at the backend's own size (offline, stills)."""
+    the model on every frame at the backend's own size (offline, stills). fallback: the model
+    of the governor's fallback rung (a level whose ``model`` is its name)."""
 
     def __init__(self, matter: Matter, smoothing: SmoothingSettings = SmoothingSettings(),
                  refine: str = "bilinear", composite: CompositeSettings = CompositeSettings(),
-                 governor: Governor | None = None):
+                 governor: Governor | None = None, fallback: Matter | None = None):
         self.matter = matter
         self.refine = refine
         self.governor = governor
+        # By a level's ``model``: "" is the configured model.
+        self.matters: dict[str, Matter] = {"": matter, **({fallback.name: fallback} if fallback else {})}
         self.smoother = TemporalSmoother(smoothing)
-        if composite.foreground == "auto" and matter.segmentation:
-            composite = dataclasses.replace(composite, foreground="off")  # see Matter.segmentation
         self.finisher = Finisher(composite)
         self.cut_threshold = smoothing.cut_threshold
+        self._stream = ""  # infer's: the model of the stream running now (its state, the smoother's past)
         self.state = matter.initial_state()
         self._input_shape: tuple[int, int] | None = None  # the last frame's guide shape, (h, w)
         self._key_planes: np.ndarray | None = None  # infer's: the last keyframe's smoothed result, [k, h, w]
-        # prepare's: the last keyframe's grey picture and the frames since it
+        # prepare's: the last keyframe's grey picture, its model and the frames since it
         self._motion = MotionEstimator() if governor is not None else None
         self._key_grey: np.ndarray | None = None
+        self._key_model = ""
         self._since_key = 0
 
     def reset(self) -> None:
         """Forget the past: a new stream or a scene cut."""
-        self.state = self.matter.initial_state()
+        self.state = self.matters[self._stream].initial_state()
         self.smoother.reset()
         self.finisher.reset()
 
@@ -93,29 +100,29 @@ class Engine:
         start = time.perf_counter()
         image = frame.image
         level = self.governor.level if self.governor is not None else None
-        asked = level.size if level is not None else None
-        small = resize_to(image, self.matter.input_size(image.shape[1], image.shape[0], asked),
-                          self.matter.antialias)
+        matter = self.matters[level.model] if level is not None else self.matter
+        small = resize_to(image, matter.input_size(image.shape[1], image.shape[0], level and level.size),
+                          matter.antialias)
         # Both guides are made here, beside the running model, not on its thread.
-        full_guide = guide(image) if self.matter.guided else None
+        full_guide = guide(image) if matter.guided else None
         flow = model_input = None
-        if level is not None and not self._is_keyframe(frame, grey := grey_of(small), level.stride):
+        if level is not None and not self._is_keyframe(frame, grey := grey_of(small), level):
             flow = self._motion.flow(grey, self._key_grey)
             if not explains(flow, grey, self._key_grey):  # motion the flow cannot follow: the model runs
                 self._key_grey, self._since_key, flow = grey, 0, None
         if flow is None:
-            model_input = self.matter.prepare(pad_to(small, self.matter.min_side))
+            model_input = matter.prepare(pad_to(small, matter.min_side))
         done = time.perf_counter()
-        return Prepared(frame, model_input, guide(small), full_guide, (done - start) * 1e3, done, flow, asked)
+        return Prepared(frame, model_input, guide(small), full_guide, (done - start) * 1e3, done, flow, level)
 
-    def _is_keyframe(self, frame: Frame, grey: np.ndarray, stride: int) -> bool:
+    def _is_keyframe(self, frame: Frame, grey: np.ndarray, level: Level) -> bool:
         """Whether this frame gets a model call: every ``stride``-th frame, and any that cannot
-        reuse the last keyframe's result (a restart, a new size, a scene cut)."""
+        reuse the last keyframe's result (a restart, a new size or model, a scene cut)."""
         key = self._key_grey
         self._since_key += 1
-        if (frame.restart or key is None or key.shape != grey.shape or self._since_key >= stride
-                or cv2.absdiff(grey, key).mean() > 255 * self.cut_threshold):
-            self._key_grey, self._since_key = grey, 0
+        if (frame.restart or key is None or key.shape != grey.shape or level.model != self._key_model
+                or self._since_key >= level.stride or cv2.absdiff(grey, key).mean() > 255 * self.cut_threshold):
+            self._key_grey, self._key_model, self._since_key = grey, level.model, 0
             return True
         return False
 
@@ -123,14 +130,17 @@ class Engine:
         if not prepared.keyframe:
             return self._reuse(prepared)
         t0 = time.perf_counter()
-        # A restarted source or a new input size starts a new stream: RVM's recurrent state has
-        # the old size's shape (OpenVINO refuses it) and the smoother's past is another picture.
-        new_stream = prepared.frame.restart or prepared.guide.shape != self._input_shape
-        self._input_shape = prepared.guide.shape
+        model = prepared.level.model if prepared.level is not None else ""
+        matter = self.matters[model]
+        # A restarted source, a new input size or another model starts a new stream: RVM's
+        # recurrent state has the old size's shape (OpenVINO refuses it) and the smoother's
+        # past is another picture, or another model's planes.
+        new_stream = prepared.frame.restart or prepared.guide.shape != self._input_shape or model != self._stream
+        self._input_shape, self._stream = prepared.guide.shape, model
         if new_stream or self.smoother.is_cut(prepared.guide):
             self.reset()
             self.smoother.is_cut(prepared.guide)  # remember this frame as the new stream's first
-        matte, self.state = self.matter.infer(prepared.model_input, self.state)
+        matte, self.state = matter.infer(prepared.model_input, self.state)
         if isinstance(matte, GuidedMatte) and not self.finisher.settings.wants_colour:
             matte = GuidedMatte(matte.a, matte.b)  # colour coefficients nobody uses: not smoothed
         matte = crop(matte, *prepared.guide.shape)
@@ -152,18 +162,20 @@ class Engine:
             smoothed = self.smoother.apply(np.clip(matte, 0.0, 1.0))
             self._key_planes = smoothed[None]
         t2 = time.perf_counter()
-        full = self.matter.finish(smoothed, prepared.frame.image, prepared.full_guide, self.refine)
+        full = matter.finish(smoothed, prepared.frame.image, prepared.full_guide, self.refine)
         t3 = time.perf_counter()
         timings = {**_waits(prepared, t0), "model": (t1 - t0) * 1e3, "smoothing": (t2 - t1) * 1e3,
                    "refine": (t3 - t2) * 1e3}
-        alpha, colours = self.finisher.apply(prepared.frame.image, full, smoothed, timings)
+        alpha, colours = self.finisher.apply(prepared.frame.image, full, smoothed, timings,
+                                             segmentation=matter.segmentation)
         return Matted(prepared.frame, alpha, timings, colours)
 
     def _reuse(self, prepared: Prepared) -> Matted:
         """A frame without a model call: the keyframe's result moved to it, finished on its picture."""
         t0 = time.perf_counter()
+        matter = self.matters[self._stream]  # the keyframe's: a change of model is a keyframe
         planes = warp(self._key_planes, prepared.flow)
-        if self.matter.guided:
+        if matter.guided:
             matte = _guided(planes)
             # The smoother's next comparison is with this frame's result, in this frame's place.
             self.smoother.remember(np.concatenate([(matte.a * prepared.guide + matte.b)[None], planes]))
@@ -171,36 +183,93 @@ class Engine:
             matte = planes[0]
             self.smoother.remember(matte)
         t1 = time.perf_counter()
-        full = self.matter.finish(matte, prepared.frame.image, prepared.full_guide, self.refine)
+        full = matter.finish(matte, prepared.frame.image, prepared.full_guide, self.refine)
         t2 = time.perf_counter()
         timings = {**_waits(prepared, t0), "reuse": (t1 - t0) * 1e3, "refine": (t2 - t1) * 1e3}
-        alpha, colours = self.finisher.apply(prepared.frame.image, full, matte, timings)
+        alpha, colours = self.finisher.apply(prepared.frame.image, full, matte, timings,
+                                             segmentation=matter.segmentation)
         return Matted(prepared.frame, alpha, timings, colours, reused=True)
 
-    def warm_up(self, width: int, height: int, runs: int = 3) -> float:
-        """Run the model on blank frames of the stream's size, at every size the governor may
-        ask for, then forget them; -> seconds spent. Call before the threads start.
+    def warm_up(self, width: int, height: int, runs: int = 3, composite=None) -> float:
+        """Run the model on blank frames of the stream's size, at every size and model the
+        governor may ask for, then forget them; -> seconds spent. Call before the threads start.
 
         The first calls for a new input shape are several times slower (kernel
         selection, memory plans); a live source that is already playing would
         drop its first frames while they run.
+
+        With a governor, the last call's costs at each level, the rest of a frame's work and
+        ``composite(image, alpha)`` (the output's, when given) calibrate its start
+        (:meth:`Governor.calibrate`).
         """
         start = time.perf_counter()
         blank = np.full((height, width, 3), 128, np.uint8)
-        sizes = sorted({level.size for level in self.governor.levels}) if self.governor is not None else [None]
-        for size in sizes:
-            small = resize_to(blank, self.matter.input_size(width, height, size))
-            model_input = self.matter.prepare(pad_to(small, self.matter.min_side))
+        levels = ([None] if self.governor is None else
+                  list(dict.fromkeys(Level(level.size, 1, level.model) for level in self.governor.levels)))
+        costs: dict[Level, tuple[float, float]] = {}
+        for level in levels:
+            matter = self.matters[level.model] if level is not None else self.matter
+            small = resize_to(blank, matter.input_size(width, height, level and level.size))
+            model_input = matter.prepare(pad_to(small, matter.min_side))
             for _ in range(runs):
-                self.matter.infer(model_input, self.matter.initial_state())
-        self.process(Frame(-1, blank, 0.0, time.perf_counter()))  # the finish, smoothing and the rest
+                wall, cpu = time.perf_counter(), time.process_time()
+                matter.infer(model_input, matter.initial_state())
+                costs[level] = ((time.perf_counter() - wall) * 1e3, (time.process_time() - cpu) * 1e3)
+        # The finish, smoothing and the rest, at the top level, then the output's share: the
+        # second of two frames (the first pays for first calls, ~100 ms more on one core), of
+        # a person, whose matte is soft only at her edge (a blank frame's is soft all over,
+        # and its foreground colours cost twice a real frame's).
+        person = _warm_up_picture(width, height)
+        for _ in range(2):
+            wall, cpu = time.perf_counter(), time.process_time()
+            matted = self.process(Frame(-1, person, 0.0, time.perf_counter()))
+            rest_wall, rest_cpu = (time.perf_counter() - wall) * 1e3, (time.process_time() - cpu) * 1e3
+            if composite is not None:
+                before = time.process_time()
+                composite(person, matted.alpha)
+                rest_cpu += (time.process_time() - before) * 1e3
         self.reset()
-        self._key_grey, self._since_key = None, 0
+        self._key_grey, self._key_model, self._since_key = None, "", 0
+        if self.governor is not None:
+            top = costs[levels[0]]
+            self.governor.calibrate(costs, (max(0.0, rest_wall - top[0]), max(0.0, rest_cpu - top[1])))
         return time.perf_counter() - start
 
     def process(self, frame: Frame) -> Matted:
         """Both steps on the calling thread (stills, tests, the serial baseline)."""
         return self.infer(self.prepare(frame))
+
+
+def live_engine(config, matter: Matter, source, compositor, *, governed: bool,
+                fallback: Matter | None = None) -> Engine:
+    """The engine of a live run (``livematte live``, ``bench --realtime``) of ``source`` (``width``,
+    ``height``, ``fps``) on ``matter`` under ``config`` (a :class:`livematte.config.Config`),
+    warmed up; ``governed``: with the live governor (its last rung ``fallback``), calibrated
+    on this machine with ``compositor``'s cost."""
+    from .governor import for_live
+
+    governor = for_live(config.live, matter, source, fallback) if governed else None
+    engine = Engine(matter, config.smoothing, config.refine.mode, config.composite, governor,
+                    fallback if governed else None)
+    seconds = engine.warm_up(source.width, source.height, composite=compositor.composite)
+    log.debug("model warm-up %.2f s", seconds)
+    if governor is not None:
+        log.info("adaptive: starting at %s (%s)", governor.level, governor.timeline[0].reason)
+    return engine
+
+
+def _warm_up_picture(width: int, height: int) -> np.ndarray:
+    """``uint8 [height, width, 3]`` BGR: livematte's sample portrait standing at the bottom centre
+    of a plain wall, nine tenths of the frame's height."""
+    from .demo import sample_portrait
+
+    picture = np.full((height, width, 3), (170, 180, 190), np.uint8)
+    portrait = sample_portrait()
+    scale = min(0.9 * height / portrait.shape[0], width / portrait.shape[1])
+    w, h = max(1, round(portrait.shape[1] * scale)), max(1, round(portrait.shape[0] * scale))
+    x, y = (width - w) // 2, height - h
+    picture[y:, x:x + w] = cv2.resize(portrait, (w, h), interpolation=cv2.INTER_AREA)
+    return picture
 
 
 def _waits(prepared: Prepared, infer_start: float) -> dict[str, float]:

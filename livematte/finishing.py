@@ -16,6 +16,7 @@ own colours at the edge, and spill. Settings are the config's ``[composite]`` se
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -102,12 +103,16 @@ class Finisher:
                 part.reset()
 
     def apply(self, frame_bgr: np.ndarray, alpha: np.ndarray, matte: np.ndarray | GuidedMatte,
-              timings: dict[str, float]) -> tuple[np.ndarray, np.ndarray | None]:
+              timings: dict[str, float], segmentation: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
         """frame_bgr ``uint8 [H, W, 3]``, alpha ``float32 [H, W]`` (the model's, finished), ``matte``
         (what the model gave, smoothed: colour coefficients for ``auto``) -> (the alpha to composite,
         ``float32 [H, W]`` in [0, 1]; the foreground colours, ``uint8 [H, W, 3]`` BGR, or None for the
-        frame's own). Adds ``subject``, ``edges``, ``foreground`` and ``despill`` ms to ``timings``."""
+        frame's own). ``segmentation``: the matte is a segmentation's (``Matter.segmentation``), whose
+        soft band holds no mixed colours: ``auto`` keeps the frame's own. Adds ``subject``,
+        ``edges``, ``foreground`` and ``despill`` ms to ``timings``."""
         settings = self.settings
+        if segmentation and settings.foreground == "auto":
+            settings = dataclasses.replace(settings, foreground="off")
         start = time.perf_counter()
         if self._subject is not None:
             alpha = self._subject.apply(alpha)

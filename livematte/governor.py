@@ -2,8 +2,13 @@
 
 A :class:`Level` is the network's input size and how often the model runs (``stride``: one
 model call every ``stride`` frames; the frames between reuse the last result, moved with
-the picture's motion, see :mod:`livematte.motion`). :func:`ladder` orders the levels from
-the preset's (the top) down, each cheaper than the one above.
+the picture's motion, see :mod:`livematte.motion`), and which model: the configured one, or
+a fast fallback (Selfie Segmentation) as the last rung. :func:`ladder` orders the levels
+from the preset's (the top) down, each cheaper than the one above.
+
+The run starts at the highest level that the warm-up's measured costs predict will fit
+(:meth:`Governor.calibrate`), not at the top: on a slow machine the top level drops most
+frames, and walking down from it takes seconds of late, dropped frames.
 
 :class:`Governor` is fed a :class:`Sample` of the run's counters (frames in, dropped, the
 infer thread's busy time, process CPU, latency) about every ``WINDOW_S`` and by the infer
@@ -43,26 +48,33 @@ BUSY_DOWN, BUSY_UP = 0.92, 0.72  # of the infer thread's time
 DROPS_DOWN = 0.03  # of the frames in
 LATENCY_UP = 0.8  # of the latency target
 CPU_UP = 0.9  # of --max-cpu, and of the cores there are
+# The start: the highest level whose warm-up costs use at most this much of the budget.
+# Lower than the step-up thresholds: decoding and the run's threads contending for the
+# cores are not in the warm-up's figures.
+START_SHARE = 0.7
 
 
 @dataclass(frozen=True, order=True)
 class Level:
-    """size: the network's input, longest side in px; stride: frames per model call (1 = every frame)."""
+    """size: the network's input, longest side in px; stride: frames per model call (1 = every
+    frame); model: the backend's name for a fallback rung, "" for the configured model."""
 
     size: int
     stride: int
+    model: str = ""
 
     def __str__(self) -> str:
-        return f"{self.size}px every {'frame' if self.stride == 1 else f'{self.stride} frames'}"
+        every = "frame" if self.stride == 1 else f"{self.stride} frames"
+        return f"{self.model + ' ' if self.model else ''}{self.size}px every {every}"
 
 
-def ladder(top_size: int, min_size: int = MIN_LADDER_SIZE) -> list[Level]:
+def ladder(top_size: int, min_size: int = MIN_LADDER_SIZE, fallback: Level | None = None) -> list[Level]:
     """The levels from the preset's (``top_size``, every frame) down, each cheaper than the last.
 
     Reuse comes first: on the ground-truth clips one model call every second frame with
     motion-compensated reuse lost less (MAD 4.87 -> 5.46) than a smaller network on every
     frame (384 -> 256 px: 6.81). Then the network shrinks (0.75x, 0.5x) at stride 2, then
-    the stride grows at the smallest size.
+    the stride grows at the smallest size. ``fallback``, a faster model's level, comes last.
     """
     sizes = [top_size]
     for factor in (0.75, 0.5):
@@ -71,7 +83,7 @@ def ladder(top_size: int, min_size: int = MIN_LADDER_SIZE) -> list[Level]:
             sizes.append(size)
     levels = [Level(top_size, 1)] + [Level(size, 2) for size in sizes]
     levels += [Level(sizes[-1], stride) for stride in (3, 4)]
-    return levels
+    return levels + ([fallback] if fallback is not None else [])
 
 
 @dataclass(frozen=True)
@@ -127,9 +139,13 @@ class Governor:
         self._headroom_since: float | None = None
         self._up_hold = {i: UP_HOLD_S for i in range(len(levels))}
         self._last_up: tuple[float, int] | None = None  # (time, index stepped up to)
-        # Per-frame costs on the infer thread, ms: model calls by size, reused frames.
-        self._model_ms: dict[int, float] = {}
-        self._reuse_ms: float | None = None
+        # Model calls' costs: each (model, size)'s ms at the machine's speed when it was first
+        # seen (the warm-up's, or the run's), times ``_slowdown``, the recent calls' ratio to
+        # theirs. One factor for all: a hog that slows the level running now slows the others
+        # too, and a level left while the machine was slow is not priced slow for ever after.
+        self._model_ms: dict[tuple[str, int], float] = {}
+        self._slowdown = 1.0
+        self._reuse_ms: float | None = None  # a reused frame's, on the infer thread
         self._window: dict[str, float] = {}  # the last window's figures, for the stats
 
     def begin(self, now: float) -> None:
@@ -144,27 +160,68 @@ class Governor:
         with self._lock:
             return self.levels[self._index]
 
-    def frame_cost(self, ms: float, *, model: bool, size: int) -> None:
-        """One frame's time on the infer thread: a model call at ``size``, or a reused result."""
+    def calibrate(self, model_ms: dict[Level, tuple[float, float]], frame_ms: tuple[float, float],
+                  now: float | None = None) -> Level:
+        """Start at the highest level the warm-up's costs predict will fit; -> that level.
+
+        model_ms: per level (stride ignored), one model call's (wall, CPU) ms, as the run's
+        threads would make it. frame_ms: the (infer thread's wall, whole process's CPU) ms
+        per frame of the rest: preparing, finishing, compositing. A level fits when its infer
+        thread's ms per frame and its CPU per frame both stay within ``START_SHARE`` of the
+        frame period, the CPU's scaled by the cores or the ``max_cpu`` budget. The lowest
+        level is taken when none fits.
+        """
+        with self._lock:
+            for level, (wall, _) in model_ms.items():
+                self._model_ms[(level.model, level.size)] = wall
+            self._slowdown = 1.0
+            cores = min(self.cores, self.max_cpu / 100.0) if self.max_cpu else self.cores
+            budget_ms = START_SHARE * self.period_s * 1e3
+            index = len(self.levels) - 1
+            for i, level in enumerate(self.levels):
+                wall, cpu = model_ms.get(Level(level.size, 1, level.model), (None, None))
+                if wall is None:
+                    continue
+                infer = wall / level.stride + frame_ms[0]
+                process = cpu / level.stride + frame_ms[1]
+                if infer <= budget_ms and process <= budget_ms * cores:
+                    index = i
+                    break
+            self._index = index
+            reason = (f"calibrated: {model_ms_text(model_ms)}; the rest {frame_ms[0]:.0f} ms a frame, "
+                      f"CPU {frame_ms[1]:.0f} ms")
+            self.timeline = [Change(0.0, self.levels[index], reason)]
+            if now is not None:
+                self._start = now
+            return self.levels[index]
+
+    def frame_cost(self, ms: float, *, model: bool, level: Level) -> None:
+        """One frame's time on the infer thread: a model call at ``level``, or a reused result."""
         with self._lock:
             if model:
-                past = self._model_ms.get(size)
-                self._model_ms[size] = ms if past is None else 0.8 * past + 0.2 * ms
+                key = (level.model, level.size)
+                if key in self._model_ms:
+                    self._slowdown = 0.8 * self._slowdown + 0.2 * ms / self._model_ms[key]
+                else:
+                    self._model_ms[key] = ms / self._slowdown
             else:
                 self._reuse_ms = ms if self._reuse_ms is None else 0.8 * self._reuse_ms + 0.2 * ms
 
-    def _model_cost(self, size: int) -> float | None:
-        if size in self._model_ms:
-            return self._model_ms[size]
-        if not self._model_ms:
+    def _model_cost(self, level: Level) -> float | None:
+        """One model call's ms at ``level`` now: measured, or scaled by area from the nearest size
+        measured for the same model; None before any."""
+        if (level.model, level.size) in self._model_ms:
+            return self._model_ms[(level.model, level.size)] * self._slowdown
+        seen = [size for model, size in self._model_ms if model == level.model]
+        if not seen:
             return None
-        seen = min(self._model_ms, key=lambda s: abs(s - size))
-        return self._model_ms[seen] * (size / seen) ** 2
+        nearest = min(seen, key=lambda s: abs(s - level.size))
+        return self._model_ms[(level.model, nearest)] * (level.size / nearest) ** 2 * self._slowdown
 
     def _cost_ms(self, level: Level) -> float | None:
         """Predicted infer-thread ms per frame at ``level``: measured costs, model sizes not yet
         seen scaled from the nearest seen one by area; None before any measurement."""
-        model = self._model_cost(level.size)
+        model = self._model_cost(level)
         if model is None:
             return None
         reuse = self._reuse_ms if self._reuse_ms is not None else 0.1 * model
@@ -227,8 +284,8 @@ class Governor:
         if cpu_above > CPU_UP * 100.0 * self.cores or (self.max_cpu and cpu_above > CPU_UP * self.max_cpu):
             return False
         if latency is not None:
-            model_here = self._model_cost(self.levels[self._index].size) or 0.0
-            model_above = self._model_cost(self.levels[self._index - 1].size) or 0.0
+            model_here = self._model_cost(self.levels[self._index]) or 0.0
+            model_above = self._model_cost(self.levels[self._index - 1]) or 0.0
             if latency + model_above - model_here > LATENCY_UP * self.latency_ms:
                 return False
         return True
@@ -254,18 +311,28 @@ class Governor:
         """For ``--stats-json``: the level now, the last window's figures and every change."""
         with self._lock:
             level = self.levels[self._index]
-            return {"level": {"size": level.size, "stride": level.stride},
-                    "window": dict(self._window),
-                    "timeline": [{"t": c.time, "size": c.level.size, "stride": c.level.stride, "reason": c.reason}
-                                 for c in self.timeline]}
+            return {"level": _level_json(level), "window": dict(self._window),
+                    "timeline": [{"t": c.time, **_level_json(c.level), "reason": c.reason} for c in self.timeline]}
 
 
-def for_live(settings: LiveSettings, matter, source) -> Governor:
+def _level_json(level: Level) -> dict:
+    return {"size": level.size, "stride": level.stride, **({"model": level.model} if level.model else {})}
+
+
+def model_ms_text(model_ms: dict[Level, tuple[float, float]]) -> str:
+    """``{Level: (wall, cpu)}`` -> "model 384px 61 ms, 288px 35 ms, ..." for the log and timeline."""
+    return "model " + ", ".join(f"{level.model + ' ' if level.model else ''}{level.size}px {wall:.0f} ms"
+                                for level, (wall, _) in model_ms.items())
+
+
+def for_live(settings: LiveSettings, matter, source, fallback=None) -> Governor:
     """The governor of a live run of ``source`` (``width``, ``height``, ``fps``) on ``matter``: its
-    ladder starts at the size the model would take the source's frames at."""
+    ladder starts at the size the model would take the source's frames at; ``fallback``, a
+    faster model, is its last rung."""
     cores = available_cores()
     top = max(matter.input_size(source.width, source.height))
-    governor = Governor(ladder(top), 1.0 / source.fps, latency_ms=settings.latency_ms,
+    last = None if fallback is None else Level(max(fallback.input_size(source.width, source.height)), 1, fallback.name)
+    governor = Governor(ladder(top, fallback=last), 1.0 / source.fps, latency_ms=settings.latency_ms,
                         max_cpu=settings.cpu_budget(cores), cores=cores, start=time.perf_counter())
     budget = f"{governor.max_cpu:.0f}% CPU" if governor.max_cpu else "no CPU budget"
     log.info("adaptive: from %s down to %s, %s on %d core(s)", governor.levels[0], governor.levels[-1], budget, cores)

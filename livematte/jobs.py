@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
@@ -13,9 +16,8 @@ from . import models
 from .capture import FileSource, open_source
 from .compositor import Compositor, parse_background
 from .config import Config
-from .engine import Engine
+from .engine import Engine, live_engine
 from .errors import LivematteError
-from .governor import for_live
 from .media.reading import VIDEO_SUFFIXES
 from .media.writing import ALPHA_KINDS, output_kind
 from .outpaths import check_outputs, unique_stems
@@ -24,6 +26,7 @@ from .run import run
 from .sinks import NullSink
 from .stats import Stats
 from .watcher import BackgroundWatcher
+from .workers import available_cores
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,11 @@ class LiveJob:
     watch_background: Path | None = None
     max_frames: int | None = None
     stats_every: float = 5.0
+    web: str | None = None  # [HOST:]PORT of the web page (livematte.web); None: no page
+    web_token: str | None = None  # the page's token; None: a random one
+
+
+DEFAULT_WEB = "127.0.0.1:8750"  # --sink web without --web
 
 
 def _alpha_writer(stack: contextlib.ExitStack, path: Path | None, width: int, height: int, rate: Fraction):
@@ -68,6 +76,14 @@ def check_live_job(job: LiveJob) -> None:
         output_kind(job.output)  # a known extension, or a folder for PNGs
     elif job.output is not None:
         raise LivematteError(f"-o is the file for --sink file, but the sink is {job.sink}")
+    if job.web_token is not None and job.web is None and job.sink != "web":
+        raise LivematteError("--web-token is the web page's token; it needs --web [HOST:]PORT")
+    if job.web is not None or job.sink == "web":
+        from .web.server import check_token, parse_address
+
+        parse_address(job.web or DEFAULT_WEB)
+        if job.web_token is not None:
+            check_token(job.web_token)
     if job.realtime and job.source is None:
         raise LivematteError("--realtime plays a --source file like a camera; it needs --source PATH")
     if job.loop and job.source is None:
@@ -81,7 +97,7 @@ def check_live_job(job: LiveJob) -> None:
 
 
 def _open_sink(job: LiveJob, source, fps: float):
-    if job.sink == "null":
+    if job.sink in ("null", "web"):  # web: the page is the only output
         return NullSink()
     if job.sink == "vcam":
         from .sinks.vcam import VirtualCameraSink
@@ -97,7 +113,7 @@ def _open_sink(job: LiveJob, source, fps: float):
         return FileSink(job.output, source.width, source.height, Fraction(fps).limit_denominator(1001),
                         audio=getattr(source, "audio", None), crf=job.config.output.crf,
                         preset=job.config.output.encoder_preset)
-    raise LivematteError(f"unknown sink {job.sink!r}, expected vcam, preview, file or null")
+    raise LivematteError(f"unknown sink {job.sink!r}, expected vcam, preview, file, null or web")
 
 
 def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threading.Event | None = None) -> Stats:
@@ -125,15 +141,18 @@ def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threadi
         # The sink before the model: a missing virtual camera is reported at once.
         sink = stack.enter_context(_open_sink(job, source, out_fps))
         _check_alpha_support(compositor, sink)
+        # A file played flat out has no rate to hold: every frame gets the model, as offline.
+        governed = config.live.adapt and source.live
+        model_settings = live_model(config) if governed else config.model
         if matter is None:
-            matter = models.load(config.model)
+            matter = models.load(model_settings)
             stack.callback(matter.close)
         _warn_unused_refine(config, matter)
-        # A file played flat out has no rate to hold: every frame gets the model, as offline.
-        governor = for_live(config.live, matter, source) if config.live.adapt and source.live else None
-        stats.governor = governor
-        engine = Engine(matter, config.smoothing, config.refine.mode, config.composite, governor)
-        log.debug("model warm-up %.2f s", engine.warm_up(source.width, source.height))
+        fallback = models.load_fallback(config.live.fallback, model_settings, matter) if governed else None
+        if fallback is not None:
+            stack.callback(fallback.close)
+        engine = live_engine(config, matter, source, compositor, governed=governed, fallback=fallback)
+        stats.governor = engine.governor
         if job.sink == "preview":
             sink.on_key = _background_cycler(compositor, config.output.background)
         alpha_writer = _alpha_writer(stack, job.alpha_out, source.width, source.height,
@@ -141,17 +160,68 @@ def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threadi
         if job.watch_background is not None:
             stack.enter_context(BackgroundWatcher(job.watch_background, compositor))
         background = f"from {job.watch_background}" if job.watch_background else compositor.background.spec
+        control = _serve_web(stack, job, config, compositor, source, stats, matter, governed, fallback)
         log.info("live: %s %dx%d at %.3g fps -> %s, preset %s, background %s", source.name, source.width,
                  source.height, source.fps, job.sink, config.preset, background)
         # The run sets ``stop`` before it joins its threads: a camera waiting out an outage
         # only looks at that.
         run(source, engine, compositor, sink, live=source.live, paced=source.live, out_fps=out_fps,
             max_frames=job.max_frames, alpha_writer=alpha_writer, stop=stop, stats=stats,
-            stats_every=job.stats_every, audio_ends_with_video=True)
+            stats_every=job.stats_every, audio_ends_with_video=True, control=control)
     log.info("done: %s", stats.line())
     if job.stats_json is not None:
         stats.write_json(job.stats_json)
     return stats
+
+
+def live_model(config: Config):
+    """The model's settings for a governed live run: its threads within the CPU budget."""
+    threads = config.live.model_threads(config.model.threads, available_cores())
+    if threads != config.model.threads:
+        log.info("model threads %d -> %d: the CPU budget is %.0f%%", config.model.threads, threads,
+                 config.live.cpu_budget(available_cores()))
+    return dataclasses.replace(config.model, threads=threads)
+
+
+class _Sized:
+    """``matter`` fed at another longest side, ``size`` px (0: the backend's default), without reloading it."""
+
+    def __init__(self, matter, size: int):
+        self._matter = matter
+        self._size = size or getattr(matter, "DEFAULT_SIZE", 0)
+
+    def __getattr__(self, name):
+        return getattr(self._matter, name)
+
+    def input_size(self, width: int, height: int, size: int | None = None) -> tuple[int, int]:
+        return self._matter.input_size(width, height, self._size if size is None else size)
+
+
+def _serve_web(stack: contextlib.ExitStack, job: LiveJob, config: Config, compositor: Compositor, source,
+               stats: Stats, matter, governed: bool, fallback):
+    """With ``--web`` (or ``--sink web``): the page's server, entered on ``stack``, its two addresses
+    printed; -> the run's control, or None without a page. The control builds an engine for a new
+    preset or model size as the run built its first, on the same models."""
+    if job.web is None and job.sink != "web":
+        return None
+    from .web.control import LiveControl
+    from .web.server import WebServer, parse_address
+
+    uploads = Path(tempfile.mkdtemp(prefix="livematte-web-"))
+    stack.callback(shutil.rmtree, uploads, ignore_errors=True)
+
+    def build_engine(tuned: Config) -> Engine:
+        sized = _Sized(matter, tuned.model.size_for(matter.name))
+        engine = live_engine(tuned, sized, source, compositor, governed=governed, fallback=fallback)
+        stats.governor = engine.governor
+        return engine
+
+    control = LiveControl(config, compositor, matter.name, uploads=uploads, build_engine=build_engine)
+    host, port = parse_address(job.web or DEFAULT_WEB)
+    server = stack.enter_context(WebServer(control, stats, host=host, port=port, token=job.web_token))
+    for name, url in server.urls().items():
+        print(f"{name}: {url}", flush=True)
+    return control
 
 
 def _warn_unused_refine(config: Config, matter) -> None:

@@ -15,6 +15,7 @@ import logging
 import queue
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -37,6 +38,10 @@ class Outputs:
     # The last frame sent, for repeats: (picture, its matte as uint8, the source pts it shows).
     last: tuple[np.ndarray, np.ndarray, float] | None = None
     last_out_pts: float | None = None  # the sink's stamp of the latest frame sent
+    # Called with each fresh picture sent and its Matted, on this thread, after the sink (the web
+    # page's newest-frame slot): it must only hand references over, never wait.
+    tap: Callable[[np.ndarray, Matted], None] | None = None
+    clock_offset: float | None = None  # paced output: pts = perf_counter() - clock_offset, kept across pipelines
 
     def emit(self, matted: Matted, stats: Stats, pts: float | None = None) -> None:
         """Composite and send one frame; ``pts`` (default: the frame's own) stamps it in the sink."""
@@ -56,6 +61,8 @@ class Outputs:
             stats.stage("alpha_out", (time.perf_counter() - sent) * 1e3)
         self.last = (picture, alpha, matted.frame.pts)
         stats.output(matted.frame.captured_at, reused=matted.reused)
+        if self.tap is not None:
+            self.tap(picture, matted)
 
     def repeat(self, stats: Stats, pts: float) -> None:
         """Send the last frame again, stamped ``pts``, when no new one is ready in time.
@@ -81,7 +88,8 @@ class Outputs:
 
 
 def output_loop(pipeline: Pipeline, outputs: Outputs, *, paced: bool, out_fps: float,
-                stats_every: float | None = None, progress=None) -> None:
+                stats_every: float | None = None, progress=None,
+                interrupt: Callable[[], bool] | None = None) -> None:
     """Every matted frame, in order, to ``outputs`` until the source ends, the sink quits or the
     pipeline's stop event is set (Ctrl-C in ``live``): then it returns normally, so that every
     output is finished and kept. A stage's error is raised here.
@@ -95,20 +103,20 @@ def output_loop(pipeline: Pipeline, outputs: Outputs, *, paced: bool, out_fps: f
 
     ``stats_every``: seconds between lines of running figures in the log (None: none).
     ``progress``: counts the frames sent (``update(1)``) and is closed at the end (``close()``).
+    ``interrupt``: asked between frames; True returns at once, as a quitting sink does.
     """
     stats, sink = pipeline.stats, outputs.sink
     period = 1.0 / out_fps
-    clock_offset: float | None = None  # output pts = perf_counter() - clock_offset
     deadline = time.perf_counter() + 10.0  # the first frame may wait for the model to warm up
     next_report = time.perf_counter() + stats_every if stats_every is not None else None
     try:
-        while not sink.wants_quit:
+        while not sink.wants_quit and not (interrupt is not None and interrupt()):
             timeout = max(0.0, deadline - time.perf_counter()) if paced else None
             try:
                 matted = pipeline.next(timeout)
             except queue.Empty:
-                if clock_offset is not None:
-                    outputs.repeat(stats, time.perf_counter() - clock_offset)
+                if outputs.clock_offset is not None:
+                    outputs.repeat(stats, time.perf_counter() - outputs.clock_offset)
                 deadline = time.perf_counter() + period
                 continue
             except Stopped:  # stopped by the caller; a stage's error would have been raised instead
@@ -116,9 +124,9 @@ def output_loop(pipeline: Pipeline, outputs: Outputs, *, paced: bool, out_fps: f
             if matted is END:
                 break
             if paced:
-                if clock_offset is None:
-                    clock_offset = time.perf_counter() - matted.frame.pts
-                outputs.emit(matted, stats, time.perf_counter() - clock_offset)
+                if outputs.clock_offset is None:
+                    outputs.clock_offset = time.perf_counter() - matted.frame.pts
+                outputs.emit(matted, stats, time.perf_counter() - outputs.clock_offset)
             else:
                 outputs.emit(matted, stats)
             if progress is not None:
@@ -130,6 +138,19 @@ def output_loop(pipeline: Pipeline, outputs: Outputs, *, paced: bool, out_fps: f
     finally:
         if progress is not None:
             progress.close()
+
+
+def hold(outputs: Outputs, stats: Stats, out_fps: float, until: Callable[[], bool]) -> None:
+    """Send the last frame again once a period of ``out_fps`` until ``until()`` or the sink quits:
+    a paced output (a virtual camera) keeps its rate while no pipeline runs (paused, or a new
+    engine warming up)."""
+    period = 1.0 / out_fps
+    next_at = time.perf_counter()
+    while not until() and not outputs.sink.wants_quit:
+        if outputs.clock_offset is not None:
+            outputs.repeat(stats, time.perf_counter() - outputs.clock_offset)
+        next_at += period
+        time.sleep(max(0.0, next_at - time.perf_counter()))
 
 
 def progress_bar(total: int | None, label: str, quiet: bool = False):

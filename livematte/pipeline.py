@@ -130,7 +130,7 @@ class Pipeline:
             if governor is not None:
                 now = time.perf_counter()
                 busy_s += now - start
-                governor.frame_cost((now - start) * 1e3, model=prepared.keyframe, size=prepared.size)
+                governor.frame_cost((now - start) * 1e3, model=prepared.keyframe, level=prepared.level)
                 if now >= next_sample:
                     next_sample = now + WINDOW_S / 2
                     change = governor.update(Sample(now, self.stats.frames_in, self.stats.dropped_total, busy_s,

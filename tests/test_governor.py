@@ -18,6 +18,8 @@ from livematte.governor import FAILED_WITHIN_S, Governor, Level, Sample, WINDOW_
 FPS = 30.0
 PERIOD = 1 / FPS
 REUSE_MS = 3.0
+FALLBACK_MS = 3.0  # one call of the fallback model (Selfie Segmentation), whatever the speed
+SELFIE = Level(256, 1, "selfie")
 FIXED_CPU = 25.0  # % of a core outside the infer thread: decode, composite
 
 
@@ -36,7 +38,9 @@ class Machine:
     cpu_s: float = 0.0
     log: list = field(default_factory=list)
 
-    def model_ms(self, size: int) -> float:
+    def model_ms(self, size: int, model: str = "") -> float:
+        if model:
+            return FALLBACK_MS / self.speed
         return self.top_ms * (size / 384) ** 2 / self.speed
 
     def run(self, governor: Governor, seconds: float, start: float) -> float:
@@ -45,13 +49,13 @@ class Machine:
         while now < start + seconds - 1e-9:
             level = governor.level
             noise = 1.0 + self.jitter * (2 * self.rng.random() - 1)
-            model, reuse = self.model_ms(level.size) * noise, REUSE_MS / self.speed * noise
+            model, reuse = self.model_ms(level.size, level.model) * noise, REUSE_MS / self.speed * noise
             per_frame_ms = (model + (level.stride - 1) * reuse) / level.stride
             frames = FPS * WINDOW_S
             done = min(frames, WINDOW_S * 1e3 / per_frame_ms)  # what the infer thread gets through
             for k in range(max(1, round(done))):
                 keyframe = k % level.stride == 0
-                governor.frame_cost(model if keyframe else reuse, model=keyframe, size=level.size)
+                governor.frame_cost(model if keyframe else reuse, model=keyframe, level=level)
             self.frames_in += round(frames)
             self.dropped += frames - done
             self.busy_s += done * per_frame_ms / 1e3
@@ -63,8 +67,8 @@ class Machine:
         return now
 
 
-def new_governor(**kwargs) -> Governor:
-    return Governor(ladder(384), PERIOD, **{"cores": 2, **kwargs})
+def new_governor(fallback: Level | None = None, **kwargs) -> Governor:
+    return Governor(ladder(384, fallback=fallback), PERIOD, **{"cores": 2, **kwargs})
 
 
 def test_the_ladder_starts_at_the_preset_and_every_step_is_cheaper():
@@ -194,6 +198,66 @@ def test_an_empty_ladder_is_refused(bad):
         Governor(bad, PERIOD)
 
 
+# --- the start, calibrated on the warm-up's costs; the fallback model ---------------------------
+
+def warm_up_costs(machine: Machine, levels: list[Level], cpu_per_wall: float = 1.0) -> dict:
+    """What the engine's warm-up measures: one model call's (wall, CPU) ms per level."""
+    return {Level(l.size, 1, l.model): (machine.model_ms(l.size, l.model),
+                                        cpu_per_wall * machine.model_ms(l.size, l.model)) for l in levels}
+
+
+def test_the_run_starts_at_the_highest_level_the_warm_up_predicts_fits():
+    # 384 px costs 30 ms a call, and the rest of a frame 5 ms: 35 ms is over 70 % of 33 ms,
+    # 15 + 5 at 384/2 is under it
+    governor, machine = new_governor(), Machine(top_ms=30)
+    start = governor.calibrate(warm_up_costs(machine, governor.levels), (5.0, 8.0))
+    assert start == Level(384, 2) == governor.level
+    assert [c.level for c in governor.timeline] == [Level(384, 2)] and "calibrated" in governor.timeline[0].reason
+    # And from there it holds: nothing dropped once it settles, no change needed
+    machine.run(governor, 10, 0.0)
+    assert governor.level in (Level(384, 2), Level(384, 1))
+
+
+def test_the_start_honours_the_cpu_budget_and_takes_the_lowest_level_when_nothing_fits():
+    machine = Machine(top_ms=30)
+    # Two model threads: each call's CPU is twice its wall time; a budget of half a core
+    budgeted = new_governor(max_cpu=50.0)
+    assert budgeted.calibrate(warm_up_costs(machine, budgeted.levels, cpu_per_wall=2.0), (5.0, 8.0)) < Level(384, 2)
+    hopeless = new_governor(fallback=SELFIE)
+    assert hopeless.calibrate(warm_up_costs(machine, hopeless.levels), (40.0, 40.0)) == SELFIE
+
+
+def test_the_ladder_ends_with_the_fallback_model():
+    assert ladder(384, fallback=SELFIE)[-1] == SELFIE and ladder(384, fallback=SELFIE)[:-1] == ladder(384)
+    assert str(SELFIE) == "selfie 256px every frame"
+
+
+def test_a_machine_too_slow_for_the_smallest_network_steps_down_to_the_fallback_and_back_up():
+    # A machine 8x slower than one that runs 384 px in 75 ms: 192 px every fourth frame costs
+    # 600/4/4 + 24 = 61 ms a frame there, the fallback 24 ms: only the fallback holds 30 fps
+    governor, machine = new_governor(fallback=SELFIE), Machine(top_ms=75, speed=0.125)
+    now = machine.run(governor, 30, 0.0)
+    assert governor.level == SELFIE, [str(c.level) for c in governor.timeline]
+    before = machine.dropped
+    now = machine.run(governor, 5, now)
+    assert machine.dropped - before < 1
+    # When it gets 8x faster (the hog that made it slow stops), the fallback's calls get cheaper,
+    # and the governor leaves it: the configured model's costs were priced at the slow speed
+    machine.speed = 1.0
+    machine.run(governor, 30, now)
+    assert governor.level.model == "" and governor.level.stride <= 2, governor.level
+    assert governor.snapshot()["timeline"][-1].get("model") is None
+
+
+def test_costs_are_kept_per_model():
+    governor = new_governor(fallback=SELFIE)
+    governor.frame_cost(80.0, model=True, level=Level(384, 1))
+    governor.frame_cost(3.0, model=True, level=SELFIE)
+    # 192 px is scaled from RVM's own 384 px call, not from the fallback's 256 px one
+    assert governor._model_cost(Level(192, 2)) == pytest.approx(20.0)
+    assert governor._model_cost(SELFIE) == 3.0
+
+
 # --- the settings --------------------------------------------------------------------------------
 
 def test_the_default_cpu_budget_leaves_one_core_to_other_programs():
@@ -228,3 +292,14 @@ def test_the_live_section_of_a_config_file_is_typed(tmp_path):
     bad.write_text('[live]\nmax_cpu = "lots"\n')
     with pytest.raises(LivematteError, match=r"bad.toml \[live\] max_cpu got 'lots', expected float"):
         config.load("live", bad)
+
+
+@pytest.mark.parametrize("max_cpu, cores, threads, expected", [
+    (None, 2, 2, 1),    # the default budget on two cores is one core: one model thread
+    (None, 1, 2, 2),    # no budget on one core (the runtime's threads are clamped to the cores elsewhere)
+    (150, 2, 2, 2), (100, 4, 4, 1), (0, 2, 2, 2), (250, 4, 0, 3),
+])
+def test_the_model_runs_on_no_more_threads_than_the_cpu_budgets_cores(max_cpu, cores, threads, expected):
+    from livematte.config import LiveSettings
+
+    assert LiveSettings(max_cpu=max_cpu).model_threads(threads, cores) == expected

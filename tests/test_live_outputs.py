@@ -22,7 +22,9 @@ def rvm(rvm_weights):
 
 
 def rvm_config(**output):
-    return livematte_config.load("live", overrides={"model": {"name": "rvm", "size": 160}, "output": output})
+    # No fallback model: a model slower than the camera must stay slow here, for the repeats
+    return livematte_config.load("live", overrides={"model": {"name": "rvm", "size": 160}, "live": {"fallback": ""},
+                                                    "output": output})
 
 
 def test_stats_count_fresh_and_repeated_frames_apart(clip45, rvm, tmp_path):

@@ -34,7 +34,7 @@ from livematte import config as livematte_config
 from livematte import models
 from livematte.capture import FileSource
 from livematte.compositor import blend
-from livematte.engine import Engine
+from livematte.engine import Engine, _warm_up_picture
 from livematte.data import Frame
 from livematte.jobs import LiveJob, run_live_job
 from livematte.models.base import GuidedMatte, ModelSettings
@@ -116,8 +116,9 @@ def rvm(rvm_weights):
 
 def live_config(adapt: bool = False):
     """The live preset on RVM over green; the governor off unless ``adapt``: these tests rebuild
-    the exact model history behind each matte (tests/test_governed_live.py covers it on)."""
-    return livematte_config.load("live", overrides={"model": {"name": "rvm"}, "live": {"adapt": adapt},
+    the exact model history behind each matte (tests/test_governed_live.py covers it on), on
+    RVM alone (no fallback model)."""
+    return livematte_config.load("live", overrides={"model": {"name": "rvm"}, "live": {"adapt": adapt, "fallback": ""},
                                                     "output": {"background": "color:#00ff00"}})
 
 
@@ -223,13 +224,15 @@ def replay(rvm, images: list[np.ndarray], inputs: list[np.ndarray],
     ``in_order``: the mattes of every frame in order, already computed that way."""
     config = live_config()
     prepared = [rvm.prepare(image) for image in images]
+    warm_up_person = rvm.prepare(_warm_up_picture(W, H))
     processed: list[int] = []
     for given in inputs:
         later = [k for k in range(processed[-1] + 1 if processed else 0, N)
                  if prepared[k].shape == given.shape and np.array_equal(prepared[k], given)]
         if not later:
-            assert not processed and np.all(given == given.flat[0]), "the model got a picture not in the clip"
-            continue  # the warm-up, before the stream
+            warm_up = np.all(given == given.flat[0]) or np.array_equal(given, warm_up_person)
+            assert not processed and warm_up, "the model got a picture not in the clip"
+            continue  # the warm-up (flat frames, then a person), before the stream
         processed.append(later[0])
     if processed == list(range(N)):
         return dict(enumerate(in_order))

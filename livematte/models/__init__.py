@@ -86,6 +86,24 @@ def choose(settings: ModelSettings) -> tuple[str, str]:
     raise LivematteError("no model can run here")  # unreachable: RVM takes anything
 
 
+def load_fallback(name: str, settings: ModelSettings, configured: Matter) -> Matter | None:
+    """The live governor's last rung, ``name`` (a faster model than ``configured``), on the same
+    threads; None when there is none, or it cannot load (a warning says why).
+
+    Its weights are fetched when missing, with at most 20 s allowed: a live start must not
+    wait minutes on a network that is not there.
+    """
+    if not name or name == configured.name:
+        return None
+    threads = min(settings.threads, available_cores()) if settings.threads else 0
+    try:
+        return BACKENDS[name](dataclasses.replace(settings, name=name, model_dir=None, runtime="auto", threads=threads,
+                                                  download_timeout=min(settings.download_timeout, 20.0)))
+    except LivematteError as e:
+        log.warning("live: no %s rung below %s (%s)", name, configured.name, e)
+        return None
+
+
 def load(settings: ModelSettings) -> Matter:
     """Build the backend ``settings.name`` names, logging which one and why."""
     if settings.name not in NAMES:
