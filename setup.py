@@ -50,6 +50,9 @@ BSHM = [
 # (fonttools, pillow, ...). Out of the core since the demo's portrait, the one other use, ships
 # with livematte (livematte/data/grace_hopper.jpg, 61 KB).
 PLOT = ["matplotlib>=3.11"]
+# `pip install "livematte[ray]"`: `livematte video --cluster`, a library of videos on a Ray cluster.
+# 240 MB (ray itself; its client part, grpcio, 19 MB more, joins a cluster as ray://HOST:PORT).
+RAY = ["ray[client]>=2.60"]
 
 setup(
     name="livematte",
@@ -65,12 +68,13 @@ setup(
     extras_require={
         "bshm": BSHM,
         "plot": PLOT,
+        "ray": RAY,
         # GPU builds (not tested here: no GPU). onnxruntime-gpu provides the same
         # `onnxruntime` module: uninstall the CPU `onnxruntime` after installing this extra.
         "gpu": ["tensorflow[and-cuda]>=2.21", "modelscope>=1.40", "onnxruntime-gpu>=1.31"],
-        # The tests build BSHM stand-in graphs with TensorFlow and draw bench plots; selenium drives
-        # the system's Chromium (Debian `chromium`, `chromium-driver`) for the web page's tests.
-        "test": ["pytest>=9.2", "hypothesis>=6.170", "selenium>=4.51", *BSHM, *PLOT],
+        # The tests build BSHM stand-in graphs with TensorFlow, draw bench plots and run a local Ray;
+        # selenium drives the system's Chromium (Debian `chromium`, `chromium-driver`) for the web page's tests.
+        "test": ["pytest>=9.2", "hypothesis>=6.170", "selenium>=4.51", *BSHM, *PLOT, *RAY],
     },
     entry_points={"console_scripts": ["livematte=livematte.cli:main"]},
 )

@@ -53,6 +53,14 @@ def model_size(text: str) -> int:
     return value
 
 
+def positive_float(text: str) -> float:
+    """More than 0."""
+    value = _number(text, float)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"got {value}, expected more than 0")
+    return value
+
+
 def count(text: str) -> int:
     """1 or more."""
     value = _number(text, int)
@@ -265,6 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--encoder-preset", default=None, metavar="NAME",
                        help=f"H.264 (and VP9) speed preset: {', '.join(X264_PRESETS)} (default veryfast)")
     video.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    cluster = video.add_argument_group("cluster (needs the ray extra: pip install \"livematte[ray]\")")
+    cluster.add_argument("--cluster", default=None, metavar="ray|auto|ray://HOST:PORT",
+                         help="matte on Ray, segment by segment: ray starts a local instance sized to this "
+                              "machine; auto joins the cluster RAY_ADDRESS names (or one `ray start` began "
+                              "here); ray://HOST:PORT joins through Ray Client. Same output as without it")
+    cluster.add_argument("--segment-seconds", type=positive_float, default=None, metavar="S",
+                         help="with --cluster: cut videos into segments of about S seconds, at keyframes "
+                              "where there are some (default 30)")
     add_pipeline_options(video, "offline")
     video.set_defaults(run=run_video)
 
@@ -370,7 +386,20 @@ def _signals_handled_by(handler):
 def run_video(args: argparse.Namespace) -> int:
     from .jobs import run_video_job
 
-    return 1 if run_video_job(video_job(args)).failed else 0
+    if args.cluster is None:
+        if args.segment_seconds is not None:
+            raise LivematteError("--segment-seconds cuts videos for --cluster; add --cluster ray (or auto, "
+                                 "ray://HOST:PORT)")
+        return 1 if run_video_job(video_job(args)).failed else 0
+    from .cluster import require_ray
+
+    require_ray()
+    from .cluster.driver import ClusterJob, run_cluster_job
+    from .cluster.plan import DEFAULT_SEGMENT_SECONDS
+
+    job = ClusterJob(video=video_job(args), address=args.cluster,
+                     segment_seconds=args.segment_seconds or DEFAULT_SEGMENT_SECONDS)
+    return 1 if run_cluster_job(job).failed else 0
 
 
 def video_job(args: argparse.Namespace):

@@ -359,7 +359,14 @@ def run_video_job(job: VideoJob) -> VideoResult:
 
 
 def process_video(job: VideoJob, matter, compositor: Compositor, source: FileSource, output: Path,
-                  alpha_out: Path | None) -> Stats:
+                  alpha_out: Path | None, *, keep_from: float | None = None, progress=None) -> Stats:
+    """Every frame of ``source`` through a fresh engine into ``output`` (and the matte into
+    ``alpha_out``); -> the run's figures.
+
+    keep_from: seconds; frames before it go through the model, so that its recurrent state and
+        the smoother are warm, but are not written (a cluster segment's pre-roll).
+    progress: what counts the frames matted (``update(n)``, ``close()``); default the progress line.
+    """
     from .sinks.file import FileSink
 
     config = job.config
@@ -372,10 +379,31 @@ def process_video(job: VideoJob, matter, compositor: Compositor, source: FileSou
                                             crf=config.output.crf, preset=config.output.encoder_preset, kind=job.format))
         _check_alpha_support(compositor, sink)
         alpha_writer = _alpha_writer(stack, alpha_out, info.width, info.height, info.rate)
-        total = min(filter(None, (info.frame_count, job.max_frames)), default=None)
+        if keep_from is not None:
+            sink, alpha_writer = _From(keep_from, sink), alpha_writer and _From(keep_from, alpha_writer)
+        if progress is None:
+            total = min(filter(None, (info.frame_count, job.max_frames)), default=None)
+            progress = progress_bar(total, Path(source.path).name, job.quiet)
         run(source, engine, compositor, sink, live=False, max_frames=job.max_frames, alpha_writer=alpha_writer,
-            stats=stats, progress=progress_bar(total, Path(source.path).name, job.quiet))
+            stats=stats, progress=progress)
     snap = stats.snapshot()
     log.info("%s -> %s: %d frames, %.1f fps", source.path, output, snap["composited"],
              snap["composited"] / max(snap["elapsed_s"], 1e-6))
     return stats
+
+
+class _From:
+    """A sink or matte writer that takes frames from ``start`` seconds on and drops earlier ones."""
+
+    def __init__(self, start: float, writer):
+        self.start, self.writer = start, writer
+        self.accepts_alpha = getattr(writer, "accepts_alpha", True)
+        self.wants_quit = False
+
+    def send(self, image, pts: float) -> None:
+        if pts >= self.start:
+            self.writer.send(image, pts)
+
+    def write(self, alpha, pts: float, **kwargs) -> None:
+        if pts >= self.start:
+            self.writer.write(alpha, pts, **kwargs)

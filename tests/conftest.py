@@ -75,3 +75,17 @@ def portrait() -> np.ndarray:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """One local Ray instance of 2 CPUs for the whole session (starting one takes seconds); the tests
+    that use it skip when the ``ray`` extra is not installed. ``--cluster`` runs in this process use
+    it as it is; a subprocess joins it through ``RAY_ADDRESS`` (the address is the fixture's value)."""
+    ray = pytest.importorskip("ray")
+    import logging
+
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()

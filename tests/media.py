@@ -24,12 +24,15 @@ def gradient(i: int, width: int = W, height: int = H) -> np.ndarray:
 
 def make_video(path: Path, *, n: int = N, width: int = W, height: int = H, pts: list[float] | None = None,
                audio: bool = True, video: bool = True, rotation: float | None = None,
-               codec: str = "libx264", picture=gradient) -> Path:
+               codec: str = "libx264", picture=gradient, gop: int | None = None) -> Path:
     """A real file (H.264, or ``codec`` e.g. ffv1 for odd sizes, plus a 440 Hz AAC track) written
-    with PyAV directly, not with livematte.media. ``picture(i, width, height)``: frame i, ``uint8`` BGR."""
+    with PyAV directly, not with livematte.media. ``picture(i, width, height)``: frame i, ``uint8`` BGR.
+    ``gop``: a keyframe every ``gop`` frames (H.264; default x264's own: the first frame only, here)."""
     container = av.open(str(path), "w")
     if video:
         options = {"preset": "ultrafast", "crf": "12", "threads": "1"} if codec == "libx264" else {}
+        if gop is not None:
+            options.update({"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"})
         stream = container.add_stream(codec, rate=FPS, options=options)
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p" if codec == "libx264" else "yuv444p"

@@ -101,9 +101,13 @@ class VideoReader:
 
     :meth:`frames` may run on another thread than :meth:`close`: closing waits for the
     packet being decoded, and the frames stop there.
+
+    ``start`` (seconds, on the stream's timeline): decoding begins at the keyframe at or before
+    it (a seek), not at the file's start; the frames before ``start`` from that keyframe on are
+    decoded and yielded too. A demuxer without an index may land later: compare the first pts.
     """
 
-    def __init__(self, path: PathLike, *, strict: bool = False, audio: bool = False):
+    def __init__(self, path: PathLike, *, strict: bool = False, audio: bool = False, start: float | None = None):
         self.path = str(path)
         self.strict = strict
         self.audio: AudioFeed | None = None
@@ -113,12 +117,12 @@ class VideoReader:
         self._lock = threading.Lock()
         self._container = open_input(self.path)
         try:
-            self._first, self.info = self._start(audio)
+            self._first, self.info = self._start(audio, start)
         except BaseException:
             self.close()
             raise
 
-    def _start(self, audio: bool) -> tuple[av.VideoFrame, VideoInfo]:
+    def _start(self, audio: bool, start: float | None) -> tuple[av.VideoFrame, VideoInfo]:
         container, name = self._container, self.path
         if not container.streams.video:
             what = "audio only, " if container.streams.audio else ""
@@ -133,6 +137,11 @@ class VideoReader:
         if audio and container.streams.audio:
             streams.append(container.streams.audio[0])
             self.audio = AudioFeed(name, streams[1], container.format.name, self._lock)
+        if start is not None and stream.time_base:
+            try:
+                container.seek(round(start / stream.time_base), stream=stream, backward=True)
+            except av.error.FFmpegError as e:
+                raise LivematteError(f"cannot seek to {start:.3f} s in {name}: {e.strerror or e}") from e
         self._decoded = self._demux(streams)
         try:
             with self._lock:
