@@ -107,9 +107,10 @@ class Engine:
         full_guide = guide(image) if matter.guided else None
         flow = model_input = None
         if level is not None and not self._is_keyframe(frame, grey := grey_of(small), level):
-            flow = self._motion.flow(grey, self._key_grey)
+            flow = self._motion.to_keyframe(grey)
             if not explains(flow, grey, self._key_grey):  # motion the flow cannot follow: the model runs
                 self._key_grey, self._since_key, flow = grey, 0, None
+                self._motion.keyframe(grey)
         if flow is None:
             model_input = matter.prepare(pad_to(small, matter.min_side))
         done = time.perf_counter()
@@ -123,6 +124,7 @@ class Engine:
         if (frame.restart or key is None or key.shape != grey.shape or level.model != self._key_model
                 or self._since_key >= level.stride or cv2.absdiff(grey, key).mean() > 255 * self.cut_threshold):
             self._key_grey, self._key_model, self._since_key = grey, level.model, 0
+            self._motion.keyframe(grey)
             return True
         return False
 

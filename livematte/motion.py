@@ -15,15 +15,38 @@ import numpy as np
 
 
 class MotionEstimator:
-    """Flow from a frame back to the last keyframe; owned by one thread (the prepare thread)."""
+    """Flow from each frame back to the last keyframe; owned by one thread (the prepare thread).
+
+    The flow is measured frame to frame and composed back to the keyframe: DIS (ultrafast)
+    follows a few px a frame closely but falls short of a displacement of several frames
+    (a person moving 8 px a frame, reused three frames from the keyframe, came out ~5 px behind).
+    """
 
     def __init__(self):
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        self._previous: np.ndarray | None = None  # the last frame's grey
+        self._previous_to_key: np.ndarray | None = None  # its flow to the keyframe; None: it is the keyframe
 
-    def flow(self, grey: np.ndarray, key_grey: np.ndarray) -> np.ndarray:
-        """``uint8 [h, w]`` frame and keyframe -> ``float32 [h, w, 2]``: for each pixel of the frame,
-        the (dx, dy) in px to where it was in the keyframe."""
-        return self._dis.calc(grey, key_grey, None)
+    def keyframe(self, grey: np.ndarray) -> None:
+        """``grey`` (``uint8 [h, w]``) is the new keyframe."""
+        self._previous, self._previous_to_key = grey, None
+
+    def to_keyframe(self, grey: np.ndarray) -> np.ndarray:
+        """The next frame, ``uint8 [h, w]`` at the keyframe's size -> ``float32 [h, w, 2]``: for each
+        of its pixels, the (dx, dy) in px to where it was in the keyframe."""
+        step = self._dis.calc(grey, self._previous, None)
+        flow = step if self._previous_to_key is None else compose(step, self._previous_to_key)
+        self._previous, self._previous_to_key = grey, flow
+        return flow
+
+
+def compose(first: np.ndarray, then: np.ndarray) -> np.ndarray:
+    """Flows ``float32 [h, w, 2]`` from A to B (``first``) and from B to C (``then``) -> from A to C:
+    each pixel's move to B, plus ``then`` read where it lands."""
+    grid_x, grid_y = _grid(*first.shape[:2])
+    onward = cv2.remap(then, grid_x + first[..., 0], grid_y + first[..., 1], cv2.INTER_LINEAR,
+                       borderMode=cv2.BORDER_REPLICATE)
+    return first + onward
 
 
 def grey_of(image_bgr: np.ndarray) -> np.ndarray:
@@ -65,10 +88,6 @@ def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
 # frame gave MAD 4.49 with 27 % of frames sent to the model, against 5.83 with no check (the
 # fast swing 5.07 against 8.42). 2 % sent 74-81 % of frames to the model at every stride and
 # bought nothing: on two clips 384 px every second frame gave MAD 5.65 with it, 5.47 without.
-# Also asking that the move put right most of the pixels that changed since the keyframe (at
-# most 30 % left wrong) sent 59-86 % of frames to the model at stride 4 (MAD 3.96 at 384 px).
-# What the 15 % rule lets through: where the motion turns round between two keyframes, DIS
-# (ultrafast) can leave a reused matte up to ~5 px behind (tests/test_governed_live.py).
 MISMATCH_LEVELS = 24
 MISMATCH_SHARE = 0.15
 
