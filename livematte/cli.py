@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -195,7 +196,7 @@ def _common_options(default) -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     from .config import X264_PRESETS
-    from .media.writing import OUTPUT_KINDS
+    from .media.writing import OUTPUT_KINDS, PRORES_PROFILES
 
     parser = argparse.ArgumentParser(prog="livematte", description="Replace the background behind people in video.",
                                      parents=[_common_options(False)])
@@ -267,8 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--alpha-out", type=Path, default=None, metavar="PATH",
                        help="also write the matte: FFV1 gray .mkv or a PNG folder (a folder for batch input)")
     video.add_argument("--crf", type=non_negative_int, default=None,
-                       help="H.264 quality (.mp4 .mkv), lower is better (default 18); "
-                            ".webm is lossless, .mov is ProRes 4444")
+                       help="quality, lower is better: H.264 (.mp4 .mkv) 0..51, default 18; VP9 (.webm) "
+                            "0..63, default lossless (the README's table gives sizes and alpha error)")
+    video.add_argument("--prores", choices=tuple(PRORES_PROFILES), default=None,
+                       help="ProRes profile of .mov: 4444 (default) or 4444xq; alpha is lossless in both")
     # Not argparse choices: a bad name is the config's one-line error (exit 1), as in a config file.
     video.add_argument("--encoder-preset", default=None, metavar="NAME",
                        help=f"H.264 (and VP9) speed preset: {', '.join(X264_PRESETS)} (default veryfast)")
@@ -404,15 +407,24 @@ def run_video(args: argparse.Namespace) -> int:
 
 def video_job(args: argparse.Namespace):
     """The ``video`` command's arguments -> its checked ``VideoJob`` (warning about flags it ignores)."""
+    from .config import merge
     from .jobs import VideoJob, plan_outputs
 
-    config = load_config(args, crf=args.crf, encoder_preset=args.encoder_preset)
+    config = load_config(args, encoder_preset=args.encoder_preset, prores=args.prores)
     job = VideoJob(config=config, input=args.input, output=args.output, format=args.format,
                    alpha_out=args.alpha_out, quiet=args.quiet, max_frames=args.frames)
     kinds = {item.kind for item in plan_outputs(job)}
-    if args.crf is not None and kinds - {"mp4", "mkv"}:
-        log.warning("--crf is for H.264 (.mp4, .mkv); ignored for %s (.webm is lossless VP9, .mov ProRes 4444)",
-                    ", ".join(sorted(kinds - {"mp4", "mkv"})))
+    if args.crf is not None:
+        # One flag, each codec's own key: the H.264 scale is 0..51, VP9's 0..63.
+        quality = {"crf": args.crf if kinds & {"mp4", "mkv"} else None,
+                   "webm_crf": args.crf if "webm" in kinds else None}
+        job = dataclasses.replace(job, config=dataclasses.replace(
+            config, output=merge(config.output, quality, "--crf")))
+        if kinds - {"mp4", "mkv", "webm"}:
+            log.warning("--crf is for H.264 (.mp4, .mkv) and VP9 (.webm); ignored for %s (use --prores for .mov)",
+                        ", ".join(sorted(kinds - {"mp4", "mkv", "webm"})))
+    if args.prores is not None and kinds != {"mov"}:
+        log.warning("--prores is for .mov; ignored for %s", ", ".join(sorted(kinds - {"mov"})))
     if args.encoder_preset is not None and kinds & {"mov", "png"}:
         log.warning("--encoder-preset is for H.264 and VP9; ignored for %s", ", ".join(sorted(kinds & {"mov", "png"})))
     return job

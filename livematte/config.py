@@ -21,6 +21,7 @@ from typing import Any
 
 from .errors import LivematteError
 from .finishing import CompositeSettings
+from .media.writing import check_encoding
 from .models.base import ModelSettings
 from .refine import RefineSettings
 from .smoothing import SmoothingSettings
@@ -57,20 +58,27 @@ class CaptureSettings:
 @dataclass(frozen=True)
 class OutputSettings:
     """background: a compositor SPEC. fps: 0 follows the source. crf/encoder_preset: H.264 quality and speed
-    (encoder_preset, one of :data:`X264_PRESETS`, is also VP9's speed)."""
+    (encoder_preset, one of :data:`X264_PRESETS`, is also VP9's speed). webm_crf: VP9's quality for
+    .webm, 0..63 (lower is better); None (the default, no key) is lossless. prores: the ProRes
+    profile of .mov, ``"4444"`` or ``"4444xq"`` (both keep alpha losslessly)."""
 
     background: str = "blur:25"
     fps: float = 0.0
     crf: int = 18
     encoder_preset: str = "veryfast"
+    webm_crf: int | None = None
+    prores: str = "4444"
 
     def __post_init__(self):
         if not (self.fps == 0 or MIN_FPS <= self.fps <= MAX_FPS):
             raise ValueError(f"fps got {self.fps!r}, expected 0 (the source's) or {MIN_FPS}..{MAX_FPS}")
-        if not 0 <= self.crf <= 51:
-            raise ValueError(f"crf got {self.crf!r}, expected 0..51")
+        check_encoding(self.crf, self.webm_crf, self.prores)
         if self.encoder_preset not in X264_PRESETS:
             raise ValueError(f"encoder_preset got {self.encoder_preset!r}, expected one of {', '.join(X264_PRESETS)}")
+
+    def writer_options(self) -> dict[str, Any]:
+        """The encoder settings as :class:`~livematte.media.writing.VideoWriter`'s keyword arguments."""
+        return {"crf": self.crf, "preset": self.encoder_preset, "webm_crf": self.webm_crf, "prores": self.prores}
 
 
 @dataclass(frozen=True)

@@ -111,8 +111,7 @@ def _open_sink(job: LiveJob, source, fps: float):
         from .sinks.file import FileSink
 
         return FileSink(job.output, source.width, source.height, Fraction(fps).limit_denominator(1001),
-                        audio=getattr(source, "audio", None), crf=job.config.output.crf,
-                        preset=job.config.output.encoder_preset)
+                        audio=getattr(source, "audio", None), **job.config.output.writer_options())
     raise LivematteError(f"unknown sink {job.sink!r}, expected vcam, preview, file, null or web")
 
 
@@ -376,7 +375,7 @@ def process_video(job: VideoJob, matter, compositor: Compositor, source: FileSou
     stats = Stats()
     with contextlib.ExitStack() as stack:
         sink = stack.enter_context(FileSink(output, info.width, info.height, info.rate, audio=source.audio,
-                                            crf=config.output.crf, preset=config.output.encoder_preset, kind=job.format))
+                                            kind=job.format, **config.output.writer_options()))
         _check_alpha_support(compositor, sink)
         alpha_writer = _alpha_writer(stack, alpha_out, info.width, info.height, info.rate)
         if keep_from is not None:

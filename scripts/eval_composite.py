@@ -10,6 +10,14 @@ new backgrounds (green, white) in several ways, all from the same matte in the s
 - ``auto``: the engine's foreground colours (RVM's own estimate), the default;
 - ``blur``: blur fusion on the same matte (the estimator for per-frame models).
 
+``--decompose`` adds three that split the error into the matte's part and the colours' part:
+
+- ``plain@true-a``: the raw frame's colours with the TRUE alpha;
+- ``blur@true-a``: blur fusion's colours from, and composited with, the TRUE alpha (the
+  estimator's own error);
+- ``true-F``: the TRUE foreground colours (the frame's own where the true alpha is 0) with the
+  engine's alpha: what perfect colours would give with this matte (the matte's own error).
+
 Each is compared with the truth composite ``a * F + (1 - a) * B'``: the mean absolute error in
 levels (0..255, over the three channels) over the edge band (truth ``0.02 < a < 0.98``, dilated by
 5 px) and over the whole frame, per clip and as the mean over the clips.
@@ -40,6 +48,7 @@ from livematte.foreground import blur_fusion
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BACKGROUNDS = {"green": (0, 255, 0), "white": (255, 255, 255)}  # BGR
 VARIANTS = ("plain", "auto", "blur")
+DECOMPOSITION = ("plain@true-a", "blur@true-a", "true-F")
 BAND_LOW, BAND_HIGH, BAND_DILATE = 0.02, 0.98, 5
 
 
@@ -61,9 +70,11 @@ def edge_band(alpha: np.ndarray) -> np.ndarray:
     return cv2.dilate(band, kernel).astype(bool)
 
 
-def score_clip(clip: Path, portraits: Path, truth, engine: Engine, frames: int | None) -> dict:
-    """-> {background: {variant: {"band": mean abs error, "frame": mean abs error}}} over the clip."""
-    sums = {bg: {v: {"band": 0.0, "frame": 0.0} for v in VARIANTS} for bg in BACKGROUNDS}
+def score_clip(clip: Path, portraits: Path, truth, engine: Engine, frames: int | None,
+               variants: tuple[str, ...] = VARIANTS) -> dict:
+    """-> {background: {variant: {"band": mean abs error, "frame": mean abs error}}} over the clip,
+    for ``variants`` (of :data:`VARIANTS` and :data:`DECOMPOSITION`)."""
+    sums = {bg: {v: {"band": 0.0, "frame": 0.0} for v in variants} for bg in BACKGROUNDS}
     band_px = frame_px = 0
     ms = {"auto": 0.0, "blur": 0.0}
     engine.reset()
@@ -78,7 +89,13 @@ def score_clip(clip: Path, portraits: Path, truth, engine: Engine, frames: int |
             start = time.perf_counter()
             blurred = blur_fusion(image, matted.alpha)
             ms["blur"] += (time.perf_counter() - start) * 1e3
-            colours = {"plain": image, "auto": matted.colours, "blur": blurred}
+            people = {"plain": (image, matted.alpha), "auto": (matted.colours, matted.alpha),
+                      "blur": (blurred, matted.alpha)}
+            if "true-F" in variants:
+                fg_bgr = np.where(alpha_true[..., None] > 0, fg_true[..., ::-1], image).astype(np.uint8)
+                people.update({"plain@true-a": (image, alpha_true),
+                               "blur@true-a": (blur_fusion(image, alpha_true), alpha_true),
+                               "true-F": (fg_bgr, matted.alpha)})
             band = edge_band(alpha_true)
             a3 = alpha_true[..., None]
             band_px += int(band.sum())
@@ -87,13 +104,14 @@ def score_clip(clip: Path, portraits: Path, truth, engine: Engine, frames: int |
                 behind = np.empty_like(image)
                 behind[:] = bgr
                 target = a3 * fg_true[..., ::-1] + (1 - a3) * np.float32(behind)
-                for variant, person in colours.items():
-                    error = np.abs(blend(person, behind, matted.alpha).astype(np.float32) - target).mean(axis=2)
+                for variant in variants:
+                    person, alpha = people[variant]
+                    error = np.abs(blend(person, behind, alpha).astype(np.float32) - target).mean(axis=2)
                     sums[name][variant]["band"] += float(error[band].sum())
                     sums[name][variant]["frame"] += float(error.sum())
             count = t + 1
     result = {name: {v: {"band": s["band"] / max(band_px, 1), "frame": s["frame"] / frame_px}
-                     for v, s in variants.items()} for name, variants in sums.items()}
+                     for v, s in scored.items()} for name, scored in sums.items()}
     result["ms_per_frame"] = {k: v / count for k, v in ms.items()}
     result["frames"] = count
     return result
@@ -106,8 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="offline", help="settings preset (default offline, `video`'s)")
     parser.add_argument("--frames", type=int, default=None, help="frames per clip (default all)")
     parser.add_argument("--clips", nargs="*", default=None, help="clip folder names (default all nine)")
+    parser.add_argument("--decompose", action="store_true",
+                        help="also score with the true alpha and with the true foreground (matte vs colour error)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args(argv)
+    variants = VARIANTS + (DECOMPOSITION if args.decompose else ())
     truth = load_truth(args.shared)
     data = args.shared / "data"
     clips = sorted(p for p in (data / "composited").iterdir() if (p / "input.mp4").is_file())
@@ -117,22 +138,22 @@ def main(argv: list[str] | None = None) -> int:
     matter = models.load(settings.model)
     engine = Engine(matter, settings.smoothing, settings.refine.mode, settings.composite)
     results = {}
-    header = f"{'clip':20} {'bg':5} " + " ".join(f"{v + ' band':>10} {v + ' frame':>11}" for v in VARIANTS)
+    header = f"{'clip':20} {'bg':5} " + " ".join(f"{v + ' band':>17} {v + ' frame':>18}" for v in variants)
     print(f"preset {args.preset}, model {matter.name} on {matter.device}; mean abs error in levels (0..255)")
     print(header)
     for clip in clips:
-        results[clip.name] = res = score_clip(clip, data / "portraits", truth, engine, args.frames)
+        results[clip.name] = res = score_clip(clip, data / "portraits", truth, engine, args.frames, variants)
         for name in BACKGROUNDS:
             print(f"{clip.name:20} {name:5} " + " ".join(
-                f"{res[name][v]['band']:10.2f} {res[name][v]['frame']:11.3f}" for v in VARIANTS), flush=True)
+                f"{res[name][v]['band']:17.2f} {res[name][v]['frame']:18.3f}" for v in variants), flush=True)
     summary = {}
     for name in BACKGROUNDS:
         summary[name] = {v: {k: float(np.mean([results[c][name][v][k] for c in results])) for k in ("band", "frame")}
-                         for v in VARIANTS}
+                         for v in variants}
         print(f"{'MEAN':20} {name:5} " + " ".join(
-            f"{summary[name][v]['band']:10.2f} {summary[name][v]['frame']:11.3f}" for v in VARIANTS))
+            f"{summary[name][v]['band']:17.2f} {summary[name][v]['frame']:18.3f}" for v in variants))
     for name in BACKGROUNDS:
-        for v in ("auto", "blur"):
+        for v in variants[1:]:
             ratio = summary[name][v]["band"] / summary[name]["plain"]["band"]
             print(f"{name}: {v} edge-band error = {ratio:.1%} of plain; whole frame "
                   f"{summary[name][v]['frame']:.3f} vs plain {summary[name]['plain']['frame']:.3f}")

@@ -228,10 +228,10 @@ def test_debug_and_verbose_work_after_the_command_too(tmp_path):
 
 # --- ignored flags are named ---------------------------------------------------------------------------
 
-def test_crf_for_lossless_outputs_is_named(clip, tmp_path, capfd, rvm_weights):
-    out = tmp_path / "x.webm"
+def test_crf_for_prores_is_named(clip, tmp_path, capfd, rvm_weights):
+    out = tmp_path / "x.mov"
     assert main(["video", str(clip), "-o", str(out), "--crf", "30", "--background", "transparent", "--quiet"]) == 0
-    assert "--crf is for H.264 (.mp4, .mkv); ignored for webm" in capfd.readouterr().err
+    assert "--crf is for H.264 (.mp4, .mkv) and VP9 (.webm); ignored for mov" in capfd.readouterr().err
 
 
 def test_guided_refine_with_rvm_is_named(clip, tmp_path, capfd, rvm_weights):

@@ -554,7 +554,7 @@ def test_valid_keyword_specs_always_parse(case):
 KNOWN_KEYS = {"model": ["name", "model_dir", "size", "threads", "runtime", "download_timeout"],
               "smoothing": ["enabled", "strength", "sigma", "cut_threshold"],
               "capture": ["width", "height", "fps"],
-              "output": ["background", "fps", "crf", "encoder_preset"],
+              "output": ["background", "fps", "crf", "encoder_preset", "webm_crf", "prores"],
               "refine": ["mode"]}
 SCALARS = (st.integers(-2 ** 63, 2 ** 63 - 1) | st.floats(allow_nan=True, allow_infinity=True) | st.booleans()
            | st.text(max_size=12) | st.sampled_from(["bilinear", "guided", "veryfast", "bshm", "rvm", "auto"]))

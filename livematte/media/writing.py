@@ -41,6 +41,11 @@ OUTPUT_SUFFIXES = {".mp4": "mp4", ".m4v": "mp4", ".mkv": "mkv", ".webm": "webm",
 OUTPUT_KINDS = ("mp4", "mkv", "webm", "mov", "png")
 ALPHA_KINDS = ("mkv", "png")
 
+WEBM_CRF_MAX = 63  # libvpx-vp9's crf scale, 0..63; None (the default) is lossless
+# ProRes profiles that carry alpha -> prores_ks's profile number. Alpha is coded losslessly in both;
+# the profile sets the colour planes' bit rate (Apple's targets at 1280x720 30p: 4444 ~165,
+# 4444 XQ ~250 Mbit/s without alpha).
+PRORES_PROFILES = {"4444": "4", "4444xq": "5"}
 # x264 preset names mapped onto libvpx's speed (cpu-used); above 5 libvpx wants the realtime deadline.
 _VP9_SPEED = {"ultrafast": 8, "superfast": 8, "veryfast": 7, "faster": 6, "fast": 5,
               "medium": 4, "slow": 2, "slower": 1, "veryslow": 0, "placebo": 0}
@@ -140,8 +145,10 @@ class VideoWriter(AtomicOutput):
 
     - ``mp4`` (.mp4, .m4v): H.264 (libx264) yuv420p in MP4, ``+faststart``.
     - ``mkv``: H.264 yuv420p in Matroska.
-    - ``webm``: VP9 (libvpx-vp9) yuva420p in WebM, with alpha, lossless (the matte survives exactly).
-    - ``mov``: ProRes 4444 (prores_ks, profile 4) yuva444p10le in QuickTime, with alpha.
+    - ``webm``: VP9 (libvpx-vp9) yuva420p in WebM, with alpha: lossless (the matte survives
+      exactly) unless ``webm_crf`` (0..63, lower is better) asks for constant quality.
+    - ``mov``: ProRes (prores_ks) yuva444p10le in QuickTime, with alpha: ``prores`` is the
+      profile, ``"4444"`` (the default) or ``"4444xq"``.
     - ``png`` (a folder: path ending in ``/`` or without extension): RGBA PNGs ``000000.png``...
 
     yuv420p cannot hold an odd width or height: such frames are padded by one pixel, repeating
@@ -149,8 +156,10 @@ class VideoWriter(AtomicOutput):
 
     ``rate`` is the nominal frame rate (the encoder's hint, and the step for frames written
     without a pts); the file keeps the pts given to :meth:`write`, so variable rates survive.
-    ``crf`` (lower is better) applies to libx264; ``preset`` is an x264 preset
-    name, mapped onto libvpx's speed for VP9.
+    ``crf`` (0..51, lower is better) applies to libx264; ``preset`` is an x264 preset
+    name, mapped onto libvpx's speed for VP9. ``webm_crf`` and ``prores`` are the quality of
+    the alpha kinds, as above; each setting is ignored by the kinds it is not for. A value out
+    of range is a ``ValueError`` naming it, raised before any file is made.
 
     Audio goes along from ``audio``, the :class:`AudioFeed` of the reader whose frames are
     written (``VideoReader(..., audio=True).audio``, ``FileSource.audio``). It is copied when the
@@ -162,8 +171,10 @@ class VideoWriter(AtomicOutput):
     """
 
     def __init__(self, path: PathLike, *, width: int, height: int, rate: Fraction, kind: str | None = None,
-                 audio: AudioFeed | None = None, crf: int = 18, preset: str = "veryfast"):
+                 audio: AudioFeed | None = None, crf: int = 18, preset: str = "veryfast",
+                 webm_crf: int | None = None, prores: str = "4444"):
         width, height = _check_size(width, height)
+        check_encoding(crf, webm_crf, prores)
         kind = kind or output_kind(path)
         if kind not in OUTPUT_KINDS:
             raise LivematteError(f"unknown output kind {kind!r} for {path}; use one of {', '.join(OUTPUT_KINDS)}")
@@ -175,12 +186,12 @@ class VideoWriter(AtomicOutput):
         self._container = None
         super().__init__(path, folder=kind == "png")
         try:
-            self._open(audio, crf, preset)
+            self._open(audio, crf, preset, webm_crf, prores)
         except BaseException:
             self.abort()
             raise
 
-    def _open(self, audio: AudioFeed | None, crf: int, preset: str) -> None:
+    def _open(self, audio: AudioFeed | None, crf: int, preset: str, webm_crf: int | None, prores: str) -> None:
         if self.kind == "png":
             self._png = _PngFolder(self._partial, self.path)
             self._clock = Clock(Fraction(1, 90000), self.rate, str(self.path))
@@ -198,7 +209,8 @@ class VideoWriter(AtomicOutput):
         options = {"mp4": {"movflags": "+faststart"}, "mov": {"movflags": "+faststart"}}.get(self.kind, {})
         try:
             self._container = av.open(str(self._partial), "w", format=spec.container, options=options)
-            stream = self._container.add_stream(spec.codec, rate=self.rate, options=_codec_options(spec, crf, preset))
+            options = _codec_options(spec, crf, preset, webm_crf, prores)
+            stream = self._container.add_stream(spec.codec, rate=self.rate, options=options)
             stream.width = self.width + self._pad[1]
             stream.height = self.height + self._pad[0]
             stream.pix_fmt = spec.pix_fmt
@@ -290,18 +302,29 @@ class VideoWriter(AtomicOutput):
                 pass
 
 
-def _codec_options(spec: _Kind, crf: int, preset: str) -> dict[str, str]:
+def check_encoding(crf: int, webm_crf: int | None, prores: str) -> None:
+    """Raise a one-line ``ValueError`` for an H.264 ``crf`` outside 0..51, a ``webm_crf`` outside
+    0..63 (None is lossless) or a ``prores`` profile other than those of :data:`PRORES_PROFILES`."""
+    if isinstance(crf, bool) or not isinstance(crf, int) or not 0 <= crf <= 51:
+        raise ValueError(f"crf got {crf!r}, expected 0..51 (H.264)")
+    if webm_crf is not None and (isinstance(webm_crf, bool) or not isinstance(webm_crf, int)
+                                 or not 0 <= webm_crf <= WEBM_CRF_MAX):
+        raise ValueError(f"webm_crf got {webm_crf!r}, expected 0..{WEBM_CRF_MAX} (VP9); without it .webm is lossless")
+    if prores not in PRORES_PROFILES:
+        raise ValueError(f"prores got {prores!r}, expected one of {', '.join(PRORES_PROFILES)}")
+
+
+def _codec_options(spec: _Kind, crf: int, preset: str, webm_crf: int | None, prores: str) -> dict[str, str]:
     if spec.codec == "libx264":
         return {"crf": str(crf), "preset": preset}
     if spec.codec == "libvpx-vp9":
-        # Lossless: libvpx codes alpha with the colour planes' settings, and any lossy
-        # setting moves sharp matte edges by tens of levels (crf 18: up to 37). Overlays
-        # need the exact matte; the price is ~40 Mbit/s at 720p.
+        # Lossless by default: libvpx codes alpha with the colour planes' settings, so a
+        # constant-quality file moves sharp matte edges too (see the README's table).
         speed = _VP9_SPEED.get(preset, 6)
-        return {"lossless": "1", "cpu-used": str(speed), "row-mt": "1",
-                "deadline": "realtime" if speed > 5 else "good"}
+        quality = {"lossless": "1"} if webm_crf is None else {"crf": str(webm_crf), "b": "0"}
+        return {**quality, "cpu-used": str(speed), "row-mt": "1", "deadline": "realtime" if speed > 5 else "good"}
     if spec.codec == "prores_ks":
-        return {"profile": "4", "vendor": "apl0"}
+        return {"profile": PRORES_PROFILES[prores], "vendor": "apl0"}
     return {}
 
 

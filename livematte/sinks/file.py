@@ -9,16 +9,17 @@ from . import Sink
 
 
 class FileSink(Sink):
-    """``audio``: the source's audio feed (``FileSource.audio``) to carry along. See ``media.writing.VideoWriter``."""
+    """``audio``: the source's audio feed (``FileSource.audio``) to carry along; ``encoding``: the
+    encoder settings (``crf``, ``preset``, ``webm_crf``, ``prores``; ``OutputSettings.writer_options()``).
+    See ``media.writing.VideoWriter``."""
 
     name = "file"
 
     def __init__(self, path: Path, width: int, height: int, rate: Fraction, *, audio=None,
-                 crf: int = 18, preset: str = "veryfast", kind: str | None = None):
+                 kind: str | None = None, **encoding):
         from ..media.writing import VideoWriter
 
-        self.writer = VideoWriter(path, width=width, height=height, rate=rate, kind=kind, audio=audio,
-                                  crf=crf, preset=preset)
+        self.writer = VideoWriter(path, width=width, height=height, rate=rate, kind=kind, audio=audio, **encoding)
         self.accepts_alpha = self.writer.has_alpha
 
     @property
