@@ -28,7 +28,7 @@ from .data import Frame, Matted
 from .finishing import CompositeSettings, Finisher
 from .governor import Governor, Level
 from .models.base import GuidedMatte, Matter, resize_to
-from .motion import MotionEstimator, explains, grey_of, warp
+from .motion import MISMATCH_SHARE, MotionEstimator, grey_of, warp
 from .refine import guide
 from .smoothing import SmoothingSettings, TemporalSmoother
 
@@ -107,8 +107,8 @@ class Engine:
         full_guide = guide(image) if matter.guided else None
         flow = model_input = None
         if level is not None and not self._is_keyframe(frame, grey := grey_of(small), level):
-            flow = self._motion.to_keyframe(grey)
-            if not explains(flow, grey, self._key_grey):  # motion the flow cannot follow: the model runs
+            flow, unexplained = self._motion.to_keyframe(grey)
+            if unexplained > MISMATCH_SHARE:  # motion the flow cannot follow: the model runs
                 self._key_grey, self._since_key, flow = grey, 0, None
                 self._motion.keyframe(grey)
         if flow is None:

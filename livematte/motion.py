@@ -17,27 +17,39 @@ import numpy as np
 class MotionEstimator:
     """Flow from each frame back to the last keyframe; owned by one thread (the prepare thread).
 
-    The flow is measured frame to frame and composed back to the keyframe: DIS (ultrafast)
-    follows a few px a frame closely but falls short of a displacement of several frames
-    (a person moving 8 px a frame, reused three frames from the keyframe, came out ~5 px behind).
+    Two measurements, and the one that explains the frame better is kept (:func:`mismatch`):
+    straight from the frame to the keyframe, and frame to frame composed back to the keyframe.
+    DIS (ultrafast) follows a few px a frame closely but can fall short of a displacement of
+    several frames (a person moving 8 px a frame, three frames from the keyframe, came out
+    ~5 px behind); composed steps drift where the straight measurement holds. On the nine
+    ground-truth clips (``scripts/eval_levels.py``), 384 px every fourth frame gave MAD 4.49
+    straight, 4.76 composed, 4.62 the better of the two; every third frame 4.27, 4.33, 4.26.
     """
 
     def __init__(self):
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        self._key: np.ndarray | None = None  # the keyframe's grey
         self._previous: np.ndarray | None = None  # the last frame's grey
         self._previous_to_key: np.ndarray | None = None  # its flow to the keyframe; None: it is the keyframe
 
     def keyframe(self, grey: np.ndarray) -> None:
         """``grey`` (``uint8 [h, w]``) is the new keyframe."""
-        self._previous, self._previous_to_key = grey, None
+        self._key = self._previous = grey
+        self._previous_to_key = None
 
-    def to_keyframe(self, grey: np.ndarray) -> np.ndarray:
-        """The next frame, ``uint8 [h, w]`` at the keyframe's size -> ``float32 [h, w, 2]``: for each
-        of its pixels, the (dx, dy) in px to where it was in the keyframe."""
-        step = self._dis.calc(grey, self._previous, None)
-        flow = step if self._previous_to_key is None else compose(step, self._previous_to_key)
+    def to_keyframe(self, grey: np.ndarray) -> tuple[np.ndarray, float]:
+        """The next frame, ``uint8 [h, w]`` at the keyframe's size -> (``float32 [h, w, 2]``: for each
+        of its pixels, the (dx, dy) in px to where it was in the keyframe; the share of its pixels
+        that flow leaves unexplained, :func:`mismatch`)."""
+        flow = self._dis.calc(grey, self._key, None)
+        wrong = mismatch(flow, grey, self._key)
+        if self._previous_to_key is not None:
+            composed = compose(self._dis.calc(grey, self._previous, None), self._previous_to_key)
+            composed_wrong = mismatch(composed, grey, self._key)
+            if composed_wrong < wrong:
+                flow, wrong = composed, composed_wrong
         self._previous, self._previous_to_key = grey, flow
-        return flow
+        return flow, wrong
 
 
 def compose(first: np.ndarray, then: np.ndarray) -> np.ndarray:
@@ -84,16 +96,17 @@ def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
 # A flow explains a frame when the keyframe moved along it matches the frame: at most this share
 # of pixels differs by more than MISMATCH_LEVELS grey levels. A frame it does not explain (a jump,
 # a swing the flow loses) gets a model call of its own. The share is what paid on the nine
-# ground-truth clips (scripts/eval_levels.py, the live preset): with 15 %, 384 px every fourth
-# frame gave MAD 4.49 with 27 % of frames sent to the model, against 5.83 with no check (the
-# fast swing 5.07 against 8.42). 2 % sent 74-81 % of frames to the model at every stride and
-# bought nothing: on two clips 384 px every second frame gave MAD 5.65 with it, 5.47 without.
+# ground-truth clips (scripts/eval_levels.py, the live preset, the flow straight to the keyframe):
+# with 15 %, 384 px every fourth frame gave MAD 4.49 with 27 % of frames sent to the model, against
+# 5.83 with no check (the fast swing 5.07 against 8.42). 2 % sent 74-81 % of frames to the model
+# at every stride and bought nothing: on two clips 384 px every second frame gave MAD 5.65 with
+# it, 5.47 without.
 MISMATCH_LEVELS = 24
 MISMATCH_SHARE = 0.15
 
 
-def explains(flow: np.ndarray, grey: np.ndarray, key_grey: np.ndarray) -> bool:
-    """Whether the keyframe's grey moved along ``flow`` matches ``grey`` (all at one size)."""
+def mismatch(flow: np.ndarray, grey: np.ndarray, key_grey: np.ndarray) -> float:
+    """The share of ``grey``'s pixels that the keyframe's grey moved along ``flow`` misses by more
+    than ``MISMATCH_LEVELS`` (all at one size). The flow explains the frame up to ``MISMATCH_SHARE``."""
     moved = warp(key_grey.astype(np.float32)[None], flow)[0]
-    wrong = np.count_nonzero(cv2.absdiff(moved, grey.astype(np.float32)) > MISMATCH_LEVELS)
-    return wrong <= MISMATCH_SHARE * grey.size
+    return np.count_nonzero(cv2.absdiff(moved, grey.astype(np.float32)) > MISMATCH_LEVELS) / grey.size
