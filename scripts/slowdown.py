@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     during = [per_second[s] for s in range(int(hog_started) + 1, int(hog_stopped)) if s < len(per_second)]
     before = _level_at(timeline, hog_started)
     held = _level_at(timeline, hog_stopped) == before
-    back = next((c["t"] for c in timeline if c["t"] > hog_stopped and (c["size"], c["stride"]) == before), None)
+    back = next((c["t"] for c in timeline if c["t"] > hog_stopped and _level(c) == before), None)
     recovered = 0.0 if held else (round(back - hog_stopped, 1) if back is not None else None)
     result = {
         "hog": {"core": core, "from_s": round(hog_started, 1), "to_s": round(hog_stopped, 1)},
@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"fresh fps by second: {per_second}")
     for change in timeline:
-        print(f"  t={change['t']:6.1f} s  {change['size']}px every {change['stride']}  ({change['reason']})")
+        model = f"{change['model']} " if change.get("model") else ""
+        print(f"  t={change['t']:6.1f} s  {model}{change['size']}px every {change['stride']}  ({change['reason']})")
     if held:
         after = "the level held"
     elif recovered is None:
@@ -112,11 +113,16 @@ def _wait_for_first_line(process: subprocess.Popen, marker: str) -> float:
     raise SystemExit(f"livematte ended before it started: {process.wait()}")
 
 
-def _level_at(timeline: list[dict], t: float) -> tuple[int, int] | None:
+def _level(change: dict) -> tuple[int, int, str]:
+    """A timeline entry's level: (size, stride, model; "" for the configured one)."""
+    return change["size"], change["stride"], change.get("model", "")
+
+
+def _level_at(timeline: list[dict], t: float) -> tuple[int, int, str] | None:
     level = None
     for change in timeline:
         if change["t"] <= t:
-            level = (change["size"], change["stride"])
+            level = _level(change)
     return level
 
 
