@@ -56,22 +56,13 @@ def one_run(frames: int, browser) -> dict:
         web, browser_cpu = {}, None
         if browser == "ws":
             threading.Thread(target=_read_stream, args=(port,), daemon=True).start()
-            while process.poll() is None:
-                time.sleep(1.0)
-                try:
-                    web = _get(port, "/api/stats")["web"]
-                except OSError:
-                    break
+            for web in _web_stats(process, port):
+                pass
         elif browser is not None:
             browser.get(f"http://127.0.0.1:{port}/overlay?token={TOKEN}")
             driver_pid = browser.service.process.pid
             cpu_start, encoded_start = tree_cpu_s(driver_pid), None
-            while process.poll() is None:
-                time.sleep(1.0)
-                try:
-                    web = _get(port, "/api/stats")["web"]
-                except OSError:
-                    break
+            for web in _web_stats(process, port):
                 if encoded_start is None:
                     encoded_start, cpu_start = web["frames_encoded"], tree_cpu_s(driver_pid)
                 cpu_end, encoded_end = tree_cpu_s(driver_pid), web["frames_encoded"]
@@ -83,6 +74,16 @@ def one_run(frames: int, browser) -> dict:
     return {"fps": figures["fps"], "p50": figures["latency_ms"]["p50"], "p95": figures["latency_ms"]["p95"],
             "dropped": figures["dropped"], "frames_in": figures["frames_in"], "cpu": figures["cpu_percent"],
             "encode_ms": web.get("encode_cpu_ms_per_frame"), "browser_ms": browser_cpu}
+
+
+def _web_stats(process: subprocess.Popen, port: int):
+    """The server's ``web`` stats about every second, while the run lasts and answers."""
+    while process.poll() is None:
+        time.sleep(1.0)
+        try:
+            yield _get(port, "/api/stats")["web"]
+        except OSError:
+            return
 
 
 def _read_stream(port: int) -> None:
