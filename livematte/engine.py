@@ -84,9 +84,9 @@ class Engine:
         self.state = matter.initial_state()
         self._input_shape: tuple[int, int] | None = None  # the last frame's guide shape, (h, w)
         self._key_planes: np.ndarray | None = None  # infer's: the last keyframe's smoothed result, [k, h, w]
-        # prepare's: the last keyframe's grey picture, its model and the frames since it
+        # prepare's: the motion since the last keyframe (its grey picture too), its model and the
+        # frames since it
         self._motion = MotionEstimator() if governor is not None else None
-        self._key_grey: np.ndarray | None = None
         self._key_model = ""
         self._since_key = 0
 
@@ -109,8 +109,8 @@ class Engine:
         if level is not None and not self._is_keyframe(frame, grey := grey_of(small), level):
             flow, unexplained = self._motion.to_keyframe(grey)
             if unexplained > MISMATCH_SHARE:  # motion the flow cannot follow: the model runs
-                self._key_grey, self._since_key, flow = grey, 0, None
-                self._motion.keyframe(grey)
+                self._new_keyframe(grey, level.model)
+                flow = None
         if flow is None:
             model_input = matter.prepare(pad_to(small, matter.min_side))
         done = time.perf_counter()
@@ -119,14 +119,18 @@ class Engine:
     def _is_keyframe(self, frame: Frame, grey: np.ndarray, level: Level) -> bool:
         """Whether this frame gets a model call: every ``stride``-th frame, and any that cannot
         reuse the last keyframe's result (a restart, a new size or model, a scene cut)."""
-        key = self._key_grey
+        key = self._motion.key
         self._since_key += 1
         if (frame.restart or key is None or key.shape != grey.shape or level.model != self._key_model
                 or self._since_key >= level.stride or cv2.absdiff(grey, key).mean() > 255 * self.cut_threshold):
-            self._key_grey, self._key_model, self._since_key = grey, level.model, 0
-            self._motion.keyframe(grey)
+            self._new_keyframe(grey, level.model)
             return True
         return False
+
+    def _new_keyframe(self, grey: np.ndarray | None, model: str = "") -> None:
+        """``grey`` (None: none yet) starts the motion, on ``model``'s results."""
+        self._motion.keyframe(grey)
+        self._key_model, self._since_key = model, 0
 
     def infer(self, prepared: Prepared) -> Matted:
         if not prepared.keyframe:
@@ -234,8 +238,8 @@ class Engine:
                 composite(person, matted.alpha)
             rests.append((infer_ms, (time.perf_counter() - start_frame) * 1e3 - matted.timings.get("model", top_wall)))
         self.reset()
-        self._key_grey, self._key_model, self._since_key = None, "", 0
         if self.governor is not None:
+            self._new_keyframe(None)
             self.governor.calibrate(costs, tuple(max(0.0, min(figures)) for figures in zip(*rests[1:])))
         return time.perf_counter() - start
 

@@ -73,9 +73,10 @@ def ladder(top_size: int, min_size: int = MIN_LADDER_SIZE, fallback: Level | Non
 
     Reuse comes first, at the preset's size: with motion-compensated reuse, fewer model calls
     at the full size lose less than a smaller network (the nine ground-truth clips, every frame
-    through the engine, ``scripts/eval_levels.py``: 384 px MAD 4.9 on every frame, 5.5 every
-    second or third frame, 6.0 every fourth; 192 px 10). Then the network shrinks (0.75x, 0.5x)
-    at the longest stride. ``fallback``, a faster model's level, comes last.
+    through the engine, ``scripts/eval_levels.py``: 384 px MAD 3.63 on every frame, 3.95, 3.99
+    and 4.32 every second, third and fourth; 288 px every fourth 5.15, 192 px 7.84). Then the
+    network shrinks (0.75x, 0.5x) at the longest stride. ``fallback``, a faster model's level,
+    comes last.
     """
     sizes = [top_size]
     for factor in (0.75, 0.5):
@@ -160,8 +161,7 @@ class Governor:
         with self._lock:
             return self.levels[self._index]
 
-    def calibrate(self, model_ms: dict[Level, tuple[float, float]], frame_ms: tuple[float, float],
-                  now: float | None = None) -> Level:
+    def calibrate(self, model_ms: dict[Level, tuple[float, float]], frame_ms: tuple[float, float]) -> Level:
         """Start at the highest level the warm-up's costs predict will fit; -> that level.
 
         model_ms: per level (stride ignored), one model call's (wall, CPU) ms, as the run's
@@ -188,11 +188,9 @@ class Governor:
                     index = i
                     break
             self._index = index
-            reason = (f"calibrated: {model_ms_text(model_ms)}; the rest {frame_ms[0]:.0f} ms a frame, "
+            reason = (f"calibrated: {_model_ms_text(model_ms)}; the rest {frame_ms[0]:.0f} ms a frame, "
                       f"CPU {frame_ms[1]:.0f} ms")
             self.timeline = [Change(0.0, self.levels[index], reason)]
-            if now is not None:
-                self._start = now
             return self.levels[index]
 
     def frame_cost(self, ms: float, *, model: bool, level: Level) -> None:
@@ -330,7 +328,7 @@ def _level_json(level: Level) -> dict:
     return {"size": level.size, "stride": level.stride, **({"model": level.model} if level.model else {})}
 
 
-def model_ms_text(model_ms: dict[Level, tuple[float, float]]) -> str:
+def _model_ms_text(model_ms: dict[Level, tuple[float, float]]) -> str:
     """``{Level: (wall, cpu)}`` -> "model 384px 61 ms, 288px 35 ms, ..." for the log and timeline."""
     return "model " + ", ".join(f"{level.model + ' ' if level.model else ''}{level.size}px {wall:.0f} ms"
                                 for level, (wall, _) in model_ms.items())

@@ -33,8 +33,13 @@ class MotionEstimator:
         self._previous: np.ndarray | None = None  # the last frame's grey
         self._previous_to_key: np.ndarray | None = None  # its flow to the keyframe; None: it is the keyframe
 
-    def keyframe(self, grey: np.ndarray) -> None:
-        """``grey`` (``uint8 [h, w]``) is the new keyframe."""
+    @property
+    def key(self) -> np.ndarray | None:
+        """The keyframe's grey, ``uint8 [h, w]``; None before the first."""
+        return self._key
+
+    def keyframe(self, grey: np.ndarray | None) -> None:
+        """``grey`` (``uint8 [h, w]``) is the new keyframe; None forgets the last."""
         self._key = self._previous = grey
         self._previous_to_key = None
 
