@@ -47,13 +47,13 @@ class MotionEstimator:
         """The next frame, ``uint8 [h, w]`` at the keyframe's size -> (``float32 [h, w, 2]``: for each
         of its pixels, the (dx, dy) in px to where it was in the keyframe; the share of its pixels
         that flow leaves unexplained, :func:`mismatch`)."""
-        flow = self._dis.calc(grey, self._key, None)
-        wrong = mismatch(flow, grey, self._key)
+        frame, key = grey.astype(np.float32), self._key.astype(np.float32)
+        changed = np.count_nonzero(cv2.absdiff(key, frame) > MISMATCH_LEVELS)  # the same for both flows
+        flows = [self._dis.calc(grey, self._key, None)]
         if self._previous_to_key is not None:
-            composed = compose(self._dis.calc(grey, self._previous, None), self._previous_to_key)
-            composed_wrong = mismatch(composed, grey, self._key)
-            if composed_wrong < wrong:
-                flow, wrong = composed, composed_wrong
+            flows.append(compose(self._dis.calc(grey, self._previous, None), self._previous_to_key))
+        scored = [(mismatch(flow, frame, key, changed), flow) for flow in flows]
+        wrong, flow = min(scored, key=lambda pair: pair[0])  # the straight one on a tie
         self._previous, self._previous_to_key = grey, flow
         return flow, wrong
 
@@ -116,14 +116,13 @@ UNEXPLAINED_SHARE = 0.5
 CHANGE_FLOOR = 0.01
 
 
-def mismatch(flow: np.ndarray, grey: np.ndarray, key_grey: np.ndarray) -> float:
-    """How much of ``grey`` the keyframe's grey moved along ``flow`` leaves unexplained (all at one
-    size): the share of its pixels missed by more than ``MISMATCH_LEVELS``, or, when larger, that
-    share scaled to ``MISMATCH_SHARE`` by UNEXPLAINED_SHARE of the pixels that changed as much
-    since the keyframe. The flow explains the frame up to ``MISMATCH_SHARE``."""
-    frame = grey.astype(np.float32)
-    moved = warp(key_grey.astype(np.float32)[None], flow)[0]
+def mismatch(flow: np.ndarray, frame: np.ndarray, key: np.ndarray, changed: int) -> float:
+    """How much of ``frame`` the keyframe ``key`` moved along ``flow`` leaves unexplained (grey,
+    ``float32 [h, w]`` both; ``changed``: how many pixels differ between them by more than
+    ``MISMATCH_LEVELS``): the share of its pixels missed by more than ``MISMATCH_LEVELS``, or,
+    when larger, that share scaled to ``MISMATCH_SHARE`` by UNEXPLAINED_SHARE of the changed
+    pixels. The flow explains the frame up to ``MISMATCH_SHARE``."""
+    moved = warp(key[None], flow)[0]
     wrong = np.count_nonzero(cv2.absdiff(moved, frame) > MISMATCH_LEVELS)
-    changed = max(np.count_nonzero(cv2.absdiff(key_grey.astype(np.float32), frame) > MISMATCH_LEVELS),
-                  CHANGE_FLOOR * grey.size)
-    return max(wrong / grey.size, MISMATCH_SHARE * wrong / (UNEXPLAINED_SHARE * changed))
+    changed = max(changed, CHANGE_FLOOR * frame.size)
+    return max(wrong / frame.size, MISMATCH_SHARE * wrong / (UNEXPLAINED_SHARE * changed))
