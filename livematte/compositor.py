@@ -15,6 +15,7 @@ and ProRes 4444.
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -237,7 +238,8 @@ def parse_background(spec: str) -> Background:
         raise LivematteError("empty background spec")
     if net.is_url(text):
         return StillImage(text)
-    path = Path(text).expanduser()
+    # os.path's expanduser leaves ~user of an unknown user as it is (pathlib's raises RuntimeError).
+    path = Path(os.path.expanduser(text))
     if not path.is_file():
         raise LivematteError(
             f"background {text!r} is not a file nor one of color:#RRGGBB, key[:#RRGGBB], blur[:N], transparent")

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from livematte.compositor import Compositor, LoopingVideo, cover_fit, parse_background
+from livematte.compositor import Compositor, LoopingVideo, StillImage, cover_fit, parse_background
 from livematte.errors import LivematteError
 from livematte.watcher import THREAD_NAME, BackgroundWatcher
 from media import gradient, make_video
@@ -246,6 +246,28 @@ def test_video_background_without_a_picture_fails_cleanly(tmp_path):
     # (while the error, and so its traceback, is still alive)
     assert str(caught.value) == f"background video {sound_only} has no video stream"
     assert open_files() == before
+
+
+@pytest.mark.parametrize("spec", ["~0", "~no-such-user-here/wall.png"])
+def test_a_home_folder_that_does_not_exist_is_a_missing_file_not_a_crash(spec):
+    # Given a background spec naming the home folder of a user this machine does not have
+    # When it is parsed
+    with pytest.raises(LivematteError) as caught:
+        parse_background(spec)
+
+    # Then the error is the one for any missing file, naming the spec
+    assert str(caught.value).startswith(f"background {spec!r} is not a file")
+
+
+def test_a_home_folder_path_is_expanded(tmp_path, monkeypatch):
+    # Given a picture in the home folder, named from there
+    monkeypatch.setenv("HOME", str(tmp_path))
+    cv2.imwrite(str(tmp_path / "wall.png"), np.full((8, 8, 3), 200, np.uint8))
+
+    # When the spec is parsed, it is that picture
+    background = parse_background("~/wall.png")
+    assert isinstance(background, StillImage)
+    assert background.render(np.zeros((4, 4, 3), np.uint8), 0.0)[0, 0].tolist() == [200, 200, 200]
 
 
 # --- the compositor's hand-off ------------------------------------------------------------------
