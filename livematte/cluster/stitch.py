@@ -38,7 +38,7 @@ from ..media.audio import AUDIO_LEAD_S, AudioCarrier, AudioFeed
 from ..media.opening import open_input
 # The writers' own table of kinds (container, codec, tick, audio rules): segments and the output
 # they are joined into must agree with what VideoWriter wrote.
-from ..media.writing import _KINDS
+from ..media.writing import CONTAINER_KINDS
 
 ALPHA_MUXER, ALPHA_TICK = "matroska", Fraction(1, 1000)  # AlphaWriter's .mkv
 
@@ -68,7 +68,7 @@ class _SourceAudio:
             if start is not None and packet.time_base and float(start * packet.time_base) >= until:
                 self._pending = packet
                 return
-            self.feed._put(packet)  # the reader's entry; this is the reader here
+            self.feed.put(packet)
 
     def close(self) -> None:
         self._container.close()
@@ -204,7 +204,7 @@ def join_video(parts: list[tuple[Path, float | None]], output: Path, kind: str, 
     stream; ``png``: folders of frames); -> frames written."""
     if kind == "png":
         return join_frames([path for path, _ in parts], output)
-    spec = _KINDS[kind]
+    spec = CONTAINER_KINDS[kind]
     options = {"movflags": "+faststart"} if kind in ("mp4", "mov") else {}  # as VideoWriter's
     with Join(output, muxer=spec.container, tick=spec.tick, options=options, audio=audio,
               copies=spec.audio_copy, encoder=spec.audio_codec, audio_end=audio_end) as joined:

@@ -118,8 +118,8 @@ class AudioFeed:
             self._packets.clear()
             self._bytes = 0
 
-    def _put(self, packet: av.Packet) -> None:
-        """From the reader: one more packet, in demux order."""
+    def put(self, packet: av.Packet) -> None:
+        """From whoever reads the packets (the source, or the segments' joiner): one more, in demux order."""
         with self._lock:
             self._store(packet)
 

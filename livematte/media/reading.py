@@ -182,7 +182,7 @@ class VideoReader:
             if packet.stream is streams[0]:
                 yield from packet.decode()
             else:
-                self.audio._put(packet)
+                self.audio.put(packet)
 
     def frames(self) -> Iterator[tuple[np.ndarray, float]]:
         """Yield ``(image, pts)``: ``uint8 [H, W, 3]`` BGR upright, pts in seconds.

@@ -8,7 +8,7 @@ Both subclass :class:`~livematte.media.atomic.AtomicOutput`: they write under a 
 beside the target and move the result into place only when :meth:`close` succeeds, so a crash
 or an interrupted run never leaves a half-written file under the name the user asked for.
 
-:func:`output_kind` maps a path to its kind (``OUTPUT_KINDS``); ``_KINDS`` holds each video
+:func:`output_kind` maps a path to its kind (``OUTPUT_KINDS``); ``CONTAINER_KINDS`` holds each video
 kind's container, codec, pixel format and audio rules, and :func:`_codec_options` the encoder
 settings.
 """
@@ -52,7 +52,7 @@ _VP9_SPEED = {"ultrafast": 8, "superfast": 8, "veryfast": 7, "faster": 6, "fast"
 
 
 @dataclass(frozen=True)
-class _Kind:
+class ContainerKind:
     container: str  # FFmpeg muxer name
     codec: str
     pix_fmt: str
@@ -63,14 +63,14 @@ class _Kind:
     audio_codec: str
 
 
-_KINDS = {
-    "mp4": _Kind("mp4", "libx264", "yuv420p", False, True, Fraction(1, 90000),
+CONTAINER_KINDS = {
+    "mp4": ContainerKind("mp4", "libx264", "yuv420p", False, True, Fraction(1, 90000),
                  frozenset({"aac", "mp3"}), "aac"),
-    "mkv": _Kind("matroska", "libx264", "yuv420p", False, True, Fraction(1, 1000),
+    "mkv": ContainerKind("matroska", "libx264", "yuv420p", False, True, Fraction(1, 1000),
                  frozenset({"aac", "opus", "vorbis", "mp3", "flac", "ac3"}), "aac"),
-    "webm": _Kind("webm", "libvpx-vp9", "yuva420p", True, False, Fraction(1, 1000),
+    "webm": ContainerKind("webm", "libvpx-vp9", "yuva420p", True, False, Fraction(1, 1000),
                   frozenset({"opus", "vorbis"}), "libopus"),
-    "mov": _Kind("mov", "prores_ks", "yuva444p10le", True, False, Fraction(1, 90000),
+    "mov": ContainerKind("mov", "prores_ks", "yuva444p10le", True, False, Fraction(1, 90000),
                  frozenset({"aac", "mp3", "alac"}), "aac"),
 }
 
@@ -179,7 +179,7 @@ class VideoWriter(AtomicOutput):
         if kind not in OUTPUT_KINDS:
             raise LivematteError(f"unknown output kind {kind!r} for {path}; use one of {', '.join(OUTPUT_KINDS)}")
         self.kind = kind
-        self.has_alpha = kind == "png" or _KINDS[kind].alpha
+        self.has_alpha = kind == "png" or CONTAINER_KINDS[kind].alpha
         self.width, self.height = width, height
         self.rate = _check_rate(rate)
         self._audio: AudioCarrier | None = None
@@ -199,7 +199,7 @@ class VideoWriter(AtomicOutput):
                 log.warning("PNG sequences have no audio; the audio of %s is dropped", audio.name)
                 audio.release()
             return
-        spec = _KINDS[self.kind]
+        spec = CONTAINER_KINDS[self.kind]
         self._spec = spec
         self._clock = Clock(spec.tick, self.rate, str(self.path))
         self._pad = (self.height % 2, self.width % 2) if spec.even else (0, 0)
@@ -314,7 +314,7 @@ def check_encoding(crf: int, webm_crf: int | None, prores: str) -> None:
         raise ValueError(f"prores got {prores!r}, expected one of {', '.join(PRORES_PROFILES)}")
 
 
-def _codec_options(spec: _Kind, crf: int, preset: str, webm_crf: int | None, prores: str) -> dict[str, str]:
+def _codec_options(spec: ContainerKind, crf: int, preset: str, webm_crf: int | None, prores: str) -> dict[str, str]:
     if spec.codec == "libx264":
         return {"crf": str(crf), "preset": preset}
     if spec.codec == "libvpx-vp9":
