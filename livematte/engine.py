@@ -27,8 +27,8 @@ import numpy as np
 from .data import Frame, Matted
 from .finishing import CompositeSettings, Finisher
 from .governor import Governor, Level
-from .models.base import GuidedMatte, Matter, resize_to
-from .motion import MISMATCH_SHARE, MotionEstimator, grey_of, warp
+from .models.base import GuidedMatte, Matter, resize_to, scaled_size
+from .motion import FLOW_SIDE, MISMATCH_SHARE, MotionEstimator, flow_at, grey_of, warp
 from .refine import guide
 from .smoothing import SmoothingSettings, TemporalSmoother
 
@@ -84,10 +84,10 @@ class Engine:
         self.state = matter.initial_state()
         self._input_shape: tuple[int, int] | None = None  # the last frame's guide shape, (h, w)
         self._key_planes: np.ndarray | None = None  # infer's: the last keyframe's smoothed result, [k, h, w]
-        # prepare's: the motion since the last keyframe (its grey picture too), its model and the
+        # prepare's: the motion since the last keyframe (its grey picture too), its level and the
         # frames since it
         self._motion = MotionEstimator() if governor is not None else None
-        self._key_model = ""
+        self._key_level = Level(0, 1)
         self._since_key = 0
 
     def reset(self) -> None:
@@ -106,31 +106,40 @@ class Engine:
         # Both guides are made here, beside the running model, not on its thread.
         full_guide = guide(image) if matter.guided else None
         flow = model_input = None
-        if level is not None and not self._is_keyframe(frame, grey := grey_of(small), level):
+        if level is not None and not self._is_keyframe(frame, grey := self._motion_grey(image, small), level):
             flow, unexplained = self._motion.to_keyframe(grey)
             if unexplained > MISMATCH_SHARE:  # motion the flow cannot follow: the model runs
-                self._new_keyframe(grey, level.model)
+                self._new_keyframe(grey, level)
                 flow = None
+            else:
+                flow = flow_at(flow, small.shape[:2])
         if flow is None:
             model_input = matter.prepare(pad_to(small, matter.min_side))
         done = time.perf_counter()
         return Prepared(frame, model_input, guide(small), full_guide, (done - start) * 1e3, done, flow, level)
+
+    def _motion_grey(self, image: np.ndarray, small: np.ndarray) -> np.ndarray:
+        """The frame's grey at the motion's size (:data:`FLOW_SIDE`): ``small`` (the network's
+        input) when it is that size, else the frame reduced to it."""
+        size = scaled_size(image.shape[1], image.shape[0], FLOW_SIDE)
+        return grey_of(small if (small.shape[1], small.shape[0]) == size else resize_to(image, size))
 
     def _is_keyframe(self, frame: Frame, grey: np.ndarray, level: Level) -> bool:
         """Whether this frame gets a model call: every ``stride``-th frame, and any that cannot
         reuse the last keyframe's result (a restart, a new size or model, a scene cut)."""
         key = self._motion.key
         self._since_key += 1
-        if (frame.restart or key is None or key.shape != grey.shape or level.model != self._key_model
+        if (frame.restart or key is None or key.shape != grey.shape
+                or (level.size, level.model) != (self._key_level.size, self._key_level.model)
                 or self._since_key >= level.stride or cv2.absdiff(grey, key).mean() > 255 * self.cut_threshold):
-            self._new_keyframe(grey, level.model)
+            self._new_keyframe(grey, level)
             return True
         return False
 
-    def _new_keyframe(self, grey: np.ndarray | None, model: str = "") -> None:
-        """``grey`` (None: none yet) starts the motion, on ``model``'s results."""
+    def _new_keyframe(self, grey: np.ndarray | None, level: Level = Level(0, 1)) -> None:
+        """``grey`` (None: none yet) starts the motion, on ``level``'s results."""
         self._motion.keyframe(grey)
-        self._key_model, self._since_key = model, 0
+        self._key_level, self._since_key = level, 0
 
     def infer(self, prepared: Prepared) -> Matted:
         if not prepared.keyframe:

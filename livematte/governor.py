@@ -73,8 +73,8 @@ def ladder(top_size: int, min_size: int = MIN_LADDER_SIZE, fallback: Level | Non
 
     Reuse comes first, at the preset's size: with motion-compensated reuse, fewer model calls
     at the full size lose less than a smaller network (the nine ground-truth clips, every frame
-    through the engine, ``scripts/eval_levels.py``: 384 px MAD 3.63 on every frame, 3.95, 3.99
-    and 4.32 every second, third and fourth; 288 px every fourth 5.15, 192 px 7.84). Then the
+    through the engine, ``scripts/eval_levels.py``: 384 px MAD 3.60 on every frame, 3.84, 3.97
+    and 4.30 every second, third and fourth; 288 px every fourth 5.44, 192 px 8.46). Then the
     network shrinks (0.75x, 0.5x) at the longest stride. ``fallback``, a faster model's level,
     comes last.
     """

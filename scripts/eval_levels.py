@@ -1,6 +1,7 @@
 """What each level of the live governor's ladder costs in quality, per motion segment.
 
     python scripts/eval_levels.py [--clips DIR] [--clip NAME ...] [--preset live] [--json PATH]
+                                  [--levels SIZE/STRIDE ... | MODEL]
 
 Every level of the preset's ladder (network size, frames per model call, or the fallback
 model) is held for a whole clip while every frame goes through the engine in order, as if
@@ -9,6 +10,9 @@ exactly as live. The mattes are scored against the clips' exact alpha (:mod:`liv
 MAD x1e3, dtSSD x1e2), over the clip and over each motion segment of its ``meta.json``
 (sway, still, fast). The timing-free counterpart of ``eval_quality.py --mode live``: it says
 what the governor gives up at each step, which a live run mixes with the machine's speed.
+
+``--levels`` scores the levels given (``288/6``: 288 px, a model call every sixth frame;
+``selfie``: the fallback rung) instead of the preset's ladder.
 
 Printed: one row per level, the mean over clips, and the share of frames that got a model call
 (a frame the flow cannot explain is a keyframe whatever the stride).
@@ -63,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clip", nargs="+", default=None, metavar="NAME")
     parser.add_argument("--preset", default="live")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--levels", nargs="+", default=None, metavar="SIZE/STRIDE",
+                        help="levels to score instead of the ladder: 288/6, or the fallback's model name")
     args = parser.parse_args(argv)
     if not args.clips.is_dir():
         parser.error(f"{args.clips}: no such folder")
@@ -77,8 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     source.close()
     top = max(matter.input_size(width, height))
     fallback_level = None if fallback is None else Level(max(fallback.input_size(width, height)), 1, fallback.name)
+    levels = ladder(top, fallback=fallback_level)
+    if args.levels:
+        levels = [fallback_level if text == config.live.fallback else _level(text, parser) for text in args.levels]
     rows = []
-    for level in ladder(top, fallback=fallback_level):
+    for level in levels:
         per_clip = []
         for clip in clips:
             result, calls = score_level(matter, fallback, config, level, clip)
@@ -91,6 +100,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps({"preset": args.preset, "rows": rows}, indent=1), encoding="utf-8")
     return 0
+
+
+def _level(text: str, parser: argparse.ArgumentParser) -> Level:
+    """``"288/6"`` -> Level(288, 6)."""
+    try:
+        size, stride = (int(part) for part in text.split("/"))
+    except ValueError:
+        parser.error(f"--levels: got {text!r}, expected SIZE/STRIDE (288/6) or the fallback's name")
+    if size < 16 or stride < 1:
+        parser.error(f"--levels: got {text!r}, expected a size of at least 16 px and a stride of at least 1")
+    return Level(size, stride)
 
 
 def _mean(per_clip: list[dict]) -> dict:

@@ -22,7 +22,7 @@ from livematte.governor import Governor, Level
 from livematte.jobs import LiveJob, run_live_job
 from livematte.media.readback import read_alpha_with_pts
 from test_live import Delegating
-from test_rvm_engine import (FPS, N, PW, SMOOTHING, STEP, WALL, centroid_x, frame, live_config, mad, scene, xpos,  # noqa: F401
+from test_rvm_engine import (FPS, H, N, PW, SMOOTHING, STEP, W, WALL, centroid_x, frame, live_config, mad, scene, xpos,  # noqa: F401
                              clip, live_rvm, person, reference, rvm)
 
 
@@ -213,3 +213,32 @@ def test_the_flow_is_composed_frame_by_frame_so_a_far_keyframe_is_followed(rvm, 
     assert sum(r.reused for r in results) == 27
     errors = [abs(centroid_x(r.alpha) - sweep(k) - offset) for k, r in enumerate(results)]
     assert max(errors) < 1.5, [f"{e:.1f}" for e in errors]
+
+
+def test_a_network_smaller_than_the_motions_size_follows_the_motion_measured_at_that_size(rvm, person):
+    # Given the sweep at three times the size (480x384, 24 px a frame) and a governor at 192 px, one
+    # model call every fourth frame: the network sees 192x154, the motion is measured at 384x307
+    scale = 3
+    engine = Engine(rvm, SMOOTHING, governor=held_at(Level(192, 4)))
+    every_frame = Engine(rvm, SMOOTHING, governor=held_at(Level(192, 1)))
+    images = [cv2.resize(scene(person, sweep(k)), (W * scale, H * scale), interpolation=cv2.INTER_LINEAR)
+              for k in range(36)]
+    offset = np.median([centroid_x(every_frame.infer(every_frame.prepare(frame(k, image))).alpha) - scale * sweep(k)
+                        for k, image in enumerate(images[:18])])
+    # When the frames go through it
+    results = [engine.infer(engine.prepare(frame(k, image))) for k, image in enumerate(images)]
+    # Then three frames in four reuse (the flow explains them), and every matte is within 1.5
+    # network px (4.5 px here) of her, turns included
+    assert sum(r.reused for r in results) == 27
+    errors = [abs(centroid_x(r.alpha) - scale * sweep(k) - offset) for k, r in enumerate(results)]
+    assert max(errors) < 1.5 * scale, [f"{e:.1f}" for e in errors]
+
+
+def test_a_flow_moved_to_another_size_keeps_its_motion_in_that_sizes_px():
+    from livematte.motion import flow_at
+
+    flow = np.zeros((216, 384, 2), np.float32)
+    flow[...] = (8.0, -4.0)
+    half = flow_at(flow, (108, 192))
+    assert half.shape == (108, 192, 2) and np.allclose(half, (4.0, -2.0))
+    assert flow_at(flow, (216, 384)) is flow
