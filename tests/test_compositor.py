@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import pytest
 
-from livematte.compositor import Compositor, LoopingVideo, StillImage, cover_fit, parse_background
+from livematte.compositor import Compositor, LoopingVideo, StillImage, blend, cover_fit, parse_background
 from livematte.errors import LivematteError
 from livematte.watcher import THREAD_NAME, BackgroundWatcher
 from media import gradient, make_video
@@ -419,3 +419,31 @@ def test_watcher_exit_during_a_fetch_waits_for_it_and_hands_nothing_over(tmp_pat
     assert not closer.is_alive() and not watcher_running()
     assert background_of(compositor) == RED
     assert f"background: {slow_server.url}" not in logged.lines
+
+
+# --- the blend ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("size", [(720, 1280), (67, 101), (5, 3)])
+@pytest.mark.parametrize("where", ["blob", "corner", "opposite corners", "none", "everywhere"])
+def test_blend_over_the_box_of_the_person_equals_blending_the_whole_frame(size, where):
+    # Given two pictures and a matte that is above 0 only somewhere (or nowhere, or everywhere)
+    height, width = size
+    rng = np.random.default_rng(7)
+    fg = rng.integers(0, 256, (height, width, 3), np.uint8)
+    bg = rng.integers(0, 256, (height, width, 3), np.uint8)
+    alpha = np.zeros(size, np.float32)
+    if where == "blob":
+        cv2.ellipse(alpha, (width // 2, height // 2), (max(1, width // 5), max(1, height // 4)), 0, 0, 360, 1.0, -1)
+        alpha = cv2.GaussianBlur(alpha, (0, 0), 2)
+    elif where == "corner":
+        alpha[-1, -1] = 1e-6
+    elif where == "opposite corners":
+        alpha[0, 0], alpha[-1, -1] = 0.5, 0.25
+    elif where == "everywhere":
+        alpha[:] = rng.random(size, np.float32)
+
+    # When they are blended, the result is what blending every pixel gives, and the inputs are unchanged
+    before = bg.copy()
+    picture = blend(fg, bg, alpha)
+    assert np.array_equal(picture, cv2.blendLinear(fg, bg, alpha, 1.0 - alpha))
+    assert np.array_equal(bg, before) and picture is not bg
