@@ -65,13 +65,13 @@ class ContainerKind:
 
 CONTAINER_KINDS = {
     "mp4": ContainerKind("mp4", "libx264", "yuv420p", False, True, Fraction(1, 90000),
-                 frozenset({"aac", "mp3"}), "aac"),
+                         frozenset({"aac", "mp3"}), "aac"),
     "mkv": ContainerKind("matroska", "libx264", "yuv420p", False, True, Fraction(1, 1000),
-                 frozenset({"aac", "opus", "vorbis", "mp3", "flac", "ac3"}), "aac"),
+                         frozenset({"aac", "opus", "vorbis", "mp3", "flac", "ac3"}), "aac"),
     "webm": ContainerKind("webm", "libvpx-vp9", "yuva420p", True, False, Fraction(1, 1000),
-                  frozenset({"opus", "vorbis"}), "libopus"),
+                          frozenset({"opus", "vorbis"}), "libopus"),
     "mov": ContainerKind("mov", "prores_ks", "yuva444p10le", True, False, Fraction(1, 90000),
-                 frozenset({"aac", "mp3", "alac"}), "aac"),
+                         frozenset({"aac", "mp3", "alac"}), "aac"),
 }
 
 
