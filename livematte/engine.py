@@ -84,10 +84,10 @@ class Engine:
         self.state = matter.initial_state()
         self._input_shape: tuple[int, int] | None = None  # the last frame's guide shape, (h, w)
         self._key_planes: np.ndarray | None = None  # infer's: the last keyframe's smoothed result, [k, h, w]
-        # prepare's: the motion since the last keyframe (its grey picture too), its level and the
-        # frames since it
+        # prepare's: the motion since the last keyframe (its grey picture too), its network
+        # input and the frames since it
         self._motion = MotionEstimator() if governor is not None else None
-        self._key_level = Level(0, 1)
+        self._key_input: tuple[tuple[int, ...], str] | None = None  # the keyframe's network input shape and model
         self._since_key = 0
 
     def reset(self) -> None:
@@ -106,10 +106,11 @@ class Engine:
         # Both guides are made here, beside the running model, not on its thread.
         full_guide = guide(image) if matter.guided else None
         flow = model_input = None
-        if level is not None and not self._is_keyframe(frame, grey := self._motion_grey(image, small), level):
+        if level is not None and not self._is_keyframe(frame, grey := self._motion_grey(image, small),
+                                                       (small.shape, level.model), level.stride):
             flow, unexplained = self._motion.to_keyframe(grey)
             if unexplained > MISMATCH_SHARE:  # motion the flow cannot follow: the model runs
-                self._new_keyframe(grey, level)
+                self._new_keyframe(grey, (small.shape, level.model))
                 flow = None
             else:
                 flow = flow_at(flow, small.shape[:2])
@@ -124,22 +125,25 @@ class Engine:
         size = scaled_size(image.shape[1], image.shape[0], FLOW_SIDE)
         return grey_of(small if (small.shape[1], small.shape[0]) == size else resize_to(image, size))
 
-    def _is_keyframe(self, frame: Frame, grey: np.ndarray, level: Level) -> bool:
+    def _is_keyframe(self, frame: Frame, grey: np.ndarray, network_input: tuple[tuple[int, ...], str],
+                     stride: int) -> bool:
         """Whether this frame gets a model call: every ``stride``-th frame, and any that cannot
-        reuse the last keyframe's result (a restart, a new size or model, a scene cut)."""
+        reuse the last keyframe's result (a restart, another network input shape or model,
+        whose planes the keyframe's are not, or a scene cut). ``network_input``: the frame's
+        (input shape, model)."""
         key = self._motion.key
         self._since_key += 1
-        if (frame.restart or key is None or key.shape != grey.shape
-                or (level.size, level.model) != (self._key_level.size, self._key_level.model)
-                or self._since_key >= level.stride or cv2.absdiff(grey, key).mean() > 255 * self.cut_threshold):
-            self._new_keyframe(grey, level)
+        if (frame.restart or key is None or key.shape != grey.shape or network_input != self._key_input
+                or self._since_key >= stride or cv2.absdiff(grey, key).mean() > 255 * self.cut_threshold):
+            self._new_keyframe(grey, network_input)
             return True
         return False
 
-    def _new_keyframe(self, grey: np.ndarray | None, level: Level = Level(0, 1)) -> None:
-        """``grey`` (None: none yet) starts the motion, on ``level``'s results."""
+    def _new_keyframe(self, grey: np.ndarray | None, network_input: tuple[tuple[int, ...], str] | None = None) -> None:
+        """``grey`` (None: none yet) starts the motion, on the results of ``network_input``
+        (input shape, model)."""
         self._motion.keyframe(grey)
-        self._key_level, self._since_key = level, 0
+        self._key_input, self._since_key = network_input, 0
 
     def infer(self, prepared: Prepared) -> Matted:
         if not prepared.keyframe:
