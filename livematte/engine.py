@@ -106,11 +106,12 @@ class Engine:
         # Both guides are made here, beside the running model, not on its thread.
         full_guide = guide(image) if matter.guided else None
         flow = model_input = None
+        network_input = (small.shape, level.model) if level is not None else None
         if level is not None and not self._is_keyframe(frame, grey := self._motion_grey(image, small),
-                                                       (small.shape, level.model), level.stride):
+                                                       network_input, level.stride):
             flow, unexplained = self._motion.to_keyframe(grey)
             if unexplained > MISMATCH_SHARE:  # motion the flow cannot follow: the model runs
-                self._new_keyframe(grey, (small.shape, level.model))
+                self._new_keyframe(grey, network_input)
                 flow = None
             else:
                 flow = flow_at(flow, small.shape[:2])

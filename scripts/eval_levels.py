@@ -85,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     fallback_level = None if fallback is None else Level(max(fallback.input_size(width, height)), 1, fallback.name)
     levels = ladder(top, fallback=fallback_level)
     if args.levels:
+        if config.live.fallback in args.levels and fallback_level is None:
+            parser.error(f"--levels: {config.live.fallback} did not load (the warning above says why)")
         levels = [fallback_level if text == config.live.fallback else _level(text, parser) for text in args.levels]
     rows = []
     for level in levels:
