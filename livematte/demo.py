@@ -31,12 +31,12 @@ from __future__ import annotations
 
 import logging
 from fractions import Fraction
-from importlib import resources
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from .assets import sample_portrait
 from .errors import LivematteError
 from .models.weights import cache_dir
 
@@ -44,8 +44,6 @@ log = logging.getLogger(__name__)
 
 WIDTH, HEIGHT, FPS, SECONDS = 1280, 720, 30, 4
 
-# Grace Hopper's portrait, byte for byte matplotlib's sample_data/grace_hopper.jpg (sha256 a8ca6d73...).
-PORTRAIT_FILE = "grace_hopper.jpg"
 # The cached clip's name: a new name whenever its content changes, so no old cache is reused.
 CLIP_NAME = "hopper_call_room_v2.mp4"
 
@@ -60,18 +58,6 @@ PORTRAIT_KEEP = (16, 0, 510, 598)
 PORTRAIT_ANCHOR = (256.0, 600.0)
 SCALE, ANCHOR_BELOW = 1.15, 20.0
 CUTOUT_PASSES, CUTOUT_SIZE = 4, 512
-
-
-def sample_portrait() -> np.ndarray:
-    """``uint8 [600, 512, 3]`` BGR: the portrait that comes with livematte (``livematte/data``)."""
-    data = resources.files("livematte") / "data" / PORTRAIT_FILE
-    try:
-        image = cv2.imdecode(np.frombuffer(data.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
-    except OSError as e:
-        raise LivematteError(f"the demo's sample portrait {PORTRAIT_FILE} is missing from livematte's install") from e
-    if image is None:
-        raise LivematteError(f"the demo's sample portrait {PORTRAIT_FILE} could not be read")
-    return image
 
 
 def demo_background(width: int = WIDTH, height: int = HEIGHT) -> np.ndarray:

@@ -24,6 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from .assets import sample_portrait
 from .data import Frame, Matted
 from .finishing import CompositeSettings, Finisher
 from .governor import Governor, Level
@@ -283,8 +284,6 @@ def live_engine(config, matter: Matter, source, compositor, *, governed: bool,
 def _warm_up_picture(width: int, height: int) -> np.ndarray:
     """``uint8 [height, width, 3]`` BGR: livematte's sample portrait standing at the bottom centre
     of a plain wall, nine tenths of the frame's height."""
-    from .demo import sample_portrait
-
     picture = np.full((height, width, 3), (170, 180, 190), np.uint8)
     portrait = sample_portrait()
     scale = min(0.9 * height / portrait.shape[0], width / portrait.shape[1])

@@ -67,7 +67,7 @@ def selfie_weights() -> Path:
 @pytest.fixture(scope="session")
 def portrait() -> np.ndarray:
     """A real photo of a person: Grace Hopper, the demo's portrait. ``uint8 [600, 512, 3]`` BGR."""
-    from livematte.demo import sample_portrait
+    from livematte.assets import sample_portrait
 
     return sample_portrait()
 

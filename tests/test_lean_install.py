@@ -172,10 +172,10 @@ def test_listed_as_needing_the_extra(without_bshm):
 
 
 def test_the_demos_portrait_needs_no_matplotlib(monkeypatch):
-    from livematte import demo
+    from livematte import assets
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    portrait = demo.sample_portrait()
+    portrait = assets.sample_portrait()
     assert (portrait.shape, portrait.dtype) == ((600, 512, 3), np.uint8)
     assert 60 < portrait.mean() < 200
 
