@@ -170,7 +170,8 @@ class Engine:
             # The coefficients are smoothed with the weights their coarse matte earns; the
             # backend then applies them to this frame's own full-resolution guide. The coarse
             # matte is not clipped: where it saturates, a clipped gate would see no change and
-            # hold old coefficients that still move the full-resolution edge (dtSSD 2.60 vs 2.02, clip02).
+            # hold old coefficients that still move the full-resolution edge (more flicker: README,
+            # Measurements behind the code).
             # The colour coefficients, when present, are mixed with the same weights.
             coarse = matte.a * prepared.guide + matte.b
             planes = [coarse[None], matte.a[None], matte.b[None]]
@@ -237,9 +238,9 @@ class Engine:
                 matter.infer(model_input, matter.initial_state())
                 costs[level] = ((time.perf_counter() - wall) * 1e3, (time.process_time() - cpu) * 1e3)
         # The finish, smoothing and the rest, at the top level, then the output's share: the
-        # least of three frames after a first (which pays for first calls, ~100 ms more on one
-        # core; contention only adds), of a person, whose matte is soft only at her edge (a
-        # blank frame's is soft all over, and its foreground colours cost twice a real frame's).
+        # least of three frames after a first (which pays for first calls; contention only adds),
+        # of a person, whose matte is soft only at her edge (a blank frame's is soft all over, and
+        # its foreground colours cost far more than a real frame's).
         person = _warm_up_picture(width, height)
         top_wall = costs[levels[0]][0]
         # Timed by the clock, not the process's CPU time: the source's decoder may already be at

@@ -17,8 +17,8 @@ instead removes it, and a transparent output carries ``F`` with straight alpha.
 Only the soft pixels are estimated (:func:`soft_points`: ``a`` strictly between 0 and 1 in 8-bit
 levels); elsewhere ``F`` is the frame itself, exact where ``a = 1`` and unused where ``a = 0``.
 The box means are smooth, so they are computed on reduced copies and sampled bilinearly at
-those pixels: at 720p this keeps the estimators to a few ms where whole-frame float maths
-costs 20 ms (RVM's coefficients) to 130 ms (blur fusion) on a 2-core machine.
+those pixels: this keeps the estimators a small part of a frame's time, where whole-frame float
+maths would take a large share of it (README: Measurements behind the code).
 
 Every estimator returns ``uint8 [H, W, 3]`` BGR at the frame's size, a new array.
 """

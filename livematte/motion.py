@@ -21,11 +21,8 @@ class MotionEstimator:
     Two measurements, and the one that explains the frame better is kept (:func:`mismatch`):
     straight from the frame to the keyframe, and frame to frame composed back to the keyframe.
     DIS (ultrafast) follows a few px a frame closely but can fall short of a displacement of
-    several frames (a person moving 8 px a frame, three frames from the keyframe, came out
-    ~5 px behind); composed steps drift where the straight measurement holds. On the nine
-    ground-truth clips (``scripts/eval_levels.py``, the 15 % rule alone), 384 px every fourth
-    frame gave MAD 4.49 straight, 4.76 composed, 4.62 the better of the two; every third frame
-    4.27, 4.33, 4.26. With the changed-pixels rule too: 4.32 (33 % of frames to the model) and 3.99.
+    several frames; composed steps drift where the straight measurement holds. The figures on the
+    ground-truth clips: README, Measurements behind the code.
     """
 
     def __init__(self):
@@ -113,18 +110,15 @@ def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
 
 # The motion is measured at this longest side whatever the network's size (384x216 for 720p), and
 # resampled to the network's (flow_at). DIS at the network's own size lost the smaller networks
-# most of their reuse: on the nine ground-truth clips with the rules below, 288 px every fourth
-# frame sent 56 % of frames to the model and 192 px 84 %, against 33 % at 384 px.
+# most of their reuse: the coarser picture trips the rules below far more often (README: "What
+# each level costs in quality").
 FLOW_SIDE = 384
 
 # A flow explains a frame when the keyframe moved along it matches the frame: at most this share
 # of pixels differs by more than MISMATCH_LEVELS grey levels. A frame it does not explain (a jump,
 # a swing the flow loses) gets a model call of its own. The share is what paid on the nine
-# ground-truth clips (scripts/eval_levels.py, the live preset, the flow straight to the keyframe):
-# with 15 %, 384 px every fourth frame gave MAD 4.49 with 27 % of frames sent to the model, against
-# 5.83 with no check (the fast swing 5.07 against 8.42). 2 % sent 74-81 % of frames to the model
-# at every stride and bought nothing: on two clips 384 px every second frame gave MAD 5.65 with
-# it, 5.47 without.
+# ground-truth clips: a much better matte than no check, where a strict share sends most frames to
+# the model and buys nothing (README: Measurements behind the code).
 MISMATCH_LEVELS = 24
 MISMATCH_SHARE = 0.15
 # ... and the move must put right at least half of the pixels that changed since the keyframe (at

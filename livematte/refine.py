@@ -10,9 +10,9 @@ alpha (BSHM, MODNet).
 ``bilinear`` is a plain resize. ``guided`` is a fast guided filter (He et al.):
 linear coefficients fitted at low resolution against the grey frame, upsampled
 and applied to the full-resolution grey, so that edges follow the frame.
-Measured on the composited clips with RVM's whole model at 768x432 (when it
-still returned a plain alpha), ``guided`` *raised* MAD
-(4.7 vs 4.1): RVM's own refiner already places edges well and the grey guide
+On the composited clips with RVM's whole model (when it still returned a plain
+alpha), ``guided`` *raised* the error (README: Measurements behind the code):
+RVM's own refiner already places edges well and the grey guide
 pulls the matte towards background texture. It stays available for backends
 with blockier output; the presets use ``bilinear``.
 """
@@ -41,7 +41,7 @@ _MEAN_RGB = np.full((1, 3), 1 / (3 * 255), np.float32)
 
 
 def guide(image_bgr: np.ndarray) -> np.ndarray:
-    """``uint8 [H, W, 3]`` -> ``float32 [H, W]``: the mean of R, G and B in 0..1 (0.4 ms at 720p)."""
+    """``uint8 [H, W, 3]`` -> ``float32 [H, W]``: the mean of R, G and B in 0..1 (one cv2.transform)."""
     return cv2.transform(image_bgr.astype(np.float32), _MEAN_RGB)
 
 
@@ -82,7 +82,7 @@ def guided_coefficients(alpha: np.ndarray, guide_small: np.ndarray, radius: int,
 
 def apply_coefficients(a: np.ndarray, b: np.ndarray, full_guide: np.ndarray) -> np.ndarray:
     """Guided-filter coefficients (``float32 [h, w]``) -> ``float32 [H, W]`` alpha in [0, 1]
-    at the guide's size: ``resize(a) * guide + resize(b)``, about 1 ms at 720p."""
+    at the guide's size: ``resize(a) * guide + resize(b)``, in place on one array."""
     height, width = full_guide.shape
     alpha = cv2.resize(a, (width, height), interpolation=cv2.INTER_LINEAR)
     alpha *= full_guide

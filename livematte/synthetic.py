@@ -50,7 +50,7 @@ def write_clip(path: Path, frames: int | None = None, width: int = CLIP_WIDTH, h
                fps: int = CLIP_FPS) -> None:
     """Draw the synthetic clip (``CLIP_FRAMES`` frames by default) and encode it as H.264 crf 18.
 
-    The same seed gives the same pictures; about 6 s for the full clip on 2 cores.
+    The same seed gives the same pictures; drawing and encoding take a while, hence the cache.
     """
     from .media.writing import VideoWriter
 

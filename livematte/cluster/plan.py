@@ -11,7 +11,7 @@ Each segment but the first has a **pre-roll**: the frames of the ``preroll_secon
 its start go through the model first, so that RVM's recurrent state and the temporal
 smoother arrive at its first frame warm, as in one pass; they are not written. Decoding
 begins at the keyframe at or before the pre-roll (``seek``); the frames between that keyframe
-and the pre-roll are decoded only (several hundred 720p frames a second, against tens matted).
+and the pre-roll are decoded only (far cheaper than matting them; README: Many videos).
 
 Every frame belongs to exactly one segment: segment ``i`` writes the frames whose pts are in
 ``[start, end)``, the bounds being the pts of real frames, as :class:`~livematte.media.reading.
@@ -31,14 +31,12 @@ from ..errors import LivematteError
 from ..media.opening import open_input
 from ..media.reading import VideoInfo, VideoReader
 
-# 30 s: the pre-roll (1 s) costs about 3 % more model work per segment and its fixed cost (1-2.5 s
-# measured) about 1 %, one segment is a few minutes of one core's work at 720p (so a cluster's last
-# segments finish close together), and an hour of video still makes 120 tasks to spread over the
-# nodes. See the README's figures.
+# 30 s: the pre-roll (1 s) and a segment's fixed cost stay small beside its own work, one segment
+# is a few minutes of one core's work at 720p (so a cluster's last segments finish close together),
+# and an hour of video still makes 120 tasks to spread over the nodes. Figures: README, Many videos.
 DEFAULT_SEGMENT_SECONDS = 30.0
-# What RVM's state and the smoother need to forget a cold start. On two composited clips cut every
-# second (scripts/cluster_compare.py --preroll), the first frame after a cut was 2.98 (MAD x1e3)
-# from one pass's matte with no pre-roll, 0.88 with 0.5 s and 0.27 with 1 s; see the README.
+# What RVM's state and the smoother need to forget a cold start: the first frame after a cut is
+# then close to one pass's matte (README, Many videos: the pre-roll table).
 DEFAULT_PREROLL_SECONDS = 1.0
 
 

@@ -166,7 +166,7 @@ def resize_to(image: np.ndarray, size: tuple[int, int], antialias: bool = False)
     average (INTER_AREA) instead of bilinear sampling, for a reduction."""
     if (image.shape[1], image.shape[0]) == size:
         return image
-    # INTER_AREA is cleaner for large reductions but costs 8x more at 720p (about 1 ms): backends
-    # ask for it where it measured a better matte (Matter.antialias).
+    # INTER_AREA is cleaner for large reductions but costs several times more: backends ask for
+    # it where it measured a better matte (Matter.antialias; README: Measurements behind the code).
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA if antialias else cv2.INTER_LINEAR)
 

@@ -14,7 +14,7 @@ matte's edges come from a guided filter: :meth:`SelfieMatter.infer` fits its coe
 the map at the network's size (:func:`livematte.refine.guided_coefficients`, guided by the
 picture the network saw) and returns them as a :class:`GuidedMatte`, which the engine smooths
 over time as it does RVM's and :meth:`SelfieMatter.finish` applies to the frame at its full
-resolution (about 1 ms at 720p), so edges follow the real frame.
+resolution (a cheap step: two resizes and a multiply-add), so edges follow the real frame.
 
 Runtimes: ``litert`` (``ai-edge-litert``, XNNPACK) or ``opencv`` (``cv2.dnn``'s TFLite reader,
 NCHW). OpenVINO cannot load the models (their custom op ``Convolution2DTransposeBias``).
@@ -35,12 +35,10 @@ from .quiet import notices_to_debug_log
 from .weights import SELFIE_LANDSCAPE, SELFIE_SQUARE, FetchedFromWheels, resolve
 
 RUNTIMES = ("auto", "litert", "opencv")
-# The finish, chosen on the nine composited clips (every 6th frame, no smoothing, the filter then
-# fitted against the grey frame and a bilinear downscale; MAD x1e3 / IoU@0.5):
-# the guided filter's window radius (px at the network's size) and regulariser: bilinear 14.6 / 0.942,
-# guided r=1 eps=1e-4 14.1 / 0.948 (r=2: 15.1, r=4: 18.6: wider windows blur the edge); then
-# the confidence read as a matte through a ramp 1/RAMP wide around 0.5, the map's unsure band
-# pulled in to where the frame's edge is: 2x 12.1, 3x 11.6, IoU unchanged.
+# The finish, chosen on the composited clips (README: Measurements behind the code): the guided
+# filter's window radius (px at the network's size) and regulariser, the smallest window (wider
+# ones blur the edge); then the confidence read as a matte through a ramp 1/RAMP wide around 0.5,
+# which pulls the map's unsure band in to where the frame's edge is.
 GUIDE_RADIUS, GUIDE_EPS = 1, 1e-4
 RAMP = 3.0
 _KNOWN_SHAPES = {SELFIE_LANDSCAPE.filename: (144, 256), SELFIE_SQUARE.filename: (256, 256)}  # file -> (h, w)
@@ -56,10 +54,12 @@ class SelfieMatter(FetchedFromWheels):
     # The networks take only their own input sizes, which input_size always gives (no side
     # below 144), so the engine never pads.
     min_side = 144
-    # Measured as for MODNet: MAD 11.8 -> 10.8, IoU 0.948 -> 0.953 with an area average (about 1 ms more).
+    # An area average: a better matte than a bilinear downscale, for a little more time (README:
+    # Measurements behind the code).
     antialias = True
     # Its soft band is the confidence ramp, not mixed colour: blur fusion there recovers nothing
-    # and took 43-48 ms a frame on one core, where selfie is the model for 30 fps (live on s18).
+    # and costs more than the network itself, where selfie is the model for 30 fps on one core
+    # (README: "Selfie live on one core").
     segmentation = True
     still_size = 0  # its networks' sizes are fixed
 
@@ -131,8 +131,8 @@ class _LiteRTNet:
         from ai_edge_litert.interpreter import Interpreter
 
         try:
-            # One thread unless asked: two measured no faster for this small network (a loaded
-            # 2-vCPU machine, A/B in one run: medians 7.1 / 5.4 ms on one core, 7.7 / 7.8 ms on two).
+            # One thread unless asked: two measured no faster for this small network (README:
+            # Measurements behind the code).
             self.interpreter = Interpreter(model_path=str(path), num_threads=threads or 1)
             with notices_to_debug_log(("Created TensorFlow Lite XNNPACK delegate",), "litert"):
                 self.interpreter.allocate_tensors()
