@@ -12,7 +12,8 @@ the newest frame and never holds a second one: at most one frame waits for
 the model. Live pipelines use
 small fresh-frame buffers for ``captured`` and ``matted`` (a frame that has
 waited longer than ``max_lag`` is dropped, never processed late); offline pipelines use bounded queues (back-pressure, nothing
-dropped, order kept). The caller's thread owns the stop event: any worker's
+dropped, order kept), each bounded in bytes as well as in frames (:data:`QUEUE_BYTES`), so that
+large pictures do not pile up. The caller's thread owns the stop event: any worker's
 exception stops every stage and is re-raised to the caller, which takes the
 matted frames with :meth:`Pipeline.next` (:func:`livematte.output.output_loop`;
 :func:`livematte.run.run` wires a whole run).
@@ -31,9 +32,22 @@ from .engine import Engine
 from .data import Frame, Matted
 from .governor import WINDOW_S, Sample
 from .stats import Stats
-from .workers import END, Channel, FreshBuffer, Stopped, Worker, first_error, join_all
+from .workers import END, Channel, FreshBuffer, Stopped, Worker, first_error, join_all, return_freed_pictures
 
 log = logging.getLogger(__name__)
+
+# The bytes of pictures an offline hand-off may hold besides its ``depth`` of frames: a 4K frame
+# with its float32 matte and foreground is nine times a 720p one, so a depth that costs little at
+# 720p would hold hundreds of MB at 4K. A bigger item still goes, alone.
+QUEUE_BYTES = 64 * 2**20
+
+
+def picture_bytes(item) -> int:
+    """The bytes of full-size pictures a hand-off item carries: a Frame's or a Matted's (END: 0)."""
+    if isinstance(item, Matted):
+        extra = item.foreground.nbytes if item.foreground is not None else 0
+        return item.frame.image.nbytes + item.alpha.nbytes + extra
+    return item.image.nbytes if isinstance(item, Frame) else 0
 
 
 class Pipeline:
@@ -43,19 +57,24 @@ class Pipeline:
                  max_frames: int | None = None, max_lag: float = 0.067, stop: threading.Event | None = None):
         self.source, self.engine, self.stats, self.live = source, engine, stats, live
         self.max_frames = max_frames
+        return_freed_pictures()  # the stages hand big pictures from thread to thread
         # The run's one stop event: set by the caller (Ctrl-C in ``live``) or by a failing stage.
         self.stop = stop if stop is not None else threading.Event()
         # Live: up to two frames wait, in order, and none older than max_lag is started
         # while a newer one waits; the model's occasional slow call costs no frame.
-        self.captured = FreshBuffer(self.stop, 2, max_lag) if live else Channel(self.stop, depth)
+        self.captured = FreshBuffer(self.stop, 2, max_lag) if live else self._queue(depth)
         self.prepared = Channel(self.stop, 1)
         self._buffer_free = threading.Semaphore(1)
-        self.matted = FreshBuffer(self.stop) if live else Channel(self.stop, depth)
+        self.matted = FreshBuffer(self.stop) if live else self._queue(depth)
         if live:
             stats.count_dropped_by(lambda: self.captured.replaced + self.matted.replaced)
         self.workers = [Worker("capture", self._capture, self.stop),
                         Worker("prepare", self._prepare, self.stop),
                         Worker("infer", self._infer, self.stop)]
+
+    def _queue(self, depth: int) -> Channel:
+        """An offline hand-off: up to ``depth`` frames and :data:`QUEUE_BYTES` of pictures."""
+        return Channel(self.stop, depth, QUEUE_BYTES, picture_bytes)
 
     def __enter__(self):
         if self.engine.governor is not None:

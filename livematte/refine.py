@@ -38,11 +38,17 @@ class RefineSettings:
             raise ValueError(f"refine mode got {self.mode!r}, expected one of {', '.join(MODES)}")
 
 _MEAN_RGB = np.full((1, 3), 1 / (3 * 255), np.float32)
+_GUIDE_ROWS = 128  # guide() works in bands of this many rows
 
 
 def guide(image_bgr: np.ndarray) -> np.ndarray:
-    """``uint8 [H, W, 3]`` -> ``float32 [H, W]``: the mean of R, G and B in 0..1 (one cv2.transform)."""
-    return cv2.transform(image_bgr.astype(np.float32), _MEAN_RGB)
+    """``uint8 [H, W, 3]`` -> ``float32 [H, W]``: the mean of R, G and B in 0..1."""
+    # In bands of rows: the same values, without a float copy of the whole picture (12 bytes a pixel).
+    out = np.empty(image_bgr.shape[:2], np.float32)
+    for top in range(0, image_bgr.shape[0], _GUIDE_ROWS):
+        band = image_bgr[top:top + _GUIDE_ROWS]
+        cv2.transform(band.astype(np.float32), _MEAN_RGB, dst=out[top:top + len(band)])
+    return out
 
 
 def upsample(alpha: np.ndarray, frame_bgr: np.ndarray, mode: str = "bilinear",

@@ -7,8 +7,10 @@ stage failed (the hang that bites reader threads joined after an exception).
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import platform
 import queue
 import threading
 import time
@@ -24,6 +26,35 @@ END = object()  # end of stream, passed down the stages
 def available_cores() -> int:
     """The cores this process may run on (``taskset`` and cgroups' cpusets included)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+# glibc's mallopt parameters (malloc.h), and the sizes set by return_freed_pictures.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_OWN_MAPPING_BYTES, _TRIM_BYTES = 16 * 2**20, 64 * 2**20
+_malloc_set = False
+
+
+def return_freed_pictures() -> None:
+    """Make glibc's malloc hand the memory of freed big pictures back to the system (once per
+    process; elsewhere nothing).
+
+    By default glibc serves blocks up to 32 MiB from its heaps once a block that big was freed
+    (its threshold adapts), and the heap a block came from keeps it when freed; pictures made on
+    one thread and freed on another pile up there, holding the process's memory at its peak.
+    Fixed here: a block of 16 MiB or more (a 4K picture, not a 1080p one) gets a mapping of its
+    own, unmapped when freed; the heaps' trim threshold stays where the adaptive one reaches, so
+    smaller blocks are reused as before.
+    """
+    global _malloc_set
+    if _malloc_set or platform.libc_ver()[0] != "glibc":
+        return
+    _malloc_set = True
+    try:
+        libc = ctypes.CDLL(None)
+        libc.mallopt(_M_MMAP_THRESHOLD, _OWN_MAPPING_BYTES)
+        libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_BYTES)
+    except (OSError, AttributeError):  # not glibc after all: its defaults stay
+        pass
 
 
 class Stopped(Exception):
@@ -48,13 +79,25 @@ def _next_wait(stop: threading.Event, deadline: float | None) -> float:
 
 
 class Channel:
-    """A bounded FIFO: ``put`` blocks while full (back-pressure), nothing is dropped."""
+    """A bounded FIFO: ``put`` blocks while full (back-pressure), nothing is dropped.
 
-    def __init__(self, stop: threading.Event, maxsize: int):
+    Full is ``maxsize`` items or, with ``max_bytes``, that many bytes of waiting items as
+    ``weigh(item)`` counts them, whichever comes first; an item heavier than ``max_bytes``
+    still goes in alone, so big frames flow one at a time instead of blocking forever.
+    """
+
+    def __init__(self, stop: threading.Event, maxsize: int, max_bytes: int | None = None,
+                 weigh: Callable[[Any], int] | None = None):
         self._queue: queue.Queue = queue.Queue(maxsize)
         self._stop = stop
+        self.max_bytes = max_bytes
+        self._weigh = weigh if max_bytes is not None and weigh is not None else None
+        self._room = threading.Condition()
+        self.held_bytes = 0  # weighed bytes put and not yet taken
 
     def put(self, item: Any) -> None:
+        if self._weigh is not None:
+            self._reserve(self._weigh(item))
         while True:
             if self._stop.is_set():
                 raise Stopped
@@ -64,6 +107,20 @@ class Channel:
             except queue.Full:
                 continue
 
+    def _reserve(self, size: int) -> None:
+        with self._room:
+            while self.held_bytes and self.held_bytes + size > self.max_bytes:
+                if self._stop.is_set():
+                    raise Stopped
+                self._room.wait(POLL_S)
+            self.held_bytes += size
+
+    def _release(self, item: Any) -> None:
+        if self._weigh is not None:
+            with self._room:
+                self.held_bytes -= self._weigh(item)
+                self._room.notify_all()
+
     def get(self, timeout: float | None = None) -> Any:
         """The next item; raises ``queue.Empty`` after ``timeout`` s, ``Stopped`` on stop."""
         deadline = _deadline(timeout)
@@ -72,16 +129,18 @@ class Channel:
             # that this short wait ended empty.
             wait = _next_wait(self._stop, deadline)
             try:
-                return self._queue.get(timeout=wait)
+                item = self._queue.get(timeout=wait)
             except queue.Empty:
                 continue
+            self._release(item)
+            return item
 
     def drain(self) -> int:
         """Empty the queue without blocking (after stop), so no producer stays blocked."""
         dropped = 0
         while True:
             try:
-                self._queue.get_nowait()
+                self._release(self._queue.get_nowait())
                 dropped += 1
             except queue.Empty:
                 return dropped

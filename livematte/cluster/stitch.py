@@ -44,7 +44,7 @@ ALPHA_MUXER, ALPHA_TICK = "matroska", Fraction(1, 1000)  # AlphaWriter's .mkv
 
 
 class _SourceAudio:
-    """The first audio stream of an input, fed packet by packet into an :class:`AudioFeed` as the
+    """The audio streams of an input, fed packet by packet into an :class:`AudioFeed` as the
     output's video time advances (so that the feed holds a fraction of a second, not the film)."""
 
     def __init__(self, path: str):
@@ -52,9 +52,9 @@ class _SourceAudio:
         self.feed = None
         if not self._container.streams.audio:
             return
-        stream = self._container.streams.audio[0]
-        self.feed = AudioFeed(path, stream, self._container.format.name, threading.Lock())
-        self._packets = self._container.demux(stream)
+        streams = list(self._container.streams.audio)
+        self.feed = AudioFeed(path, streams, self._container.format.name, threading.Lock())
+        self._packets = self._container.demux(streams)
         self._pending: av.Packet | None = None
 
     def fill(self, until: float) -> None:

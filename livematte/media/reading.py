@@ -3,10 +3,11 @@
 :func:`probe` describes a video (:class:`VideoInfo`); :class:`VideoReader` decodes it into
 ``uint8 [H, W, 3]`` BGR pictures, turned upright by the stream's display matrix, each with
 its presentation time in seconds (the stream's own: variable frame rates are kept). Every
-failure to open or decode is a one-line :class:`LivematteError` naming the input. A reader
-opened with ``audio=True`` also hands the file's audio packets, demuxed along with the video
-from the same container, to an :class:`~livematte.media.audio.AudioFeed` that a writer
-takes them from.
+failure to open, or to decode anything at all, is a one-line :class:`LivematteError` naming the
+input; damaged stretches inside a file are skipped, as FFmpeg does. A reader opened with
+``audio=True`` also hands the file's audio packets (every audio stream), demuxed along with
+the video from the same container, to an :class:`~livematte.media.audio.AudioFeed` that a
+writer takes them from.
 """
 
 from __future__ import annotations
@@ -91,12 +92,17 @@ class VideoReader:
     fails here with a :class:`LivematteError` naming it, before any work is done.
     ``info`` describes the video; :meth:`frames` yields every frame once, in order.
 
-    ``audio=True``: the first audio stream is demuxed together with the video, and its
+    ``audio=True``: every audio stream is demuxed together with the video, and their
     packets go to ``self.audio`` (an :class:`AudioFeed`, None when the file has no audio) as
     they come, for a :class:`VideoWriter` to take.
 
-    A file that ends before its container says it should (a partial download, a damaged
-    middle) is noticed once decoding stops: ``strict`` raises :class:`LivematteError`
+    A packet the decoder rejects (a damaged stretch) is skipped and decoding goes on, as
+    FFmpeg does: the frames after it keep their own times, and once the file is read one
+    warning says how many frames were lost (``lost_frames``). Only a file of which no frame
+    decodes is an error, raised on opening.
+
+    A file that ends before its container says it should (a partial download, a demuxer
+    that gives up) is noticed once reading stops: ``strict`` raises :class:`LivematteError`
     then, otherwise a warning is logged and the frames decoded so far are kept.
 
     :meth:`frames` may run on another thread than :meth:`close`: closing waits for the
@@ -111,7 +117,13 @@ class VideoReader:
         self.path = str(path)
         self.strict = strict
         self.audio: AudioFeed | None = None
-        self._stopped = False  # decoding failed part-way (already reported)
+        self._stopped = False  # demuxing failed part-way (already reported)
+        # Video packets demuxed (with data), frames they gave, packets the decoder rejected, the last
+        # decoder error, and where the packets end (seconds): packets that give no frame are lost.
+        self._packets = self._decoded_frames = self._rejected = 0
+        self._decode_error: av.error.FFmpegError | None = None
+        self._packet_end: float | None = None
+        self.lost_frames = 0  # known once frames() has run to the end
         self._closed = False
         # Held while FFmpeg uses the container: during each demux/decode step, and by close().
         self._lock = threading.Lock()
@@ -135,8 +147,8 @@ class VideoReader:
         self._declared = self._declared_end(stream)
         streams = [stream]
         if audio and container.streams.audio:
-            streams.append(container.streams.audio[0])
-            self.audio = AudioFeed(name, streams[1], container.format.name, self._lock)
+            streams += container.streams.audio
+            self.audio = AudioFeed(name, list(container.streams.audio), container.format.name, self._lock)
         if start is not None and stream.time_base:
             try:
                 container.seek(round(start / stream.time_base), stream=stream, backward=True)
@@ -147,6 +159,10 @@ class VideoReader:
             with self._lock:
                 first = next(self._decoded)
         except StopIteration:
+            error = self._decode_error
+            if error is not None:
+                raise LivematteError(f"cannot decode {name} ({codec} video): not one of its {self._packets} "
+                                     f"frames decodes ({error.strerror or error})") from error
             raise LivematteError(f"{name} contains no decodable video frames") from None
         except av.error.FFmpegError as e:
             raise LivematteError(f"cannot decode {name} ({codec} video): {e.strerror or e}") from e
@@ -176,36 +192,61 @@ class VideoReader:
         return first, info
 
     def _demux(self, streams: list[av.stream.Stream]) -> Iterator[av.VideoFrame]:
-        """Frames of ``streams[0]`` (the video); packets of ``streams[1]``, the audio if any, go to the feed."""
+        """Frames of ``streams[0]`` (the video); packets of the others, the audio if any, go to the feed.
+
+        A packet the decoder rejects is skipped, as FFmpeg does: decoding resumes with the next
+        one it can use (a keyframe at worst). Demuxer errors are raised.
+        """
+        video = streams[0]
         for packet in self._container.demux(streams):
             # By stream, not stream_index: the empty packets that end each stream leave the index at 0.
-            if packet.stream is streams[0]:
-                yield from packet.decode()
-            else:
+            if packet.stream is not video:
                 self.audio.put(packet)
+                continue
+            if packet.size:
+                self._packets += 1
+                start = packet.pts if packet.pts is not None else packet.dts
+                if start is not None and packet.time_base:
+                    end = float((start + (packet.duration or 0)) * packet.time_base)
+                    self._packet_end = max(end, self._packet_end or end)
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError as e:  # as FFmpeg: a decoder error costs that packet only
+                self._decode_error = e
+                self._rejected += 1
+                continue
+            self._decoded_frames += len(frames)
+            yield from frames
 
     def frames(self) -> Iterator[tuple[np.ndarray, float]]:
         """Yield ``(image, pts)``: ``uint8 [H, W, 3]`` BGR upright, pts in seconds.
 
-        pts are the stream's own (variable frame rates are preserved). A damaged or truncated
-        file stops early: see ``strict``. Single pass.
+        pts are the stream's own (variable frame rates are preserved). Frames that do not decode
+        are left out, and counted in one warning once the frames stop (read to the end, or left
+        early). A truncated file stops early: see ``strict``. Single pass.
         """
         step = 1.0 / self.info.fps
         pts: float | None = None
         if self.audio is not None:
             self.audio.release_unless_claimed()  # no writer wants it: demux it, keep none
-        for frame in self._frames():
-            if frame.pts is not None and frame.time_base:
-                pts = float(frame.pts * frame.time_base)
-            else:
-                pts = 0.0 if pts is None else pts + step
-            image = _to_bgr(frame)
-            turn = _clockwise(frame)
-            if turn:
-                image = cv2.rotate(image, _CLOCKWISE[turn])
-            yield image, pts
-        if pts is not None and not self._stopped and not self._closed:
-            missing = self._missing(pts + step)
+        whole = False
+        try:
+            for frame in self._frames():
+                if frame.pts is not None and frame.time_base:
+                    pts = float(frame.pts * frame.time_base)
+                else:
+                    pts = 0.0 if pts is None else pts + step
+                image = _to_bgr(frame)
+                turn = _clockwise(frame)
+                if turn:
+                    image = cv2.rotate(image, _CLOCKWISE[turn])
+                yield image, pts
+            whole = not self._stopped and not self._closed
+        finally:
+            self._report_lost(whole)
+        if pts is not None and whole:
+            # The packets' end, not the frames': a damaged tail was read, so it is no truncation.
+            missing = self._missing(max(pts + step, self._packet_end or 0.0))
             if missing:
                 self._ended_early(missing)
 
@@ -228,7 +269,7 @@ class VideoReader:
                     error = e
                     frame = None
             if frame is None:
-                self._ended_early(f"decoding stopped after {count} frames ({error.strerror or error})")
+                self._ended_early(f"reading stopped after {count} frames ({error.strerror or error})")
                 return
             count += 1
             yield frame
@@ -255,6 +296,17 @@ class VideoReader:
         if declared and end < declared - max(0.5, declared / 10):
             return f"it ends at {end:.2f} s of its {declared:.2f} s"
         return None
+
+    def _report_lost(self, whole: bool) -> None:
+        """One warning for the frames that could not be decoded: read to its end (``whole``), the
+        file's packets that gave no frame; else the packets the decoder rejected so far (the
+        packets not yet decoded are still in the decoder)."""
+        self.lost_frames = max(0, self._packets - self._decoded_frames) if whole else self._rejected
+        if self.lost_frames:
+            error = self._decode_error
+            why = f" ({error.strerror or error})" if error is not None else ""
+            log.warning("%s: %d of %d frames could not be decoded%s: left out, the others keep their times",
+                        self.path, self.lost_frames, self._packets, why)
 
     def _ended_early(self, what: str) -> None:
         if self.strict:

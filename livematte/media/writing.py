@@ -63,15 +63,18 @@ class ContainerKind:
     audio_codec: str
 
 
+# audio_copy: the codecs each kind takes as they are, and that players play there (FFmpeg's MP4
+# muxer takes Opus and FLAC too, which not all players do). Other audio is re-encoded, more than
+# two channels mixed down to stereo: the surround codecs are copied wherever they fit.
 CONTAINER_KINDS = {
     "mp4": ContainerKind("mp4", "libx264", "yuv420p", False, True, Fraction(1, 90000),
-                         frozenset({"aac", "mp3"}), "aac"),
+                         frozenset({"aac", "mp3", "ac3", "eac3"}), "aac"),
     "mkv": ContainerKind("matroska", "libx264", "yuv420p", False, True, Fraction(1, 1000),
-                         frozenset({"aac", "opus", "vorbis", "mp3", "flac", "ac3"}), "aac"),
+                         frozenset({"aac", "opus", "vorbis", "mp3", "flac", "ac3", "eac3"}), "aac"),
     "webm": ContainerKind("webm", "libvpx-vp9", "yuva420p", True, False, Fraction(1, 1000),
                           frozenset({"opus", "vorbis"}), "libopus"),
     "mov": ContainerKind("mov", "prores_ks", "yuva444p10le", True, False, Fraction(1, 90000),
-                         frozenset({"aac", "mp3", "alac"}), "aac"),
+                         frozenset({"aac", "mp3", "alac", "ac3", "eac3"}), "aac"),
 }
 
 
@@ -162,8 +165,9 @@ class VideoWriter(AtomicOutput):
     of range is a ``ValueError`` naming it, raised before any file is made.
 
     Audio goes along from ``audio``, the :class:`AudioFeed` of the reader whose frames are
-    written (``VideoReader(..., audio=True).audio``, ``FileSource.audio``). It is copied when the
-    container allows its codec, else encoded as AAC (Opus for WebM), and interleaved with the
+    written (``VideoReader(..., audio=True).audio``, ``FileSource.audio``): every audio stream,
+    each copied when the container allows its codec (``ContainerKind.audio_copy``), else encoded
+    as AAC (Opus for WebM), with its language and title, and interleaved with the
     video: each frame takes the audio up to its time + ``AUDIO_LEAD_S`` or one frame period,
     whichever is shorter. :meth:`close` adds what the feed still holds: all of it once the
     reader has reached the end, what it demuxed if it stopped early. :meth:`end_audio_at`
