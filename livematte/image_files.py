@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import net
+from . import image_header, net
 from .errors import LivematteError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
@@ -30,12 +30,14 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
 
 def decode(data: bytes, name: str) -> np.ndarray:
     """Encoded image bytes -> ``uint8 [H, W, 3]`` BGR, upright (EXIF orientation applied),
-    or a clear error naming ``name``."""
+    or a clear error naming ``name``: TooManyPixels, before decoding, for a picture over the limit
+    (:mod:`livematte.image_header`)."""
     if not data:
         raise LivematteError(f"{name} is empty")
     # libpng prints its own "libpng error" line for a cut-off file; a PNG always ends in IEND.
     if data.startswith(b"\x89PNG\r\n\x1a\n") and b"IEND" not in data:
         raise LivematteError(f"{name} is a truncated PNG (no IEND chunk)")
+    image_header.check_data(data, name)
     try:
         # Not IMREAD_UNCHANGED: that one ignores EXIF orientation, and phone photos would
         # come out sideways. ANYDEPTH keeps 16-bit precision for to_bgr8; alpha is dropped anyway.

@@ -23,6 +23,7 @@ from typing import Callable
 import numpy as np
 
 from .. import config as config_module
+from .. import image_header
 from ..compositor import Compositor, parse_background
 from ..config import Config
 from ..data import Matted
@@ -131,12 +132,19 @@ class LiveControl:
 
     def upload(self, data: bytes, name: str) -> dict:
         """A picture's bytes, named ``name`` -> the background; RequestError (413, 415) for one too
-        large, of a kind that is not a picture, or that does not decode."""
+        large (in bytes, or in pixels: the run's ``--max-pixels``, read from its header), of a kind
+        that is not a picture, or that does not decode."""
         if len(data) > MAX_UPLOAD_BYTES:
             raise RequestError(f"the picture is {len(data):,} bytes, over the {MAX_UPLOAD_BYTES:,} allowed", 413)
         suffix = Path(name).suffix.lower()
         if suffix not in IMAGE_SUFFIXES:
             raise RequestError(f"{name!r} is not a picture, expected one of {', '.join(sorted(IMAGE_SUFFIXES))}", 415)
+        try:  # before it is written or decoded
+            image_header.check_data(data, repr(name))
+        except image_header.TooManyPixels as e:
+            raise RequestError(str(e), 413) from e
+        except LivematteError as e:
+            raise RequestError(str(e), 415) from e
         with self._lock:
             path = self._uploads / f"upload-{len(self._images) + 1}{suffix}"
             path.write_bytes(data)

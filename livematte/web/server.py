@@ -9,9 +9,11 @@ Routes (every one needs the token, see :func:`guard`):
     GET  /, /overlay            the control page, the overlay (``?token=``)
     GET  /assets/NAME           the pages' own files, from the package (nothing else from disk)
     GET  /api/state             {"background", "paused", "preset", "model_size"}
-    POST /api/state             any subset of those; 400 with {"error": one line} for a bad one
+    POST /api/state             any subset of those; 400 with {"error": one line} for a bad one, 413
+                                for a body over 16 KB
     GET  /api/options           the presets, the pictures this run used, the model size range
-    POST /api/background?name=  a picture's bytes as the body (at most 20 MB): the background
+    POST /api/background?name=  a picture's bytes as the body (at most 20 MB, and --max-pixels
+                                pixels by its header): the background
     GET  /api/frame.png         the latest composite, RGBA PNG
     GET  /api/stats             the run's figures (``--stats-json``'s) and the web side's
     GET  /api/stream?kind=      WebSocket of frames, kind ``overlay`` (the person, full size) or
@@ -51,6 +53,9 @@ JPEG_QUALITY = {"colour": 85, "alpha": 90, "preview": 75}
 TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,128}")
 CONTENT_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
 NICE = 10  # the web threads' niceness: under contention the live path's threads go first
+# A state change is four keys; the longest value, a picture's path, is at most 4 KB (PATH_MAX), and
+# the JSON parser recurses once per [ or {: a few KB is all a real request needs.
+MAX_STATE_BYTES = 16 * 1024
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -309,8 +314,18 @@ class WebServer:
         return web.json_response(self.control.state())
 
     async def _post_state(self, request: web.Request) -> web.Response:
+        if (request.content_length or 0) > MAX_STATE_BYTES:
+            return _error(413, f"the body is {request.content_length:,} bytes, over the {MAX_STATE_BYTES:,} "
+                               "allowed here")
+        body = bytearray()  # read up to one byte past the limit: a chunked body has no length to check first
+        while len(body) <= MAX_STATE_BYTES and (part := await request.content.read(MAX_STATE_BYTES + 1 - len(body))):
+            body += part
+        if len(body) > MAX_STATE_BYTES:
+            return _error(413, f"the body is over the {MAX_STATE_BYTES:,} bytes allowed here")
         try:
-            changes = json.loads(await request.read())
+            changes = json.loads(body)
+        except RecursionError:  # the parser recurses once per level of [ or {
+            return _error(400, "malformed JSON: nested too deeply")
         except (ValueError, UnicodeDecodeError) as e:
             return _error(400, f"malformed JSON: {e}")
         return await self._apply(self.control.update, changes)
