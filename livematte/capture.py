@@ -4,7 +4,8 @@ A source yields ``(image, pts)`` pairs: ``uint8 [H, W, 3]`` BGR and seconds on
 the source's timeline. ``live`` sources (cameras, files played with
 ``realtime=True``) are read at their own pace and hand over through a
 newest-wins slot, so a slow model never sees a stale frame; other sources block
-on a bounded queue, so every frame is processed.
+on a bounded queue, so every frame is processed. A ``mirror``ed source flips each frame
+left to right as it is read, so the matte and the composite follow the flipped picture.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
+from .cameras import list_cameras, quiet_opencv, why_not_opened
 from .config import CaptureSettings
 from .errors import LivematteError
 
@@ -27,26 +29,29 @@ class FileSource:
 
     The reader opened here describes the input (``info``) and decodes its frames later, so a
     URL is one connection. ``audio`` is that same reader's :class:`~livematte.media.audio.AudioFeed`
-    (None when the file has no audio): give it to the output file's writer, which takes the
-    packets the reader demuxes along with the frames. Unclaimed, it holds at most
+    (every audio stream; None when the file has no audio): give it to the output file's writer,
+    which takes the packets the reader demuxes along with the frames. Unclaimed, it holds at most
     ``AudioFeed.CAPACITY_BYTES``. ``frames()`` is one pass; a second call (a caller looping
     the file) opens the file again, without audio.
 
-    ``strict``: a file that turns out damaged or truncated part-way is an error (for
-    processing a whole file), not a warning (for playing it like a camera).
+    ``strict``: a file that turns out truncated part-way is an error (for processing a whole
+    file), not a warning (for playing it like a camera). Either way a damaged stretch inside
+    it is skipped, with one warning counting the frames lost (as FFmpeg does).
     ``loop``: play it over and over, the pts running on (a camera that never ends; the audio
     goes along the first time only).
     ``on_decode``: called with each frame's decode time in ms (benchmarks).
+    ``mirror``: each frame flipped left to right.
     """
 
     def __init__(self, path: str, *, realtime: bool = False, strict: bool = False, loop: bool = False,
-                 on_decode: Callable[[float], None] | None = None):
+                 on_decode: Callable[[float], None] | None = None, mirror: bool = False):
         from .media.reading import VideoReader
 
         self.path = path
         self.strict = strict
         self.loop = loop
         self.on_decode = on_decode
+        self.mirror = mirror
         self._reader = VideoReader(path, strict=strict, audio=True)
         self._played = False
         self.info = self._reader.info
@@ -60,6 +65,8 @@ class FileSource:
         """``(image, pts)``: ``uint8 [H, W, 3]`` BGR upright, pts in seconds on the file's timeline
         (looped: each pass starts one frame period after the last one ended)."""
         frames = self._passes()
+        if self.mirror:
+            frames = _mirrored(frames)
         if self.on_decode is not None:
             frames = _timed(frames, self.on_decode)
         return _paced(frames) if self.live else frames
@@ -104,6 +111,11 @@ def _timed(frames: Iterator, on_decode: Callable[[float], None]) -> Iterator:
         yield item
 
 
+def _mirrored(frames: Iterator[tuple[np.ndarray, float]]) -> Iterator[tuple[np.ndarray, float]]:
+    for image, pts in frames:
+        yield cv2.flip(image, 1), pts
+
+
 def _paced(frames: Iterator[tuple[np.ndarray, float]]) -> Iterator[tuple[np.ndarray, float]]:
     """Played as a camera: frame k is released at its pts after the first, whatever the
     consumer does, so a slow consumer drops frames."""
@@ -122,8 +134,8 @@ class CameraSource:
 
     When the camera stops delivering (unplugged, taken by another program) it is
     reopened with back-off (0.5 s doubling to 8 s) until it comes back or the
-    pipeline stops; the output meanwhile repeats the last frame.
-    ``opener`` is the hardware boundary (``cv2.VideoCapture``); tests replace it.
+    pipeline stops; the output meanwhile repeats the last frame. ``settings.mirror`` flips
+    each frame left to right. ``opener`` is the hardware boundary (``cv2.VideoCapture``); tests replace it.
     """
 
     live = True
@@ -138,13 +150,14 @@ class CameraSource:
         self.reconnects = 0
         self._capture = self._open()
         if self._capture is None:
-            raise LivematteError(f"cannot open {self.name} (is it connected, and not used by another program?)")
+            raise LivematteError(f"cannot open {self.name}: {why_not_opened(device, list_cameras())}")
         self.width = int(self._capture.get(cv2.CAP_PROP_FRAME_WIDTH)) or settings.width
         self.height = int(self._capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) or settings.height
         self.fps = float(self._capture.get(cv2.CAP_PROP_FPS)) or settings.fps
 
     def _open(self):
-        capture = self.opener(self.device)
+        with quiet_opencv():  # else each backend OpenCV tries logs its own failure
+            capture = self.opener(self.device)
         if not capture.isOpened():
             capture.release()
             return None
@@ -165,7 +178,8 @@ class CameraSource:
             ok, image = self._capture.read() if self._capture is not None else (False, None)
             if ok and image is not None and image.size:
                 backoff = first_backoff
-                yield _as_bgr(image), time.perf_counter() - start
+                image = _as_bgr(image)
+                yield cv2.flip(image, 1) if self.settings.mirror else image, time.perf_counter() - start
                 continue
             log.warning("%s stopped delivering frames; retrying in %.1f s", self.name, backoff)
             if self._capture is not None:
@@ -200,11 +214,12 @@ def _as_bgr(image: np.ndarray) -> np.ndarray:
 def open_source(camera: str | None, source: str | None, realtime: bool, settings: CaptureSettings,
                 should_stop: Callable[[], bool] = lambda: False, opener: Callable | None = None,
                 loop: bool = False):
-    """The ``live`` command's source: ``--camera N|/dev/videoN`` or ``--source PATH [--realtime] [--loop]``.
+    """The ``live`` command's source: ``--camera N|/dev/videoN`` or ``--source PATH [--realtime] [--loop]``,
+    flipped left to right when ``settings.mirror`` says so.
 
     ``opener`` replaces ``cv2.VideoCapture`` for cameras (None: the real one).
     """
     if source is not None:
-        return FileSource(source, realtime=realtime, loop=loop)
+        return FileSource(source, realtime=realtime, loop=loop, mirror=settings.mirror)
     device: int | str = int(camera) if camera is not None and str(camera).isdigit() else (camera or 0)
     return CameraSource(device, settings, opener=opener or cv2.VideoCapture, should_stop=should_stop)

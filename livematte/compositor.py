@@ -1,9 +1,10 @@
 """Backgrounds and the blend that puts the person in front of one.
 
 A background SPEC is one of:
-- ``PATH`` or ``URL``: an image (cover-fit to the frame) or a video (looped);
-- ``color:#RRGGBB``: a solid colour;
-- ``key[:#RRGGBB]``: a key colour for chroma keying downstream (green by default);
+- ``PATH`` or ``URL``: an image (cover-fit to the frame) or a video (looped), refused from its
+  header when its pictures are over the pixel limit (:mod:`livematte.image_header`);
+- ``color:COLOUR``: a solid colour, ``#RRGGBB``, ``#RGB`` or a CSS name (``red``);
+- ``key[:COLOUR]``: a key colour for chroma keying downstream (``#00FF00`` by default);
 - ``blur[:N]``: the frame's own background blurred, N = strength 1..100 (default 25);
 - ``transparent`` (or ``none``): no background; the output carries the matte as alpha.
 
@@ -15,14 +16,17 @@ and ProRes 4444.
 
 from __future__ import annotations
 
+import difflib
 import os
+import string
 import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from . import edges, image_files, net
+from . import edges, image_files, image_header, net
+from .css_colors import CSS_COLORS
 from .errors import LivematteError
 from .data import alpha_to_u8
 
@@ -30,12 +34,22 @@ KEY_GREEN = (0, 255, 0)  # BGR
 
 
 def parse_color(text: str) -> tuple[int, int, int]:
-    """``#RRGGBB`` (or ``RRGGBB``) -> (B, G, R)."""
-    hex_digits = text.strip().lstrip("#")
-    if len(hex_digits) != 6 or any(c not in "0123456789abcdefABCDEF" for c in hex_digits):
-        raise LivematteError(f"bad colour {text!r}, expected #RRGGBB")
-    r, g, b = (int(hex_digits[i:i + 2], 16) for i in (0, 2, 4))
+    """``#RRGGBB`` (the ``#`` optional), ``#RGB`` or a CSS colour name (``red``, ``rebeccapurple``;
+    any case) -> (B, G, R), or a LivematteError that suggests the closest name."""
+    name = text.strip().lower()
+    digits = CSS_COLORS.get(name) or name.removeprefix("#")
+    if len(digits) == 3 and name.startswith("#"):  # without the "#", three letters may be a typo'd name
+        digits = "".join(c * 2 for c in digits)
+    if len(digits) != 6 or any(c not in string.hexdigits for c in digits):
+        raise LivematteError(f"bad colour {text!r}, expected #RRGGBB, #RGB or a CSS colour name{color_hint(text)}")
+    r, g, b = (int(digits[i:i + 2], 16) for i in (0, 2, 4))
     return b, g, r
+
+
+def color_hint(text: str) -> str:
+    """`` (did you mean NAME?)`` for the CSS colour name closest to ``text``, or ""."""
+    close = difflib.get_close_matches(text.strip().lower(), CSS_COLORS, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def cover_fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -190,6 +204,12 @@ class LoopingVideo(Background):
             self.close()
             raise LivematteError(f"background video {self.spec} has no video stream")
         stream = self._container.streams.video[0]
+        try:  # the stream's header gives the size: a frame over the pixel limit is never decoded
+            image_header.check(stream.codec_context.width, stream.codec_context.height,
+                               f"background video {self.spec}")
+        except LivematteError:
+            self.close()
+            raise
         self.fps = float(stream.average_rate or 25)
         self._decoder, self._index = self._container.decode(stream), -1
         if not self._advance():
@@ -242,7 +262,8 @@ def parse_background(spec: str) -> Background:
     path = Path(os.path.expanduser(text))
     if not path.is_file():
         raise LivematteError(
-            f"background {text!r} is not a file nor one of color:#RRGGBB, key[:#RRGGBB], blur[:N], transparent")
+            f"background {text!r} is not a file nor one of color:COLOUR, key[:COLOUR], blur[:N], transparent "
+            "(COLOUR: #RRGGBB, #RGB or a CSS name such as red)")
     from .media.reading import VIDEO_SUFFIXES  # here, not at the top: PyAV costs 0.1 s to import
 
     if path.suffix.lower() in VIDEO_SUFFIXES:

@@ -32,13 +32,14 @@ MAX_EDGE_PX = 100
 
 
 def _key_colour(text: str) -> tuple[int, int, int]:
-    """``#RRGGBB`` -> (B, G, R), or ValueError (the config turns it into its one-line error)."""
-    from .compositor import parse_color
+    """``#RRGGBB``, ``#RGB`` or a CSS name -> (B, G, R), or ValueError (the config turns it into its one-line error)."""
+    from .compositor import color_hint, parse_color
 
     try:
         return parse_color(text)
     except LivematteError:
-        raise ValueError(f"despill got {text!r}, expected off, auto or a key colour #RRGGBB") from None
+        raise ValueError(f"despill got {text!r}, expected off, auto or a key colour: #RRGGBB, #RGB or a CSS "
+                         f"name{color_hint(text)}") from None
 
 
 @dataclass(frozen=True)

@@ -174,7 +174,7 @@ def test_width_and_height_go_through_config_load(monkeypatch):
     monkeypatch.setattr(livematte_config, "load", lambda *a, **k: calls.append(a) or real_load(*a, **k))
     monkeypatch.setattr(livematte.jobs, "run_live_job", lambda job, stop: jobs.append(job))
     assert main(["live", "--source", "x.mp4", "--sink", "null", "--width", "640"]) == 0
-    assert calls[0][2]["capture"] == {"width": 640, "height": None}
+    assert calls[0][2]["capture"] == {"width": 640, "height": None, "mirror": None}
     assert jobs[0].config.capture.width == 640 and jobs[0].config.capture.height == 720
     with pytest.raises(LivematteError, match=r"command line \[capture\]: width got 0, expected 1\.\.16384"):
         main(["--debug", "live", "--source", "x.mp4", "--sink", "null", "--width", "0"])

@@ -13,11 +13,14 @@ they are there.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
 import os
+import socket
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -97,32 +100,116 @@ def cached_graph() -> Path | None:
 
 
 def download(timeout: float) -> Path:
-    """Fetch the snapshot from the ModelScope hub, giving up after ``timeout`` seconds."""
+    """Fetch the snapshot from the ModelScope hub, giving up after ``timeout`` seconds; a hub that
+    does not answer at all is a one-line error within :data:`PROBE_SECONDS`."""
     require_extra(hub=True)
     from modelscope.hub.snapshot_download import snapshot_download
 
+    # Offline, the hub client retries for many seconds, logging each retry, before it fails: ask
+    # first, once, whether the hub answers at all.
+    unreachable = _unreachable(_hub_endpoints(), min(timeout, PROBE_SECONDS))
+    if unreachable:
+        raise LivematteError(_cannot_download(unreachable))
     result: dict = {}
 
     def worker():
         try:
-            result["path"] = snapshot_download(MODEL_ID)
+            with _hub_log_quiet():
+                result["path"] = snapshot_download(MODEL_ID)
         except Exception as e:  # reported below as one line
             result["error"] = e
 
     log.info("downloading %s from the ModelScope hub", MODEL_ID)
-    # The hub client retries for a long time when offline; a daemon thread lets us
-    # stop waiting without leaving the process hanging at exit.
+    # A daemon thread lets us stop waiting without leaving the process hanging at exit.
     thread = threading.Thread(target=worker, name="bshm-download", daemon=True)
     thread.start()
     thread.join(timeout)
     if "path" in result:
         return Path(result["path"]) / GRAPH_FILE
-    reason = "timed out" if thread.is_alive() else error_line(result.get("error"))
-    raise LivematteError(
-        f"cannot download BSHM weights {MODEL_ID} from the ModelScope hub ({reason}); "
-        f"download it elsewhere and pass --model-dir DIR (the folder with {GRAPH_FILE}), "
-        "or use --model rvm"
-    )
+    reason = f"no answer in --download-timeout {timeout:g} s" if thread.is_alive() else error_line(result.get("error"))
+    raise LivematteError(_cannot_download(reason[:160]))
+
+
+PROBE_SECONDS = 5.0
+
+
+def _cannot_download(reason: str) -> str:
+    return (f"cannot download BSHM weights {MODEL_ID} ({reason}); download them elsewhere and pass "
+            f"--model-dir DIR (the folder with {GRAPH_FILE}), or use --model rvm")
+
+
+def _hub_endpoints() -> list[str]:
+    """The hub's address as modelscope resolves it; without one set (MODELSCOPE_ENDPOINT,
+    MODELSCOPE_DOMAIN), also the international site, which recent clients fall back to."""
+    from modelscope.hub.api import HubApi
+
+    endpoints = [HubApi().endpoint]
+    if not (os.environ.get("MODELSCOPE_ENDPOINT") or os.environ.get("MODELSCOPE_DOMAIN")):
+        endpoints.append("https://www.modelscope.ai")
+    return list(dict.fromkeys(endpoints))
+
+
+def _unreachable(endpoints: list[str], timeout: float) -> str | None:
+    """None when some endpoint answers HTTP at all (any status, through the user's proxy settings)
+    within ``timeout`` seconds; else why the first did not, in a few words."""
+    import urllib.error
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    faults: dict[str, str] = {}  # endpoint -> why it did not answer; "" when it did
+    answered = threading.Event()
+
+    def silent(url: str) -> str:
+        return f"no answer from {urlsplit(url).hostname or url} in {timeout:g} s"
+
+    def ask(url: str) -> None:
+        host = urlsplit(url).hostname or url
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout).close()
+            faults[url] = ""
+            answered.set()
+        except urllib.error.HTTPError:
+            faults[url] = ""  # it answered
+            answered.set()
+        except (OSError, ValueError) as e:  # URLError is an OSError; ValueError: a malformed endpoint
+            reason = getattr(e, "reason", e)
+            if isinstance(reason, socket.gaierror):
+                faults[url] = f"cannot resolve {host}: no network?"
+            elif isinstance(reason, TimeoutError):
+                faults[url] = silent(url)
+            else:
+                faults[url] = f"cannot reach {host}: {getattr(reason, 'strerror', None) or reason}"
+
+    # getaddrinfo takes no timeout: each endpoint is asked on a daemon thread, all at once, until
+    # one answers, all have failed, or the time is up.
+    threads = [threading.Thread(target=ask, args=(url,), daemon=True) for url in endpoints]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    while not answered.is_set() and any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+        answered.wait(0.05)
+    if answered.is_set():
+        return None
+    return faults.get(endpoints[0]) or silent(endpoints[0])
+
+
+@contextlib.contextmanager
+def _hub_log_quiet():
+    """ModelScope's loggers at ERROR meanwhile (DEBUG under -v): their timestamped retry warnings
+    are not the user's to act on; the outcome is livematte's one line."""
+    if log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+               if name.split(".")[0] in ("modelscope", "modelscope_hub")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 class BSHMMatter(PlainAlpha):

