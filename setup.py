@@ -18,19 +18,20 @@ def _version() -> str:
 # the benchmarks were run with. The core is what `livematte demo`, `video`, `live`, `image` and
 # `bench` need with RVM, MODNet and Selfie Segmentation; each optional feature outside it stops
 # with one line naming its extra.
-# A fresh venv with the core: 686 MB; with [bshm]: 2.8 GB (before the split, with everything: 2.9 GB).
+# A fresh venv (`du -sm`, pip and setuptools' 26 MB included) with the core: 861 MB; with [bshm]: 2,982 MB;
+# with [plot]: 960 MB; with [ray]: 1,133 MB (the versions in README: Install).
 CORE = [
     "numpy>=2.4",  # 73 MB: every frame
-    "opencv-python>=5.0",  # 188 MB: resizing, refinement, images, cameras; its GUI (not -headless) is --sink preview
+    "opencv-python>=5.0",  # 288 MB: resizing, refinement, images, cameras; its GUI (not -headless) is --sink preview
     "av>=18.1",  # 103 MB: video files and streams, with their audio (FFmpeg inside)
     "onnx>=1.23",  # 34 MB: re-declares RVM's outputs as its refiner's coefficients, for both runtimes
-    "openvino>=2026.4",  # 181 MB: RVM on CPUs, the default: bf16, 1.4x onnxruntime's speed
+    "openvino>=2026.4",  # 181 MB: RVM on CPUs, the default: bf16, faster than onnxruntime (README: Models)
     # 80 MB: RVM where OpenVINO does not run, --runtime onnxruntime, CUDA (with onnxruntime-gpu),
     # and the demo's one-time cut-out of its portrait (float32 on every CPU)
     "onnxruntime>=1.31",
-    # 59 MB: selfie's networks (MediaPipe Selfie Segmentation, the fast tier) on XNNPACK. On one core of
-    # a 2-vCPU AVX2 machine they took 5 ms a frame against 48-52 ms on OpenCV's dnn (which reads them
-    # too): `live --model selfie` on s18 held 30 fps (0-1 of 282 dropped) against 15 fps (131-138 dropped).
+    # 59 MB: selfie's networks (MediaPipe Selfie Segmentation, the fast tier) on XNNPACK: several times
+    # faster than OpenCV's dnn (which reads them too), enough for `live --model selfie` to hold the
+    # frame rate on one core where dnn does not (README: Measurements behind the code).
     # Wheels for Linux x86_64, Windows and macOS arm64 only; elsewhere selfie runs on OpenCV's dnn.
     'ai-edge-litert>=2.3; (platform_system == "Linux" and platform_machine == "x86_64") '
     'or platform_system == "Windows" or (platform_system == "Darwin" and platform_machine == "arm64")',
@@ -51,7 +52,7 @@ BSHM = [
 # with livematte (livematte/data/grace_hopper.jpg, 61 KB).
 PLOT = ["matplotlib>=3.11"]
 # `pip install "livematte[ray]"`: `livematte video --cluster`, a library of videos on a Ray cluster.
-# 240 MB (ray itself; its client part, grpcio, 19 MB more, joins a cluster as ray://HOST:PORT).
+# 272 MB with its dependencies (ray itself 240 MB; its client part joins a cluster as ray://HOST:PORT).
 RAY = ["ray[client]>=2.60"]
 
 setup(

@@ -17,8 +17,10 @@ live`` does) happen before the clock starts; ``load_s`` reports them.
 Modes:
 
 - default (throughput): frames go through as fast as the pipeline takes them,
-  bounded queues, nothing dropped, like ``livematte video``. Latency then
-  includes the time a frame waits in the queues behind earlier ones.
+  bounded queues, nothing dropped, like ``livematte video``. It has no latency
+  to report: the decoder runs ahead, and a frame's time from decode to output is
+  mostly its wait in the full queues behind earlier frames, as long as their
+  depth makes it. Latency and the ``wait_*`` stages are left out.
 - ``--realtime``: the source is played at its own frame rate, newest frame
   wins, like a camera in ``livematte live``: latency and dropped frames are the
   live figures; fps cannot exceed the source's. The live governor runs as in
@@ -37,11 +39,11 @@ content: real footage of people gives the representative figures.
 
 Figures per preset: per-stage milliseconds per frame (the stages of
 :class:`~livematte.stats.Stats` plus ``decode``, timed in the capture thread
-around the decoder, colour conversion included), end-to-end fps, latency
-(capture to output) percentiles, the process's CPU use over the run and its
-resident memory. Stages run on parallel threads, so their sum is more than the
-time between two output frames; ``wait_*`` stages are time spent waiting, not
-working. CPU and memory are the whole process's (every thread, the runtime's
+around the decoder, colour conversion included), end-to-end fps, with
+``--realtime`` latency (capture to output) percentiles, the process's CPU use
+over the run and its resident memory. Stages run on parallel threads, so their
+sum is more than the time between two output frames; ``wait_*`` stages are time
+spent waiting, not working. CPU and memory are the whole process's (every thread, the runtime's
 own pools included); RSS is the peak sampled every 50 ms during the run, and
 includes whatever earlier runs in the same process did not give back.
 
@@ -68,9 +70,11 @@ includes whatever earlier runs in the same process did not give back.
          "frames": int,                  # frames composited (each with its own matte)
          "frames_in": int,               # frames the source delivered
          "fps": float,                   # composited frames per second, first to last output
-         "latency_ms": {"p50": float, "p95": float, "p99": float},  # capture -> output
+         "latency_ms": {"p50": float, "p95": float, "p99": float} | null,  # capture -> output;
+                                         # null in throughput mode (no latency to report)
          "stages_ms": {name: float},     # mean ms per frame: decode, wait_capture, prepare,
                                          # wait_model, model, smoothing, refine, composite, sink
+                                         # (wait_*: --realtime only, time waiting, not working)
          "cpu_percent": float,           # process CPU over the run; 100 = one core busy
          "cpu_ms_per_frame": float,      # process CPU time (user + system) / frames
          "rss_mb": float,                # peak resident memory during the run, MiB
@@ -159,7 +163,7 @@ class RunResult:
     frames: int
     frames_in: int
     fps: float
-    latency_ms: dict[str, float]
+    latency_ms: dict[str, float] | None  # None in throughput mode: no latency to report
     stages_ms: dict[str, float]
     cpu_percent: float
     cpu_ms_per_frame: float
@@ -248,14 +252,20 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
     cpu_s = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
     stages = {name: snap["stages_ms"][name] for name in STAGES if name in snap["stages_ms"]}
     stages.update({k: v for k, v in snap["stages_ms"].items() if k not in stages})
+    latencies = stats.latencies()
+    if not realtime:
+        # Flat out, a frame's time from decode to output is its wait in the full queues behind
+        # earlier frames (wait_*): the queues' depth, not the pipeline's latency.
+        stages = {k: v for k, v in stages.items() if not k.startswith("wait_")}
+        latencies = []
     return RunResult(
         preset=config.preset, model=matter.name, device=matter.device, sink="file" if encode else "null",
         frames=snap["composited"], frames_in=snap["frames_in"], fps=snap["fps"],
-        latency_ms=_percentiles(stats.latencies()), stages_ms=stages,
+        latency_ms=_percentiles(latencies) if realtime else None, stages_ms=stages,
         cpu_percent=round(cpu_percent, 1), cpu_ms_per_frame=round(cpu_s * 1e3 / done, 2),
         rss_mb=round(memory.peak / 2**20, 1), dropped=snap["dropped"], load_s=round(load_s, 2),
         elapsed_s=round(elapsed, 2), reused=snap["reused"], model_calls_per_s=snap["model_calls_per_s"],
-        governor=snap.get("governor"), latencies=stats.latencies(),
+        governor=snap.get("governor"), latencies=latencies,
     )
 
 
@@ -367,7 +377,8 @@ def format_table(document: dict) -> str:
     """The runs side by side, one column per preset."""
     source, settings, runs = document["source"], document["settings"], document["runs"]
     what = "built-in synthetic clip" if source["builtin"] else source["path"]
-    mode = "realtime (played at the source's rate)" if settings["realtime"] else "throughput (as fast as possible)"
+    mode = ("realtime (played at the source's rate)" if settings["realtime"] else
+            "throughput (as fast as possible; no latency: frames queue behind each other, --realtime measures it)")
     sink = "H.264 file sink" if settings["encode"] else "null sink"
     m = document["machine"]
     lines = [f"livematte bench: {what}, {source['width']}x{source['height']} at {source['fps']:g} fps; "
@@ -379,7 +390,7 @@ def format_table(document: dict) -> str:
     rows: list[tuple[str, list[str]]] = [("", [r["preset"] for r in runs])]
     rows.append(("frames", [str(r["frames"]) for r in runs]))
     rows.append(("fps", [f"{r['fps']:.1f}" for r in runs]))
-    for q in ("p50", "p95", "p99"):
+    for q in ("p50", "p95", "p99") if settings["realtime"] else ():
         rows.append((f"latency {q} ms", [f"{r['latency_ms'][q]:.0f}" for r in runs]))
     rows.append(("dropped", [str(r["dropped"]) for r in runs]))
     if any(r.get("governor") for r in runs):

@@ -181,7 +181,8 @@ def matte_still(image: np.ndarray, passes: int = CUTOUT_PASSES, size: int = CUTO
     # onnxruntime: float32 on every CPU (OpenVINO runs bf16 where the CPU has it), and it loads
     # in a fraction of OpenVINO's time (0.4 s against 5 s on the 2-core machine).
     settings = ModelSettings(name="rvm", size=size, runtime="onnxruntime")
-    engine = Engine(models.load(settings), SmoothingSettings(enabled=False))
+    # Built without models.load, whose "model:" line is for the model that makes the demo's output.
+    engine = Engine(models.backend("rvm")(settings), SmoothingSettings(enabled=False))
     alpha = None
     for index in range(passes):
         alpha = engine.process(Frame(index, image, index / FPS, time.perf_counter())).alpha

@@ -119,17 +119,19 @@ class Governor:
 
     levels: the ladder, top first. period_s: the source's frame period. latency_ms: the
     p95 target, capture to output. max_cpu: the process's CPU budget in percent of one
-    core (0: none). cores: the cores this process may run on.
+    core (0: none); max_cpu_default: it is the default, not one the user set (for the
+    messages). cores: the cores this process may run on.
     """
 
     def __init__(self, levels: list[Level], period_s: float, *, latency_ms: float = 100.0,
-                 max_cpu: float = 0.0, cores: int = 1, start: float = 0.0):
+                 max_cpu: float = 0.0, max_cpu_default: bool = False, cores: int = 1, start: float = 0.0):
         if not levels:
             raise ValueError("the ladder needs at least one level")
         self.levels = levels
         self.period_s = period_s
         self.latency_ms = latency_ms
         self.max_cpu = max_cpu
+        self.max_cpu_default = max_cpu_default
         self.cores = cores
         self._lock = threading.Lock()
         self._index = 0
@@ -265,8 +267,14 @@ class Governor:
         if latency is not None and latency > self.latency_ms:
             return f"latency p95 {latency:.0f} ms"
         if self.max_cpu and cpu > self.max_cpu:
-            return f"CPU {cpu:.0f}% over --max-cpu {self.max_cpu:.0f}"
+            return f"CPU {cpu:.0f}% over {self.budget_text()}"
         return None
+
+    def budget_text(self) -> str:
+        """The CPU budget for the log: how much, where it came from and how to change it."""
+        if self.max_cpu_default:
+            return f"the default budget of {self.max_cpu:.0f}%, all cores but one (--max-cpu; 0 lifts it)"
+        return f"the budget of {self.max_cpu:.0f}% (--max-cpu or [live] max_cpu; 0 lifts it)"
 
     def _steps_down(self, reason: str) -> int:
         """How far down to go for ``reason``: one level, or for latency alone to the next level
@@ -342,7 +350,8 @@ def for_live(settings: LiveSettings, matter, source, fallback=None) -> Governor:
     top = max(matter.input_size(source.width, source.height))
     last = None if fallback is None else Level(max(fallback.input_size(source.width, source.height)), 1, fallback.name)
     governor = Governor(ladder(top, fallback=last), 1.0 / source.fps, latency_ms=settings.latency_ms,
-                        max_cpu=settings.cpu_budget(cores), cores=cores, start=time.perf_counter())
-    budget = f"{governor.max_cpu:.0f}% CPU" if governor.max_cpu else "no CPU budget"
-    log.info("adaptive: from %s down to %s, %s on %d core(s)", governor.levels[0], governor.levels[-1], budget, cores)
+                        max_cpu=settings.cpu_budget(cores), max_cpu_default=settings.max_cpu is None, cores=cores,
+                        start=time.perf_counter())
+    budget = f"CPU within {governor.budget_text()}" if governor.max_cpu else "no CPU budget"
+    log.info("adaptive: from %s down to %s on %d core(s), %s", governor.levels[0], governor.levels[-1], cores, budget)
     return governor

@@ -20,7 +20,8 @@ def require_matplotlib() -> None:
 
 
 def write_plot(path: Path, results: list, document: dict, work_stages: tuple[str, ...]) -> None:
-    """Per-frame latency for every preset, and a stacked bar of ``work_stages`` (PNG).
+    """Per-frame latency for every preset (``--realtime``; a throughput run has none), and a
+    stacked bar of ``work_stages`` (PNG).
 
     ``results``: :class:`livematte.bench.RunResult` (preset, fps, latency_ms, stages_ms,
     latencies); ``document``: the bench's JSON document, for the title.
@@ -32,15 +33,20 @@ def write_plot(path: Path, results: list, document: dict, work_stages: tuple[str
     figure = Figure(figsize=(12, 4.8), dpi=100)
     FigureCanvasAgg(figure)
     latency, stages = figure.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
-    for result in results:
+    realtime = document["settings"]["realtime"]
+    for result in results if realtime else ():
         latency.plot(range(len(result.latencies)), result.latencies, linewidth=1,
                      label=f"{result.preset} (p50 {result.latency_ms['p50']:.0f} ms)")
+    if not realtime:
+        latency.text(0.5, 0.5, "throughput run: no latency\n(frames queue behind each other;\n--realtime measures it)",
+                     ha="center", va="center", transform=latency.transAxes)
     latency.set_xlabel("output frame")
     latency.set_ylabel("latency, capture to output (ms)")
     latency.set_title("Per-frame latency")
     latency.set_ylim(bottom=0)
     latency.grid(alpha=0.3)
-    latency.legend()
+    if realtime:
+        latency.legend()
 
     names = [r.preset for r in results]
     bottom = np.zeros(len(results))

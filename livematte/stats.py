@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import defaultdict, deque
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .governor import Level
 from .media.atomic import write_atomically
 
 
@@ -146,17 +148,31 @@ class Stats:
         with self._lock:
             return list(self._latency_ms)
 
-    def line(self) -> str:
+    def line(self, detailed: bool | None = None) -> str:
+        """The log's line of running figures (``live``'s every 5 s, and its last).
+
+        Short: fresh fps, latency p50 (p95), the governor's level, process CPU, and frames
+        dropped when there are any. ``detailed`` (None: when the log shows ``-v``'s lines) adds
+        the frame counts, the rate sent with repeats, model calls per second and the mean ms per
+        stage. What each figure means: :meth:`snapshot`, and ``livematte live --help``.
+        """
+        if detailed is None:
+            detailed = logging.getLogger("livematte").isEnabledFor(logging.DEBUG)
         s = self.snapshot()
-        stages = " ".join(f"{k} {v:.1f}" for k, v in s["stages_ms"].items())
-        level = ""
+        latency = s["latency_ms"]
+        parts = [f"{s['fps']:.1f} fps", f"latency {latency['p50']:.0f} ms (p95 {latency['p95']:.0f})"]
         if "governor" in s:
-            now = s["governor"]["level"]
-            level = (f" | level {now['size']}px/{now['stride']}, {s['model_calls_per_s']:.1f} model calls/s, "
-                     f"{s['reused']} reused")
-        return (f"{s['fps']:.1f} fps fresh ({s['output_fps']:.1f} out), latency p50 {s['latency_ms']['p50']:.0f} ms "
-                f"p95 {s['latency_ms']['p95']:.0f} ms, in {s['frames_in']} fresh {s['composited']} "
-                f"repeated {s['repeated']} dropped {s['dropped']}, CPU {s['cpu_percent']:.0f}%{level} | ms: {stages}")
+            parts.append(str(Level(**s["governor"]["level"])))
+        parts.append(f"CPU {s['cpu_percent']:.0f}%")
+        if s["dropped"]:
+            parts.append(f"{s['dropped']} dropped")
+        short = ", ".join(parts)
+        if not detailed:
+            return short
+        stages = " ".join(f"{k} {v:.1f}" for k, v in s["stages_ms"].items())
+        return (f"{short} | frames in {s['frames_in']}, fresh {s['composited']} ({s['reused']} reused), "
+                f"repeated {s['repeated']}, dropped {s['dropped']}; sent {s['output_fps']:.1f} fps with repeats; "
+                f"{s['model_calls_per_s']:.1f} model calls/s | ms: {stages}")
 
     def write_json(self, path: Path) -> None:
         """The :meth:`snapshot` as JSON, written atomically."""

@@ -208,22 +208,23 @@ def test_bshm_without_the_extra_is_one_line_and_exit_1(command, clip, tmp_path, 
 
 
 def test_auto_without_the_extra_runs_rvm_importing_neither(clip, tmp_path, empty_cache, rvm_weights):
-    code, _, stderr = run_core_only("video", str(clip), "-o", "out.mp4", "--frames", "2", "--quiet",
+    code, _, stderr = run_core_only("-v", "video", str(clip), "-o", "out.mp4", "--frames", "2", "--quiet",
                                        cwd=tmp_path, modelscope_cache=empty_cache)
     assert code == 0, stderr
     assert (tmp_path / "out.mp4").is_file()
+    # One line for the model that runs; why auto chose it only under -v
     model_lines = [line for line in stderr if line.startswith("livematte: model:")]
-    assert len(model_lines) == 1 and model_lines[0].startswith("livematte: model: rvm on ")
-    assert model_lines[0].endswith(f"(BSHM is not installed: {INSTALL})")
+    assert len(model_lines) == 2 and model_lines[0].startswith("livematte: model: rvm on ")
+    assert model_lines[1] == f"livematte: model: auto chose rvm: BSHM is not installed: {INSTALL}"
 
 
 def test_auto_with_bshm_weights_but_no_tensorflow_says_so_in_one_line(clip, tmp_path, cache_with_bshm, rvm_weights):
-    code, _, stderr = run_core_only("video", str(clip), "-o", "out.mp4", "--frames", "2", "--quiet",
+    code, _, stderr = run_core_only("-v", "video", str(clip), "-o", "out.mp4", "--frames", "2", "--quiet",
                                        cwd=tmp_path, modelscope_cache=cache_with_bshm)
     assert code == 0, stderr
     said = [line for line in stderr if "BSHM" in line]
-    assert len(said) == 1 and said[0].startswith("livematte: model: rvm on ")
-    assert said[0].endswith(f"(BSHM weights are in ModelScope's cache, but BSHM runs on TensorFlow: {INSTALL})")
+    assert said == ["livematte: model: auto chose rvm: BSHM weights are in ModelScope's cache, but BSHM runs on "
+                    f"TensorFlow: {INSTALL}"]
 
 
 def test_models_lists_bshm_as_needing_the_extra(tmp_path, cache_with_bshm):

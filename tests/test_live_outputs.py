@@ -37,7 +37,8 @@ def test_stats_count_fresh_and_repeated_frames_apart(clip45, rvm, tmp_path):
     assert snapshot["repeated"] > 0
     assert snapshot["frames_out"] == snapshot["composited"] + snapshot["repeated"]
     assert snapshot["fps"] < 25 < snapshot["output_fps"], snapshot
-    assert f"{snapshot['fps']:.1f} fps fresh ({snapshot['output_fps']:.1f} out)" in stats.line()
+    assert stats.line(detailed=False).startswith(f"{snapshot['fps']:.1f} fps, latency ")
+    assert f"sent {snapshot['output_fps']:.1f} fps with repeats" in stats.line(detailed=True)
 
 
 def test_alpha_out_holds_one_matte_per_output_frame(clip45, rvm, tmp_path, vcam):  # noqa: F811

@@ -105,7 +105,7 @@ def load_fallback(name: str, settings: ModelSettings, configured: Matter) -> Mat
 
 
 def load(settings: ModelSettings) -> Matter:
-    """Build the backend ``settings.name`` names, logging which one and why."""
+    """Build the backend ``settings.name`` names, logging which one (and under -v why ``auto`` chose it)."""
     if settings.name not in NAMES:
         raise LivematteError(f"unknown model {settings.name!r}, expected one of {', '.join(NAMES)}")
     unknown = [name for name in settings.sizes if name not in BACKENDS]
@@ -120,5 +120,9 @@ def load(settings: ModelSettings) -> Matter:
         log.info("model threads %d -> %d: this process may use %d core(s)", settings.threads, cores, cores)
         settings = dataclasses.replace(settings, threads=cores)
     matter = BACKENDS[name](settings)
-    log.info("model: %s on %s (%s)", name, matter.device, why)
+    # One line for the model that runs. Why ``auto`` chose it (often another backend's missing
+    # extra or weights, a hint `livematte models` gives) is for -v.
+    log.info("model: %s on %s", name, matter.device)
+    if settings.name == "auto":
+        log.debug("model: auto chose %s: %s", name, why)
     return matter

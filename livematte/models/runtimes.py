@@ -101,9 +101,8 @@ class OnnxRunner:
 class OpenVinoRunner:
     """OpenVINO on the CPU, in bfloat16 where the CPU has it (float32 elsewhere, e.g. AVX2-only CPUs).
 
-    Measured on a 2-core AVX512-BF16 machine (RVM's whole model, 768x432 at ratio 0.5):
-    26 ms against onnxruntime's 37 ms, with the same matte quality on the
-    composited clips (MAD 3.48 vs 3.46, dtSSD 3.15 vs 3.14).
+    The default on CPUs: faster than onnxruntime where the CPU has bfloat16, with the same matte
+    quality (README: Measurements behind the code).
     """
 
     def __init__(self, model_bytes: bytes, path: Path, threads: int):
