@@ -49,6 +49,7 @@ class ImageJob:
     output_dir: Path
     background: str | None
     model: ModelSettings
+    overwrite: bool = False  # -y: replace PNGs that exist in output_dir
 
 
 def run_images(job: ImageJob) -> int:
@@ -57,7 +58,7 @@ def run_images(job: ImageJob) -> int:
     stems = unique_stems(sources, image_files.stem_of)
     written = [path for stem in stems for kind, path in output_paths(job.output_dir, stem).items()
                if kind != "composite" or job.background is not None]
-    check_outputs(sources, written)
+    check_outputs(sources, written, overwrite=job.overwrite)
     # A missing single input is the user's typo: report it before loading a model
     # (and keep the picture for processing).
     preread = image_files.read(sources[0]) if len(sources) == 1 else None

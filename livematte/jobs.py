@@ -49,6 +49,7 @@ class LiveJob:
     stats_every: float = 5.0
     web: str | None = None  # [HOST:]PORT of the web page (livematte.web); None: no page
     web_token: str | None = None  # the page's token; None: a random one
+    overwrite: bool = False  # -y: replace outputs (-o, --alpha-out, --stats-json) that exist
 
 
 DEFAULT_WEB = "127.0.0.1:8750"  # --sink web without --web
@@ -89,7 +90,8 @@ def check_live_job(job: LiveJob) -> None:
     if job.loop and job.source is None:
         raise LivematteError("--loop plays a --source file over and over; it needs --source PATH")
     _check_alpha_path(job.alpha_out)
-    check_outputs([job.source] if job.source else [], [job.output, job.alpha_out, job.stats_json])
+    check_outputs([job.source] if job.source else [], [job.output, job.alpha_out, job.stats_json],
+                  overwrite=job.overwrite)
     if job.sink == "preview":
         from .sinks.preview import check_display
 
@@ -261,6 +263,7 @@ class VideoJob:
     alpha_out: Path | None = None
     quiet: bool = False
     max_frames: int | None = None
+    overwrite: bool = False  # -y: replace outputs that exist
 
 
 @dataclass(frozen=True)
@@ -287,7 +290,8 @@ def output_name(stem: str, job: VideoJob) -> str:
 
 def plan_outputs(job: VideoJob) -> list[PlannedVideo]:
     """Input, output and matte file for every video the job names, all checked before any work:
-    known kinds, no output overwriting an input, no two outputs with the same name.
+    known kinds, no output overwriting an input, no two outputs with the same name, and (without
+    ``overwrite``) none that exists already.
 
     In a folder, inputs that share a name stem keep their extension in the output's name
     (``a.mkv``, ``a.mp4`` -> ``a_mkv.mp4``, ``a_mp4.mp4``).
@@ -314,7 +318,7 @@ def plan_outputs(job: VideoJob) -> list[PlannedVideo]:
     for item in planned:
         _check_alpha_path(item.alpha_out)
     check_outputs([item.input for item in planned],
-                  [path for item in planned for path in (item.output, item.alpha_out)])
+                  [path for item in planned for path in (item.output, item.alpha_out)], overwrite=job.overwrite)
     return planned
 
 

@@ -1,18 +1,22 @@
-"""Output names that never overwrite an input, nor each other.
+"""Output names that never overwrite an input, nor each other, nor (without -y) anything.
 
 Checked before any work starts (and before a model loads), so a mistyped
 ``-o`` costs nothing: ``livematte video a.mp4 -o a.mp4`` would otherwise
-replace the user's only copy with its own result.
+replace the user's only copy with its own result, and a second run with
+yesterday's command would replace yesterday's result.
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from . import net
 from .errors import LivematteError
+
+_NAMED = 5  # existing outputs named in the error; a batch may have hundreds
 
 
 def _identities(path: Path) -> set:
@@ -27,13 +31,15 @@ def _identities(path: Path) -> set:
     return found
 
 
-def check_outputs(inputs: Iterable[str | Path], outputs: Iterable[Path | None]) -> None:
+def check_outputs(inputs: Iterable[str | Path], outputs: Iterable[Path | None], *, overwrite: bool = False) -> None:
     """LivematteError if an output is an input (same path, same inode, or a symlink to it),
-    or two outputs are the same file. ``None`` outputs (not asked for) and URL inputs are skipped."""
+    two outputs are the same file, or (unless ``overwrite``: -y) an output exists already, naming
+    every one that does. ``None`` outputs (not asked for) and URL inputs are skipped."""
     taken: dict = {}
     for source in inputs:
         if not net.is_url(str(source)):
             taken.update(dict.fromkeys(_identities(Path(source)), ("input", Path(source))))
+    existing = []
     for output in (Path(o) for o in outputs if o is not None):
         identities = _identities(output)
         clash = next((taken[i] for i in identities if i in taken), None)
@@ -44,6 +50,27 @@ def check_outputs(inputs: Iterable[str | Path], outputs: Iterable[Path | None]) 
                                      "choose another output name")
             raise LivematteError(f"two outputs would both be written to {output}; give them different names")
         taken.update(dict.fromkeys(identities, ("output", output)))
+        if _exists(output):
+            existing.append(output)
+    if existing and not overwrite:
+        raise LivematteError(_exist_message(existing))
+
+
+def _exists(output: Path) -> bool:
+    """Whether writing ``output`` would replace something: a file (a dangling link too), or a folder
+    that holds anything (an empty folder, made for a PNG sequence, holds nothing to lose)."""
+    try:
+        return any(output.iterdir()) if output.is_dir() else os.path.lexists(output)
+    except OSError:  # a folder that cannot be listed: it may hold anything
+        return True
+
+
+def _exist_message(existing: list[Path]) -> str:
+    if len(existing) == 1:
+        return f"{existing[0]} exists; add -y (--overwrite) to replace it"
+    shown = ", ".join(map(str, existing[:_NAMED]))
+    more = f" and {len(existing) - _NAMED} more" if len(existing) > _NAMED else ""
+    return f"{len(existing)} outputs exist: {shown}{more}; add -y (--overwrite) to replace them"
 
 
 def _suffix(source: str) -> str:

@@ -151,8 +151,9 @@ def run_livematte(input_path: Path, background_path: Path, output: Path, alpha_o
     from livematte.jobs import run_video_job
     from livematte.media.readback import read_alpha
 
+    # -y: every repeat writes the same files.
     argv = ["video", str(input_path), "-o", str(output), "--alpha-out", str(alpha_out),
-            "--background", str(background_path), "--quiet"]
+            "--background", str(background_path), "--quiet", "-y"]
     if max_frames is not None:
         argv += ["--frames", str(max_frames)]
     start = time.perf_counter()

@@ -65,6 +65,15 @@ def test_frames_limit_transparency_rotation_and_odd_size(tmp_path, local_ray, rv
         assert (reader.info.width, reader.info.height) == (47, 63)
 
 
+def test_a_long_output_name_works_on_the_cluster(tmp_path, local_ray, rvm_weights):
+    """The segments' folder beside the output is named within the filesystem's 255 bytes."""
+    clip = make_video(tmp_path / "talk.mp4", n=40, gop=10)
+    name = "\u00e9" * 125 + ".mp4"  # 254 bytes
+    one, cluster = both(clip, tmp_path, name)
+    assert frame_times(cluster / name) == frame_times(one / name)
+    assert not [p for p in tmp_path.rglob(".*") if "partial" in p.name or "segments" in p.name]
+
+
 def board():
     """The running job's progress board (the driver names it)."""
     from livematte.cluster.driver import BOARD_PREFIX

@@ -31,7 +31,7 @@ from pathlib import Path
 import ray
 import ray.exceptions
 
-from .. import models
+from .. import image_header, models
 from ..compositor import Compositor, parse_background
 from ..errors import LivematteError, error_line
 from ..jobs import PlannedVideo, VideoJob, plan_outputs
@@ -118,9 +118,11 @@ class SegmentWorker:
     with a traceback): :meth:`ready` returns its one-line reason instead.
     """
 
-    def __init__(self, config, model):
+    def __init__(self, config, model, max_pixels: int):
         _quiet_logging()
         self.error = None
+        # The worker is a process of its own: it takes the driver's picture limit (--max-pixels).
+        image_header.set_max_pixels(max_pixels)
         try:
             self.matter = models.load(model)
             self.compositor = Compositor(parse_background(config.output.background), config.composite.light_wrap)
@@ -249,7 +251,7 @@ class _Run:
         # Named, so that a test (or a curious user) can find the segments under way and their actors.
         board = ProgressBoard.options(name=f"{BOARD_PREFIX}{os.getpid()}-{id(self):x}").remote()
         actors = [SegmentWorker.options(num_cpus=self.model.threads, max_restarts=-1, max_task_retries=0)
-                  .remote(config, self.model) for _ in range(count)]
+                  .remote(config, self.model, image_header.max_pixels()) for _ in range(count)]
         try:
             try:
                 ready = ray.get([actor.ready.remote() for actor in actors])
@@ -357,7 +359,10 @@ class _Run:
         folder = self.folders.get(number)
         if folder is None:
             item.output.parent.mkdir(parents=True, exist_ok=True)
-            folder = self.folders[number] = Path(tempfile.mkdtemp(prefix=f".{item.output.name}.segments-",
+            # The output's name cut to 64 bytes: the folder's own name must stay within the
+            # filesystem's 255 however long the output's is.
+            stem = item.output.name.encode()[:64].decode(errors="ignore")
+            folder = self.folders[number] = Path(tempfile.mkdtemp(prefix=f".{stem}.segments-",
                                                                   dir=item.output.parent))
         video, alpha = output.save(folder / f"{segment.index:06d}")
         self.parts.setdefault(number, {})[segment.index] = (video, alpha)
