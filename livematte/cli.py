@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import difflib
 import logging
 import os
 import signal
@@ -13,10 +14,48 @@ import threading
 from pathlib import Path
 
 from . import __version__
-from . import models
+from . import image_header, models
 from .errors import LivematteError
 
 log = logging.getLogger("livematte")
+
+# The demo's own file: a second `livematte demo` (the README's first command) replaces it without -y.
+DEMO_OUTPUT = Path("livematte-demo.mp4")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors, as livematte's own: ``livematte video: error: ...``, the usage
+    left to ``--help``; a mistyped flag, command or choice names the closest one there is."""
+
+    def error(self, message: str):
+        if "did you mean" not in message and not message.startswith("argument "):
+            message += f"; `{self.prog} --help` shows the usage"
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            # Reported by the command's own parser: its name, and its flags to suggest from.
+            parser = self._command_parser(parsed)
+            flags = [flag for action in parser._actions for flag in action.option_strings]
+            typed = next((extra.split("=", 1)[0] for extra in extras if extra.startswith("-")), None)
+            close = difflib.get_close_matches(typed, flags, n=1) if typed else []
+            parser.error(f"unrecognized argument{'s' if len(extras) > 1 else ''}: {' '.join(extras)}"
+                         + (f"; did you mean {close[0]}?" if close else ""))
+        return parsed
+
+    def _command_parser(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return action.choices.get(getattr(parsed, action.dest, None), self)
+        return self
+
+    def _check_value(self, action, value):
+        if action.choices is not None and value not in action.choices:
+            names = [str(choice) for choice in action.choices]
+            close = difflib.get_close_matches(str(value), names, n=1)
+            raise argparse.ArgumentError(action, f"invalid choice: {value!r} (choose from {', '.join(names)})"
+                                         + (f"; did you mean {close[0]}?" if close else ""))
 
 
 def _number(text: str, kind: type) -> int | float:
@@ -90,11 +129,20 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--runtime", choices=RUNTIMES, default=None,
                        help="inference runtime: openvino or onnxruntime for rvm and modnet (auto: OpenVINO "
                             "on CPUs, onnxruntime on CUDA GPUs), litert or opencv for selfie (auto: litert)")
+    add_download_timeout(group)
+
+
+def add_download_timeout(parser) -> None:
+    from .models.base import ModelSettings
+
+    parser.add_argument("--download-timeout", type=positive_float, default=None, metavar="S",
+                        help="seconds allowed for fetching missing weights "
+                             f"(default {ModelSettings.download_timeout:g})")
 
 
 def model_overrides(args: argparse.Namespace) -> dict:
     return {"name": args.model, "model_dir": args.model_dir, "size": args.model_size,
-            "threads": args.threads, "runtime": args.runtime}
+            "threads": args.threads, "runtime": args.runtime, "download_timeout": args.download_timeout}
 
 
 def model_settings(args: argparse.Namespace):
@@ -132,15 +180,27 @@ def add_pipeline_options(parser: argparse.ArgumentParser, default_preset: str) -
     group.add_argument("--config", type=Path, default=None, metavar="FILE",
                        help="a TOML file laid out like the presets; overrides the preset")
     group.add_argument("--background", default=None, metavar="SPEC",
-                       help="PATH (image or looping video), color:#RRGGBB, key[:#RRGGBB], blur[:N], transparent")
+                       help="PATH (image or looping video), color:COLOUR, key[:COLOUR], blur[:N], transparent; "
+                            "COLOUR is #RRGGBB, #RGB or a CSS name (red, royalblue)")
     group.add_argument("--smoothing", type=strength, default=None, metavar="S",
                        help="temporal smoothing strength 0..0.95 (0 = off)")
     group.add_argument("--refine", choices=REFINE_MODES, default=None,
                        help="how a plain matte (bshm, modnet) is brought to full resolution; "
                             "rvm and selfie finish their own with a guided filter")
     group.add_argument("--frames", type=count, default=None, metavar="N", help="stop after N frames (1 or more)")
+    add_max_pixels_option(group)
     add_composite_options(parser)
     add_model_options(parser)
+
+
+def add_max_pixels_option(parser) -> None:
+    default = image_header.DEFAULT_MAX_PIXELS
+    parser.add_argument("--max-pixels", type=count, default=default, metavar="N",
+                        help="refuse pictures (backgrounds, image inputs, web uploads) of more than N pixels, "
+                             f"read from their header before anything is decoded (default {default}: "
+                             "a 12K frame is 80 million, a 100 MP camera's photo 102 million. Decoded, a picture "
+                             "takes 3 bytes a pixel, 360 MB at the default, kept for the run as a background; "
+                             "`image` of a 102 MP photo peaks at 2.3 GB)")
 
 
 def add_composite_options(parser: argparse.ArgumentParser) -> None:
@@ -151,9 +211,9 @@ def add_composite_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--foreground", choices=FOREGROUND_MODES, default=None,
                        help="the person's colours at soft edges: auto (the model's own estimate, else blur "
                             "fusion; default), blur (blur fusion), off (the frame's raw colours)")
-    group.add_argument("--despill", nargs="?", const="auto", default=None, metavar="auto|off|#RRGGBB",
+    group.add_argument("--despill", nargs="?", const="auto", default=None, metavar="auto|off|COLOUR",
                        help="remove a green/blue screen's colour from soft edges: detect the key colour "
-                            "(auto, the default when the flag has no value) or give it")
+                            "(auto, the default when the flag has no value) or give it: #RRGGBB, #RGB or a CSS name")
     edge = group.add_mutually_exclusive_group()
     edge.add_argument("--grow", type=int, default=None, metavar="PX", help="move the matte's edge out by PX pixels")
     edge.add_argument("--shrink", type=int, default=None, metavar="PX", help="move the matte's edge in by PX pixels")
@@ -187,6 +247,15 @@ def load_config(args: argparse.Namespace, *, capture: dict | None = None, live: 
         "composite": composite_overrides(args)})
 
 
+def add_overwrite_options(parser: argparse.ArgumentParser, outputs: str) -> None:
+    """-y / -n, as in ffmpeg: an output that exists is refused (-n, the default) or replaced (-y)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-y", "--overwrite", action="store_true", default=False,
+                       help=f"replace {outputs} that exist already (default: refuse them before any work)")
+    group.add_argument("-n", "--no-overwrite", dest="overwrite", action="store_false",
+                       help="refuse outputs that exist already (the default)")
+
+
 def _common_options(default) -> argparse.ArgumentParser:
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument("-v", "--verbose", action="store_true", default=default, help="more log lines")
@@ -194,11 +263,35 @@ def _common_options(default) -> argparse.ArgumentParser:
     return options
 
 
+# What ``live``'s log line of figures (livematte.stats.Stats.line) means, for ``live --help``.
+LIVE_FIGURES = """\
+the figures in the log, every 5 s and once more at the end, e.g.
+  30.0 fps, latency 25 ms (p95 57), 384px every 4 frames, CPU 78%, 3 dropped
+fps      fresh frames per second: new frames composited, each with a matte
+         of its own (repeats of the last frame, sent to keep a virtual
+         camera's rate, do not count)
+latency  capture to output of those frames, the median, ms (p95: 19 frames
+         in 20 were faster)
+level    played as a camera with --adapt on: the network's input size and
+         how often the model runs (the frames between move its last matte
+         with the picture); a model's name when the governor has stepped
+         down to a faster one
+CPU      the whole process since the first frame, percent of one core
+         (100 = one core busy)
+dropped  frames skipped because a newer one was ready (shown when there are)
+-v adds the frame counts: in (from the source), fresh (reused: of those, the
+ones whose matte was moved from the last model call), repeated (the last
+frame sent again), dropped; sent: frames sent per second, repeats included
+(what a virtual camera receives); model calls per second; and each stage's
+mean ms (wait_*: waiting, not working). --stats-json writes them all.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .config import X264_PRESETS
     from .media.writing import OUTPUT_KINDS, PRORES_PROFILES
 
-    parser = argparse.ArgumentParser(prog="livematte", description="Replace the background behind people in video.",
+    parser = _Parser(prog="livematte", description="Replace the background behind people in video.",
                                      parents=[_common_options(False)])
     parser.add_argument("--version", action="version", version=f"livematte {__version__}")
     # The same options after the command too (`livematte video ... --debug`); SUPPRESS keeps
@@ -212,19 +305,26 @@ def build_parser() -> argparse.ArgumentParser:
                             "pic.webp) keep their extension in the output names (pic_bmp_alpha.png)")
     image.add_argument("-d", "--output_dir", "--output-dir", dest="output_dir", type=Path,
                        default=Path("results"), help="where results go (default ./results)")
+    add_overwrite_options(image, "PNGs in -d DIR")
     image.add_argument("--background", default=None, metavar="SPEC",
-                       help="also write <stem>_composite.png: PATH, color:#RRGGBB, blur[:N] or transparent")
+                       help="also write <stem>_composite.png: PATH, color:COLOUR (#RRGGBB, #RGB or a CSS name), "
+                            "blur[:N] or transparent")
+    add_max_pixels_option(image)
     add_model_options(image)
     image.set_defaults(run=run_image)
 
     live = commands.add_parser("live", parents=[common],
-                               help="live background replacement: camera or stream to a virtual camera")
+                               help="live background replacement: camera or stream to a virtual camera",
+                               epilog=LIVE_FIGURES, formatter_class=argparse.RawDescriptionHelpFormatter)
     where = live.add_mutually_exclusive_group()
     where.add_argument("--camera", default=None, metavar="N|PATH", help="camera index or device path (default 0)")
     where.add_argument("--source", default=None, metavar="PATH", help="a video file or stream URL instead of a camera")
     live.add_argument("--realtime", action="store_true",
                       help="play --source at its own frame rate, newest frame wins, like a camera")
     live.add_argument("--loop", action="store_true", help="play --source over and over (until Ctrl-C or --frames)")
+    live.add_argument("--mirror", action="store_true",
+                      help="flip the picture left to right as it is read, the selfie view of call apps "
+                           "(camera or --source; the matte and the output follow)")
     live.add_argument("--sink", choices=("vcam", "preview", "file", "null", "web"), default=None,
                       help="where the output goes (default vcam, or file when -o is given; web: only the "
                            "web page, on --web or 127.0.0.1:8750)")
@@ -235,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--alpha-out", type=Path, default=None, metavar="PATH",
                       help="also write every output frame's matte: FFV1 gray .mkv, or PNGs into a folder")
     live.add_argument("--stats-json", type=Path, default=None, metavar="PATH", help="write the run's figures as JSON")
+    add_overwrite_options(live, "-o, --alpha-out and --stats-json files")
     live.add_argument("--watch-background", type=Path, default=None, metavar="FILE",
                       help="a text file holding a background SPEC; edit it to switch backgrounds while running")
     live.add_argument("--web", default=None, metavar="[HOST:]PORT",
@@ -276,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     video.add_argument("--encoder-preset", default=None, metavar="NAME",
                        help=f"H.264 (and VP9) speed preset: {', '.join(X264_PRESETS)} (default veryfast)")
     video.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    add_overwrite_options(video, "outputs (-o, --alpha-out; in a batch, every video's)")
     cluster = video.add_argument_group("cluster (needs the ray extra: pip install \"livematte[ray]\")")
     cluster.add_argument("--cluster", default=None, metavar="ray|auto|ray://HOST:PORT",
                          help="matte on Ray, segment by segment: ray starts a local instance sized to this "
@@ -289,10 +391,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", parents=[common],
                                help="replace the background of a built-in clip: a person on a call in a busy room")
-    demo.add_argument("-o", "--output", type=Path, default=Path("livematte-demo.mp4"),
-                      help="where the result goes (default ./livematte-demo.mp4)")
+    demo.add_argument("-o", "--output", type=Path, default=None,
+                      help=f"where the result goes (default ./{DEMO_OUTPUT}, replaced on every run)")
     demo.add_argument("--alpha-out", type=Path, default=None, metavar="PATH", help="also write the matte")
     demo.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    add_overwrite_options(demo, "-o and --alpha-out files")
     add_pipeline_options(demo, "offline")
     demo.set_defaults(run=run_demo)
 
@@ -320,6 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--plot", type=Path, default=None, metavar="PATH",
                        help="write a PNG of per-frame latency and the stage breakdown "
                             '(needs matplotlib: pip install "livematte[plot]")')
+    add_overwrite_options(bench, "--json and --plot files")
     add_model_options(bench)
     bench.set_defaults(run=run_bench)
 
@@ -330,7 +434,13 @@ def build_parser() -> argparse.ArgumentParser:
                                      help="list the matting backends, or fetch their weights")
     models_cmd.add_argument("action", nargs="?", choices=("list", "fetch"), default="list")
     models_cmd.add_argument("name", nargs="?", choices=tuple(models.BACKENDS), help="backend to fetch")
+    add_download_timeout(models_cmd)
     models_cmd.set_defaults(run=run_models)
+
+    cameras_cmd = commands.add_parser("cameras", parents=[common],
+                                      help="list the cameras --camera can open, with their formats and sizes "
+                                           "(exit status 1 when there is none)")
+    cameras_cmd.set_defaults(run=run_cameras)
     return parser
 
 
@@ -338,7 +448,7 @@ def run_image(args: argparse.Namespace) -> int:
     from .image_job import ImageJob, run_images
 
     job = ImageJob(inputs=args.input, output_dir=args.output_dir, background=args.background,
-                   model=model_settings(args))
+                   model=model_settings(args), overwrite=args.overwrite)
     return 1 if run_images(job) else 0
 
 
@@ -349,12 +459,13 @@ def run_live(args: argparse.Namespace) -> int:
     if args.fps is not None and sink not in ("vcam", "preview"):
         raise LivematteError(f"--fps sets the rate of a virtual camera or preview; --sink {sink} "
                              "keeps each frame's own time")
-    config = load_config(args, capture={"width": args.width, "height": args.height}, fps=args.fps,
+    config = load_config(args, capture={"width": args.width, "height": args.height, "mirror": args.mirror or None},
+                         fps=args.fps,
                          live={"adapt": None if args.adapt is None else args.adapt == "on", "max_cpu": args.max_cpu})
     job = LiveJob(config=config, camera=args.camera, source=args.source, realtime=args.realtime, loop=args.loop,
                   sink=sink, output=args.output, device=args.device, alpha_out=args.alpha_out,
                   stats_json=args.stats_json, watch_background=args.watch_background, max_frames=args.frames,
-                  web=args.web, web_token=args.web_token)
+                  web=args.web, web_token=args.web_token, overwrite=args.overwrite)
     # Ctrl-C and SIGTERM are how a live session ends: they stop it, and the recording,
     # matte and stats files are finished and kept. A second one abandons them.
     stop = threading.Event()
@@ -412,7 +523,7 @@ def video_job(args: argparse.Namespace):
 
     config = load_config(args, encoder_preset=args.encoder_preset, prores=args.prores)
     job = VideoJob(config=config, input=args.input, output=args.output, format=args.format,
-                   alpha_out=args.alpha_out, quiet=args.quiet, max_frames=args.frames)
+                   alpha_out=args.alpha_out, quiet=args.quiet, max_frames=args.frames, overwrite=args.overwrite)
     kinds = {item.kind for item in plan_outputs(job)}
     if args.crf is not None:
         # One flag, each codec's own key: the H.264 scale is 0..51, VP9's 0..63.
@@ -433,21 +544,28 @@ def video_job(args: argparse.Namespace):
 def run_demo(args: argparse.Namespace) -> int:
     from .demo import prepare_inputs
     from .jobs import VideoJob, run_video_job
+    from .outpaths import check_outputs
 
+    # Files the user named are guarded like any output; the demo's own file is simply replaced.
+    check_outputs([], [args.output, args.alpha_out], overwrite=args.overwrite)
+    output = args.output or DEMO_OUTPUT
     clip, backdrop = prepare_inputs()
     if args.background is None:
         args.background = str(backdrop)
     config = load_config(args)
-    job = VideoJob(config=config, input=str(clip), output=args.output, alpha_out=args.alpha_out,
-                   quiet=args.quiet, max_frames=args.frames)
+    job = VideoJob(config=config, input=str(clip), output=output, alpha_out=args.alpha_out,
+                   quiet=args.quiet, max_frames=args.frames, overwrite=True)
     failed = run_video_job(job).failed
     if not failed:
-        print(f"livematte: demo written to {args.output}", file=sys.stderr)
+        print(f"livematte: demo written to {output}", file=sys.stderr)
     return 1 if failed else 0
 
 
 def run_bench(args: argparse.Namespace) -> int:
     from .bench import DEFAULT_PRESETS, BenchJob, run_bench as bench
+    from .outpaths import check_outputs
+
+    check_outputs([args.source] if args.source else [], [args.json, args.plot], overwrite=args.overwrite)
 
     bench(BenchJob(presets=tuple(args.preset or DEFAULT_PRESETS), source=args.source, frames=args.frames,
                    encode=args.encode, realtime=args.realtime, json_path=args.json, plot_path=args.plot,
@@ -466,10 +584,12 @@ def run_presets(args: argparse.Namespace) -> int:
 
 
 def run_models(args: argparse.Namespace) -> int:
+    from .models.base import ModelSettings
+
     if args.action == "fetch":
         if not args.name:
             raise LivematteError(f"`livematte models fetch` needs a NAME: {' or '.join(models.BACKENDS)}")
-        print(models.fetch(args.name))
+        print(models.fetch(args.name, args.download_timeout or ModelSettings.download_timeout))
         return 0
     width = max(map(len, models.BACKENDS))
     for status in models.status():
@@ -478,6 +598,19 @@ def run_models(args: argparse.Namespace) -> int:
         if status.install:
             print(f"{'':{width}}  install: {status.install}")
         print(f"{'':{width}}  weights: {status.weights or '-'}")
+        if status.weights is None and not status.install:
+            print(f"{'':{width}}  fetch:   livematte models fetch {status.name}")
+    return 0
+
+
+def run_cameras(args: argparse.Namespace) -> int:
+    from .cameras import describe, list_cameras
+
+    cameras = list_cameras()
+    if not cameras:
+        print("livematte: no camera found on this machine", file=sys.stderr)
+        return 1
+    print("\n".join(describe(cameras)))
     return 0
 
 
@@ -503,6 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbose)
+    image_header.set_max_pixels(getattr(args, "max_pixels", image_header.DEFAULT_MAX_PIXELS))
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         return args.run(args)

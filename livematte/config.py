@@ -38,12 +38,14 @@ class CaptureSettings:
 
     fourcc: the pixel format asked for, four characters; "MJPG" because most USB cameras give
     720p30 only compressed (their raw YUYV is limited by USB bandwidth). "" keeps the camera's default.
+    mirror: flip every frame left to right as it is read (the selfie view of call apps), camera or file.
     """
 
     width: int = 1280
     height: int = 720
     fps: float = 30.0
     fourcc: str = "MJPG"
+    mirror: bool = False
 
     def __post_init__(self):
         for name in ("width", "height"):
@@ -91,7 +93,7 @@ class LiveSettings:
         core to other programs (the call app) where there are two or more; 0: no budget.
     latency_ms: the latency target, capture to output, p95.
     fallback: a faster model the governor steps down to when the configured one cannot hold
-        the rate at its lowest level ("" for none): Selfie Segmentation, 2-3 ms a call.
+        the rate at its lowest level ("" for none): Selfie Segmentation, the fast tier.
     """
 
     adapt: bool = True
@@ -118,8 +120,8 @@ class LiveSettings:
     def model_threads(self, threads: int, cores: int) -> int:
         """The model's threads (``[model] threads``, 0: the runtime's choice) under the CPU budget:
         no more than the budget's whole cores, at least one. A second thread buys less wall time
-        than it costs in CPU: RVM at 384 px took 43 ms of CPU a call on one thread, 62-73 ms on
-        two (OpenVINO, AVX2 EPYC), so within a budget it leaves less for everything else."""
+        than it costs in CPU (README: Measurements behind the code), so within a budget it leaves
+        less for everything else."""
         budget = self.cpu_budget(cores)
         if not budget:
             return threads
