@@ -14,7 +14,8 @@ import threading
 from pathlib import Path
 
 from . import __version__
-from . import image_header, models
+from .media import image_header
+from . import models
 from .errors import LivematteError
 
 log = logging.getLogger("livematte")
@@ -154,7 +155,7 @@ def model_settings(args: argparse.Namespace):
 
 
 def strength(text: str) -> float:
-    from .smoothing import MAX_STRENGTH
+    from .matte.smoothing import MAX_STRENGTH
 
     value = _number(text, float)
     if not 0.0 <= value <= MAX_STRENGTH:
@@ -172,7 +173,7 @@ def frame_rate(text: str) -> float:
 
 
 def add_pipeline_options(parser: argparse.ArgumentParser, default_preset: str) -> None:
-    from .refine import MODES as REFINE_MODES
+    from .matte.refine import MODES as REFINE_MODES
 
     group = parser.add_argument_group("settings")
     group.add_argument("--preset", default=default_preset,
@@ -205,7 +206,7 @@ def add_max_pixels_option(parser) -> None:
 
 def add_composite_options(parser: argparse.ArgumentParser) -> None:
     """The ``[composite]`` section's flags; values are checked by CompositeSettings (one-line errors)."""
-    from .finishing import FOREGROUND_MODES, SUBJECTS
+    from .matte.finishing import FOREGROUND_MODES, SUBJECTS
 
     group = parser.add_argument_group("composite")
     group.add_argument("--foreground", choices=FOREGROUND_MODES, default=None,
@@ -263,7 +264,7 @@ def _common_options(default) -> argparse.ArgumentParser:
     return options
 
 
-# What ``live``'s log line of figures (livematte.stats.Stats.line) means, for ``live --help``.
+# What ``live``'s log line of figures (livematte.runtime.stats.Stats.line) means, for ``live --help``.
 LIVE_FIGURES = """\
 the figures in the log, every 5 s and once more at the end, e.g.
   30.0 fps, latency 25 ms (p95 57), 384px every 4 frames, CPU 78%, 3 dropped
@@ -445,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_image(args: argparse.Namespace) -> int:
-    from .image_job import ImageJob, run_images
+    from .commands.image import ImageJob, run_images
 
     job = ImageJob(inputs=args.input, output_dir=args.output_dir, background=args.background,
                    model=model_settings(args), overwrite=args.overwrite)
@@ -453,7 +454,7 @@ def run_image(args: argparse.Namespace) -> int:
 
 
 def run_live(args: argparse.Namespace) -> int:
-    from .jobs import LiveJob, run_live_job
+    from .commands.jobs import LiveJob, run_live_job
 
     sink = args.sink or ("file" if args.output is not None else "vcam")
     if args.fps is not None and sink not in ("vcam", "preview"):
@@ -498,7 +499,7 @@ def _signals_handled_by(handler):
 
 
 def run_video(args: argparse.Namespace) -> int:
-    from .jobs import run_video_job
+    from .commands.jobs import run_video_job
 
     if args.cluster is None:
         if args.segment_seconds is not None:
@@ -519,7 +520,7 @@ def run_video(args: argparse.Namespace) -> int:
 def video_job(args: argparse.Namespace):
     """The ``video`` command's arguments -> its checked ``VideoJob`` (warning about flags it ignores)."""
     from .config import merge
-    from .jobs import VideoJob, plan_outputs
+    from .commands.jobs import VideoJob, plan_outputs
 
     config = load_config(args, encoder_preset=args.encoder_preset, prores=args.prores)
     job = VideoJob(config=config, input=args.input, output=args.output, format=args.format,
@@ -542,9 +543,9 @@ def video_job(args: argparse.Namespace):
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from .demo import prepare_inputs
-    from .jobs import VideoJob, run_video_job
-    from .outpaths import check_outputs
+    from .commands.demo import prepare_inputs
+    from .commands.jobs import VideoJob, run_video_job
+    from .media.outpaths import check_outputs
 
     # Files the user named are guarded like any output; the demo's own file is simply replaced.
     check_outputs([], [args.output, args.alpha_out], overwrite=args.overwrite)
@@ -562,8 +563,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from .bench import DEFAULT_PRESETS, BenchJob, run_bench as bench
-    from .outpaths import check_outputs
+    from .commands.bench import DEFAULT_PRESETS, BenchJob, run_bench as bench
+    from .media.outpaths import check_outputs
 
     check_outputs([args.source] if args.source else [], [args.json, args.plot], overwrite=args.overwrite)
 
@@ -604,7 +605,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_cameras(args: argparse.Namespace) -> int:
-    from .cameras import describe, list_cameras
+    from .sources.cameras import describe, list_cameras
 
     cameras = list_cameras()
     if not cameras:

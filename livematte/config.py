@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LivematteError
-from .finishing import CompositeSettings
+from .matte.finishing import CompositeSettings
 from .media.writing import check_encoding
 from .models.base import ModelSettings
-from .refine import RefineSettings
-from .smoothing import SmoothingSettings
+from .matte.refine import RefineSettings
+from .matte.smoothing import SmoothingSettings
 
 MAX_SIDE = 16384  # pixels
 MIN_FPS, MAX_FPS = 0.01, 1000.0  # writers hold rates as fractions over at most 1001: far below, they round to 0

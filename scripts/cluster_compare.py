@@ -42,7 +42,7 @@ from livematte import config as config_module  # noqa: E402
 from livematte.cli import configure_logging  # noqa: E402
 from livematte.cluster.driver import ClusterJob, run_cluster_job  # noqa: E402
 from livematte.cluster.plan import plan_video  # noqa: E402
-from livematte.jobs import VideoJob, run_video_job  # noqa: E402
+from livematte.commands.jobs import VideoJob, run_video_job  # noqa: E402
 from livematte.media.readback import read_alpha  # noqa: E402
 from livematte.media.reading import VideoReader  # noqa: E402
 
@@ -152,7 +152,7 @@ def preroll_study(composited: Path, work: Path, seconds: float, prerolls: list[f
     from livematte import models
     from livematte.cluster.segment import SegmentTask, process_segment
     from livematte.cluster.stitch import join_alpha
-    from livematte.compositor import Compositor, parse_background
+    from livematte.compose.compositor import Compositor, parse_background
 
     config = config_module.load("offline", None, {"model": {"name": "rvm", "threads": 1}})
     matter = models.load(config.model)

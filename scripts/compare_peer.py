@@ -21,7 +21,7 @@ number of frames and the same background image:
 - **livematte**: exactly what ``livematte video INPUT -o OUT.mp4 --alpha-out
   ALPHA.mkv --background IMAGE --quiet [--frames N]`` does, called in-process
   (so interpreter start-up is not counted for either side): the command line's
-  own parsing (``livematte.cli.video_job``) and ``livematte.jobs.run_video_job``,
+  own parsing (``livematte.cli.video_job``) and ``livematte.commands.jobs.run_video_job``,
   whose result holds the run's ``Stats``, the source of its per-frame figures.
   It also encodes its matte (FFV1, for scoring), work the baseline does not do.
 
@@ -40,7 +40,7 @@ time this process spent per frame and how busy the rest of the machine was
 hypervisor, as a share of all CPUs); above 10% the report warns that the frame
 rates are not representative.
 
-Quality: MAD and dtSSD (``livematte.metrics``, the RVM evaluation's
+Quality: MAD and dtSSD (``scripts/metrics.py``, the RVM evaluation's
 definitions: MAD x1e3, dtSSD x1e2) of each side's mattes against the clip's
 ground truth ``alpha.mkv``, overall and per motion segment when ``meta.json``
 names them (the mattes are the same on every repeat; the first run's are
@@ -79,7 +79,7 @@ import av
 import cv2
 import numpy as np
 
-from livematte.bench import machine
+from livematte.commands.bench import machine
 from livematte.errors import LivematteError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -148,7 +148,7 @@ def run_livematte(input_path: Path, background_path: Path, output: Path, alpha_o
                   max_frames: int | None) -> dict:
     """``livematte video`` in-process; -> timings and the mattes it wrote."""
     from livematte import cli
-    from livematte.jobs import run_video_job
+    from livematte.commands.jobs import run_video_job
     from livematte.media.readback import read_alpha
 
     # -y: every repeat writes the same files.
@@ -180,7 +180,7 @@ def segments_from_meta(folder: Path) -> dict[str, tuple[int, int]] | None:
 
 
 def score(mattes: list[np.ndarray], truth: list[np.ndarray] | None, segments) -> dict | None:
-    from livematte.metrics import SequenceScorer
+    from metrics import SequenceScorer
 
     if truth is None:
         return None

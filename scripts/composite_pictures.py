@@ -22,10 +22,10 @@ import cv2
 import numpy as np
 
 from livematte import config, models
-from livematte.compositor import blend
-from livematte.data import Frame
-from livematte.engine import Engine
-from livematte.finishing import CompositeSettings
+from livematte.compose.compositor import blend
+from livematte.frames import Frame
+from livematte.runtime.engine import Engine
+from livematte.matte.finishing import CompositeSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

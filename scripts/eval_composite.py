@@ -40,10 +40,10 @@ import cv2
 import numpy as np
 
 from livematte import config, models
-from livematte.compositor import blend
-from livematte.data import Frame
-from livematte.engine import Engine
-from livematte.foreground import blur_fusion
+from livematte.compose.compositor import blend
+from livematte.frames import Frame
+from livematte.runtime.engine import Engine
+from livematte.matte.foreground import blur_fusion
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BACKGROUNDS = {"green": (0, 255, 0), "white": (255, 255, 255)}  # BGR

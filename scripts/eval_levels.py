@@ -6,7 +6,7 @@
 Every level of the preset's ladder (network size, frames per model call, or the fallback
 model) is held for a whole clip while every frame goes through the engine in order, as if
 the machine kept up: reused frames get the keyframe's result moved along the optical flow,
-exactly as live. The mattes are scored against the clips' exact alpha (:mod:`livematte.metrics`:
+exactly as live. The mattes are scored against the clips' exact alpha (`scripts/metrics.py`:
 MAD x1e3, dtSSD x1e2), over the clip and over each motion segment of its ``meta.json``
 (sway, still, fast). The timing-free counterpart of ``eval_quality.py --mode live``: it says
 what the governor gives up at each step, which a live run mixes with the machine's speed.
@@ -32,11 +32,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_quality import DEFAULT_CLIPS, find_clips, read_timed_alpha  # noqa: E402
 
 from livematte import config as livematte_config, models  # noqa: E402
-from livematte.capture import FileSource  # noqa: E402
-from livematte.data import Frame  # noqa: E402
-from livematte.engine import Engine  # noqa: E402
-from livematte.governor import Governor, Level, ladder  # noqa: E402
-from livematte.metrics import SequenceScorer  # noqa: E402
+from livematte.sources.capture import FileSource  # noqa: E402
+from livematte.frames import Frame  # noqa: E402
+from livematte.runtime.engine import Engine  # noqa: E402
+from livematte.runtime.governor import Governor, Level, ladder  # noqa: E402
+from metrics import SequenceScorer  # noqa: E402
 
 
 def score_level(matter, fallback, config, level: Level, clip) -> tuple[dict, float]:

@@ -7,7 +7,7 @@ For every clip folder (``input.mp4``, ``alpha.mkv`` = FFV1 gray ground truth,
 optional ``meta.json``), every preset and every model (``--model modnet rvm`` compares
 them in one run), livematte's own command line runs in a
 subprocess and writes its matte as an FFV1 gray ``.mkv`` into a temporary
-folder; that file is scored against ``alpha.mkv`` with :mod:`livematte.metrics`
+folder; that file is scored against ``alpha.mkv`` with `scripts/metrics.py`
 (MAD, MSE, Grad, dtSSD, IoU; the Robust Video Matting evaluation's definitions),
 overall and per motion segment.
 
@@ -63,7 +63,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from livematte.metrics import METRICS, SequenceScorer
+from metrics import METRICS, SequenceScorer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CLIPS = REPO_ROOT.parent / "shared" / "data" / "composited"
@@ -210,7 +210,7 @@ def score_files(
 
     segments: name -> ``(first, last)`` truth frame indices, inclusive.
     fps: the truth's frame rate (default: read from ``truth_mkv``).
-    -> :meth:`livematte.metrics.SequenceScorer.result` plus ``"held_frames"``.
+    -> ``metrics.SequenceScorer.result`` plus ``"held_frames"``.
     Holds only the current frames in memory.
     """
     fps = fps or truth_rate(Path(truth_mkv))

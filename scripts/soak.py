@@ -24,13 +24,13 @@ from pathlib import Path
 import psutil
 
 from livematte import config, models
-from livematte.capture import FileSource
-from livematte.compositor import Compositor, parse_background
-from livematte.engine import Engine
-from livematte.governor import for_live
-from livematte.run import run
+from livematte.sources.capture import FileSource
+from livematte.compose.compositor import Compositor, parse_background
+from livematte.runtime.engine import Engine
+from livematte.runtime.governor import for_live
+from livematte.runtime.run import run
 from livematte.sinks import NullSink
-from livematte.stats import Stats
+from livematte.runtime.stats import Stats
 
 WARM_UP, WINDOW = 1000, 1000
 
@@ -69,7 +69,7 @@ def main() -> int:
     if args.frames < WARM_UP + 2 * WINDOW:
         parser.error(f"--frames must be at least {WARM_UP + 2 * WINDOW}")
     if args.source is None:
-        from livematte.demo import prepare_inputs
+        from livematte.commands.demo import prepare_inputs
 
         args.source = str(prepare_inputs()[0])
     settings = config.load(args.preset)

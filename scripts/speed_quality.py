@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from livematte.bench import BenchJob, run_bench
+from livematte.commands.bench import BenchJob, run_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 

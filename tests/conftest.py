@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+# The evaluation (scripts/metrics.py) lives with the scripts that use it, outside the package.
+sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from bshm_graph import write_snapshot  # noqa: E402
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from livematte import synthetic
+from livematte.sources import synthetic
 from livematte.cli import main
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

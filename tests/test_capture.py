@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from livematte import config as livematte_config
-from livematte.capture import CameraSource
+from livematte.sources.capture import CameraSource
 from livematte.cli import main
 from livematte.config import CaptureSettings
 from livematte.errors import LivematteError
@@ -115,7 +115,7 @@ def test_fourcc_is_four_characters_or_empty():
 
 
 def test_a_looped_file_plays_on_with_its_timestamps_running_on(tmp_path):
-    from livematte.capture import FileSource
+    from livematte.sources.capture import FileSource
 
     clip = make_video(tmp_path / "short.mp4")
     source = FileSource(str(clip), loop=True)

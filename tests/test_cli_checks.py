@@ -97,7 +97,7 @@ def test_frames_zero_is_refused_at_once(command, capsys):
 # --- every setting through the typed config -------------------------------------------------------------
 
 def test_refine_is_an_ordinary_section(tmp_path):
-    from livematte.refine import RefineSettings
+    from livematte.matte.refine import RefineSettings
 
     assert livematte_config.load("offline").refine == RefineSettings("bilinear")
     config_file = tmp_path / "c.toml"
@@ -167,12 +167,12 @@ def test_per_model_sizes_name_real_models(tmp_path):
 
 
 def test_width_and_height_go_through_config_load(monkeypatch):
-    import livematte.jobs
+    import livematte.commands.jobs
 
     calls, jobs = [], []
     real_load = livematte_config.load
     monkeypatch.setattr(livematte_config, "load", lambda *a, **k: calls.append(a) or real_load(*a, **k))
-    monkeypatch.setattr(livematte.jobs, "run_live_job", lambda job, stop: jobs.append(job))
+    monkeypatch.setattr(livematte.commands.jobs, "run_live_job", lambda job, stop: jobs.append(job))
     assert main(["live", "--source", "x.mp4", "--sink", "null", "--width", "640"]) == 0
     assert calls[0][2]["capture"] == {"width": 640, "height": None, "mirror": None}
     assert jobs[0].config.capture.width == 640 and jobs[0].config.capture.height == 720
@@ -203,7 +203,7 @@ def test_cli_choices_come_from_the_modules():
 
     from livematte.cli import build_parser
     from livematte.media.writing import OUTPUT_KINDS
-    from livematte.refine import MODES
+    from livematte.matte.refine import MODES
 
     def option(command, flag):
         sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices[command]

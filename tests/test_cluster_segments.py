@@ -19,7 +19,7 @@ from livematte.cluster import NO_RAY
 from livematte.cluster.plan import Segment, cut_points, plan_video
 from livematte.cluster.segment import SegmentOutput, SegmentSource, SegmentTask, process_segment
 from livematte.cluster.stitch import join_alpha, join_video
-from livematte.compositor import Compositor, parse_background
+from livematte.compose.compositor import Compositor, parse_background
 from livematte.media.readback import read_alpha_with_pts, read_rgba
 from livematte.media.reading import VideoReader
 

@@ -9,15 +9,16 @@ import cv2
 import numpy as np
 import pytest
 
-from livematte import config, edges, foreground
+from livematte import config
+from livematte.matte import edges, foreground
 from livematte.cli import main
-from livematte.data import Frame
-from livematte.engine import Engine
+from livematte.frames import Frame
+from livematte.runtime.engine import Engine
 from livematte.errors import LivematteError
-from livematte.finishing import CompositeSettings, Finisher
+from livematte.matte.finishing import CompositeSettings, Finisher
 from livematte.media.readback import read_rgba
 from livematte.models.base import ModelSettings
-from livematte.smoothing import SmoothingSettings
+from livematte.matte.smoothing import SmoothingSettings
 
 
 def soft_disc(height: int, width: int, radius: float, edge: float, centre=None) -> np.ndarray:

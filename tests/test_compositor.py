@@ -17,9 +17,9 @@ import cv2
 import numpy as np
 import pytest
 
-from livematte.compositor import Compositor, LoopingVideo, StillImage, blend, cover_fit, parse_background
+from livematte.compose.compositor import Compositor, LoopingVideo, StillImage, blend, cover_fit, parse_background
 from livematte.errors import LivematteError
-from livematte.watcher import THREAD_NAME, BackgroundWatcher
+from livematte.compose.watcher import THREAD_NAME, BackgroundWatcher
 from media import gradient, make_video
 
 H, W = 48, 64

@@ -28,13 +28,13 @@ import numpy as np
 import pytest
 
 from media import make_video
-from livematte import cameras as cams
-from livematte.capture import open_source
+from livematte.sources import cameras as cams
+from livematte.sources.capture import open_source
 from livematte.cli import build_parser, main
-from livematte.compositor import Compositor, parse_background, parse_color
+from livematte.compose.compositor import Compositor, parse_background, parse_color
 from livematte.config import CaptureSettings, Config
 from livematte.errors import LivematteError
-from livematte.finishing import CompositeSettings
+from livematte.matte.finishing import CompositeSettings
 
 
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -373,7 +373,7 @@ def test_colours_are_css_names_hex_or_short_hex(text, bgr):
 
 
 def test_the_css_table_has_the_148_names():
-    from livematte.css_colors import CSS_COLORS
+    from livematte.compose.colors import CSS_COLORS
 
     assert len(CSS_COLORS) == 148
     assert CSS_COLORS["aliceblue"] == "f0f8ff" and CSS_COLORS["yellowgreen"] == "9acd32"

@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 from livematte import config as livematte_config
-from livematte.capture import FileSource
-from livematte.engine import Engine
-from livematte.governor import Governor, Level
-from livematte.jobs import LiveJob, run_live_job
+from livematte.sources.capture import FileSource
+from livematte.runtime.engine import Engine
+from livematte.runtime.governor import Governor, Level
+from livematte.commands.jobs import LiveJob, run_live_job
 from livematte.media.readback import read_alpha_with_pts
 from test_live import Delegating
 from test_rvm_engine import (FPS, H, N, PW, SMOOTHING, STEP, W, WALL, centroid_x, frame, live_config, mad, scene, xpos,  # noqa: F401
@@ -235,7 +235,7 @@ def test_a_network_smaller_than_the_motions_size_follows_the_motion_measured_at_
 
 
 def test_a_flow_moved_to_another_size_keeps_its_motion_in_that_sizes_px():
-    from livematte.motion import flow_at
+    from livematte.matte.motion import flow_at
 
     flow = np.zeros((216, 384, 2), np.float32)
     flow[...] = (8.0, -4.0)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from livematte.governor import FAILED_WITHIN_S, Governor, Level, Sample, WINDOW_S, ladder
+from livematte.runtime.governor import FAILED_WITHIN_S, Governor, Level, Sample, WINDOW_S, ladder
 
 FPS = 30.0
 PERIOD = 1 / FPS

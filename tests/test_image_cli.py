@@ -32,7 +32,7 @@ def test_bshm_writes_the_graphs_matte_and_a_cutout(tmp_path, bshm_dir, photo):
     assert cutout.shape == image.shape[:2] + (4,)
     # The cut-out's colours are the estimated foreground (blur fusion for BSHM), straight alpha:
     # the photo's own where the matte is 0 or 1
-    from livematte.foreground import blur_fusion
+    from livematte.matte.foreground import blur_fusion
 
     assert np.array_equal(cutout[:, :, 3], alpha)
     hard = (alpha == 0) | (alpha == 255)

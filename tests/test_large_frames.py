@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 
 from media import gradient
-from livematte.data import Frame, Matted
-from livematte.workers import Channel, Stopped
+from livematte.frames import Frame, Matted
+from livematte.runtime.workers import Channel, Stopped
 
 W4K, H4K = 3840, 2160
 BUDGET = 64 * 2**20
@@ -96,13 +96,13 @@ def clip_4k(tmp_path_factory) -> Path:
 def test_offline_pipeline_holds_a_few_4k_pictures_not_a_queue_of_them(clip_4k, bshm_dir):
     """With a slow consumer every hand-off fills up: each may hold its byte budget, not 4 frames."""
     from livematte import models
-    from livematte.capture import FileSource
-    from livematte.engine import Engine
-    from livematte.finishing import CompositeSettings
+    from livematte.sources.capture import FileSource
+    from livematte.runtime.engine import Engine
+    from livematte.matte.finishing import CompositeSettings
     from livematte.models.base import ModelSettings
-    from livematte.pipeline import Pipeline
-    from livematte.stats import Stats
-    from livematte.workers import END
+    from livematte.runtime.pipeline import Pipeline
+    from livematte.runtime.stats import Stats
+    from livematte.runtime.workers import END
 
     # The model at 512 px and no colour estimate: quick, and the frames and mattes are still 4K.
     engine = Engine(models.load(ModelSettings(name="bshm", model_dir=bshm_dir, size=512)),
@@ -136,7 +136,7 @@ def test_offline_pipeline_holds_a_few_4k_pictures_not_a_queue_of_them(clip_4k, b
 
 
 def test_guide_makes_no_float_copy_of_the_whole_picture():
-    from livematte.refine import _MEAN_RGB, guide
+    from livematte.matte.refine import _MEAN_RGB, guide
 
     image = np.random.default_rng(0).integers(0, 256, (H4K, W4K, 3), dtype=np.uint8)
     whole = cv2.transform(image.astype(np.float32), _MEAN_RGB)
@@ -158,8 +158,8 @@ def test_freed_4k_pictures_go_back_to_the_system():
 import ctypes, platform, numpy as np
 if platform.libc_ver()[0] != "glibc":
     print("skip"); raise SystemExit
-from livematte.pipeline import Pipeline
-from livematte.stats import Stats
+from livematte.runtime.pipeline import Pipeline
+from livematte.runtime.stats import Stats
 Pipeline(None, None, Stats(), live=False)  # made, not started
 class Info(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in

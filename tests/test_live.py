@@ -28,18 +28,18 @@ from pyvirtualcam.util import encode_fourcc
 
 from livematte import config as livematte_config
 from livematte import models
-from livematte.capture import CameraSource, FileSource
-from livematte.compositor import Compositor, parse_background
+from livematte.sources.capture import CameraSource, FileSource
+from livematte.compose.compositor import Compositor, parse_background
 from livematte.config import CaptureSettings
-from livematte.engine import Engine
-from livematte.jobs import LiveJob, run_live_job
+from livematte.runtime.engine import Engine
+from livematte.commands.jobs import LiveJob, run_live_job
 from livematte.models.base import ModelSettings
-from livematte.output import Outputs, output_loop
-from livematte.pipeline import Pipeline
+from livematte.runtime.output import Outputs, output_loop
+from livematte.runtime.pipeline import Pipeline
 from livematte.sinks import NullSink
 from livematte.sinks.vcam import VirtualCameraSink
-from livematte.smoothing import SmoothingSettings
-from livematte.stats import Stats
+from livematte.matte.smoothing import SmoothingSettings
+from livematte.runtime.stats import Stats
 from livematte.media.readback import read_alpha_with_pts
 
 W, H, FPS = 160, 120, 30

@@ -14,8 +14,8 @@ import av
 import numpy as np
 import pytest
 
-from livematte import metrics
-from livematte.metrics import SequenceScorer, dtssd, grad, iou, mad, mse, score_sequence
+import metrics
+from metrics import SequenceScorer, dtssd, grad, iou, mad, mse, score_sequence
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "eval_quality.py"
 

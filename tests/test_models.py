@@ -7,13 +7,13 @@ import pytest
 
 from bshm_graph import expected_alpha, graph_bytes, write_snapshot
 from livematte import models
-from livematte.engine import Engine
+from livematte.runtime.engine import Engine
 from livematte.errors import LivematteError
-from livematte.data import Frame
+from livematte.frames import Frame
 from livematte.models.base import GuidedMatte, ModelSettings, scaled_size
-from livematte.refine import apply_coefficients
-from livematte.refine import guide
-from livematte.image_job import matte_image
+from livematte.matte.refine import apply_coefficients
+from livematte.matte.refine import guide
+from livematte.commands.image import matte_image
 
 
 def random_image(rng, h, w):
@@ -329,7 +329,7 @@ def test_rvm_finishes_its_own_matte_on_the_full_guide(rng):
 
 def test_plain_alpha_backends_finish_with_refine_upsample(rng):
     from livematte.models.bshm import BSHMMatter
-    from livematte.refine import upsample
+    from livematte.matte.refine import upsample
 
     alpha = rng.random((9, 16), dtype=np.float32)
     image = random_image(rng, 36, 64)

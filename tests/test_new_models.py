@@ -14,10 +14,10 @@ import pytest
 from media import make_video
 from livematte import models
 from livematte.cli import main
-from livematte.data import Frame
-from livematte.engine import Engine
+from livematte.frames import Frame
+from livematte.runtime.engine import Engine
 from livematte.errors import LivematteError
-from livematte.image_job import matte_image
+from livematte.commands.image import matte_image
 from livematte.media.readback import read_alpha
 from livematte.models.base import GuidedMatte, ModelSettings
 
@@ -223,7 +223,7 @@ def test_image_live_and_bench_run_each_model(tmp_path, monkeypatch, portrait, mo
     """The other commands with each new model: a still, a live run to the null sink, a bench run."""
     import json
 
-    from livematte import synthetic
+    from livematte.sources import synthetic
     from livematte.models import weights
 
     cache = tmp_path / "cache"  # a private cache (bench's clip goes there) holding the real weights

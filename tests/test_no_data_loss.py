@@ -133,7 +133,7 @@ def test_images_sharing_a_name_get_distinct_outputs(tmp_path, portrait):
 
 
 def test_unique_stems_number_what_still_clashes():
-    from livematte.outpaths import unique_stems
+    from livematte.media.outpaths import unique_stems
 
     sources = ["x/a.mp4", "y/a.mp4", "a.mkv", "b.mov", "http://h/p/c.jpg?q=1", "http://g/c.png"]
     stem = lambda s: Path(s.split("?")[0]).stem  # noqa: E731

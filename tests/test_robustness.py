@@ -36,15 +36,16 @@ from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from bshm_graph import expected_alpha, graph_bytes, write_snapshot
 from media import gradient, make_video
-from livematte import config, net
+from livematte import config
+from livematte.media import net
 from livematte.cli import build_parser, main
-from livematte.compositor import Blur, Compositor, SolidColor, Transparent, parse_background
+from livematte.compose.compositor import Blur, Compositor, SolidColor, Transparent, parse_background
 from livematte.errors import LivematteError
-from livematte.data import alpha_to_u8
+from livematte.frames import alpha_to_u8
 from livematte.media.reading import VideoReader, probe
 from livematte.media.readback import read_alpha
 from livematte.models import weights
-from livematte.smoothing import SmoothingSettings, TemporalSmoother
+from livematte.matte.smoothing import SmoothingSettings, TemporalSmoother
 
 PACKAGE = Path(__file__).resolve().parents[1] / "livematte"
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -451,7 +452,7 @@ def test_bshm_out_of_gpu_memory_moves_to_the_cpu(bshm_dir, caplog):
 
     from livematte import models
     from livematte.models.base import ModelSettings
-    from livematte.image_job import matte_image
+    from livematte.commands.image import matte_image
 
     class OutOfMemoryGPU:  # the hardware boundary: a GPU session that has run out of memory
         closed = False

@@ -32,14 +32,14 @@ import pyvirtualcam
 
 from livematte import config as livematte_config
 from livematte import models
-from livematte.capture import FileSource
-from livematte.compositor import blend
-from livematte.engine import Engine, _warm_up_picture
-from livematte.data import Frame
-from livematte.jobs import LiveJob, run_live_job
+from livematte.sources.capture import FileSource
+from livematte.compose.compositor import blend
+from livematte.runtime.engine import Engine, _warm_up_picture
+from livematte.frames import Frame
+from livematte.commands.jobs import LiveJob, run_live_job
 from livematte.models.base import GuidedMatte, ModelSettings
-from livematte.refine import apply_coefficients
-from livematte.smoothing import SmoothingSettings
+from livematte.matte.refine import apply_coefficients
+from livematte.matte.smoothing import SmoothingSettings
 from livematte.media.readback import read_alpha_with_pts
 from test_live import Delegating
 

@@ -1,6 +1,6 @@
 """Temporal smoothing on synthetic matte sequences, and the engine's reset on a scene cut.
 
-The formula under test (livematte/smoothing.py):
+The formula under test (livematte/matte/smoothing.py):
 
     w = strength * exp(-(|a_t - s_{t-1}| / sigma)^2)
     s_t = w * s_{t-1} + (1 - w) * a_t
@@ -15,10 +15,10 @@ import pytest
 
 from bshm_graph import expected_alpha
 from livematte import models
-from livematte.engine import Engine
-from livematte.data import Frame
+from livematte.runtime.engine import Engine
+from livematte.frames import Frame
 from livematte.models.base import ModelSettings
-from livematte.smoothing import SmoothingSettings, TemporalSmoother
+from livematte.matte.smoothing import SmoothingSettings, TemporalSmoother
 
 H, W = 24, 32
 

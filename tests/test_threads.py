@@ -9,10 +9,10 @@ import traceback
 import numpy as np
 import pytest
 
-from livematte.engine import Engine
-from livematte.pipeline import Pipeline
-from livematte.stats import Stats
-from livematte.workers import Channel, FreshBuffer
+from livematte.runtime.engine import Engine
+from livematte.runtime.pipeline import Pipeline
+from livematte.runtime.stats import Stats
+from livematte.runtime.workers import Channel, FreshBuffer
 
 
 def returns_within(fn, seconds: float):

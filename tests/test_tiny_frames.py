@@ -15,8 +15,8 @@ from bshm_graph import expected_alpha
 from media import make_video
 from livematte import models
 from livematte.cli import main
-from livematte.engine import Engine
-from livematte.data import Frame
+from livematte.runtime.engine import Engine
+from livematte.frames import Frame
 from livematte.models.base import ModelSettings
 
 # (height, width): each has a side below RVM's minimum of 5 (and all below BSHM's 32)

@@ -13,11 +13,11 @@ import urllib.request
 import numpy as np
 import pytest
 
-from livematte.compositor import Compositor, parse_background
+from livematte.compose.compositor import Compositor, parse_background
 from livematte.config import Config
-from livematte.data import Frame, Matted
+from livematte.frames import Frame, Matted
 from livematte.errors import LivematteError
-from livematte.stats import Stats
+from livematte.runtime.stats import Stats
 from livematte.web.control import LiveControl
 from livematte.web.server import WebServer
 

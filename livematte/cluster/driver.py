@@ -31,11 +31,12 @@ from pathlib import Path
 import ray
 import ray.exceptions
 
-from .. import image_header, models
-from ..compositor import Compositor, parse_background
+from ..media import image_header
+from .. import models
+from ..compose.compositor import Compositor, parse_background
 from ..errors import LivematteError, error_line
-from ..jobs import PlannedVideo, VideoJob, plan_outputs
-from ..workers import available_cores
+from ..commands.jobs import PlannedVideo, VideoJob, plan_outputs
+from ..runtime.workers import available_cores
 from .plan import DEFAULT_PREROLL_SECONDS, DEFAULT_SEGMENT_SECONDS, VideoPlan, plan_video
 from .segment import SegmentOutput, SegmentTask, process_segment
 from .stitch import join_alpha, join_video
@@ -179,7 +180,7 @@ def connect(address: str) -> bool:
 
 def run_cluster_job(job: ClusterJob) -> ClusterResult:
     """Process every video of ``job.video`` on the cluster; failed inputs are logged and listed in
-    the result (a single input's failure is raised instead), as :func:`livematte.jobs.run_video_job`."""
+    the result (a single input's failure is raised instead), as :func:`livematte.commands.jobs.run_video_job`."""
     video = job.video
     plan = plan_outputs(video)
     _check_transparency(video, plan)
@@ -271,7 +272,7 @@ class _Run:
                 shutil.rmtree(folder, ignore_errors=True)
 
     def _dispatch(self, queue: deque, actors: list, board) -> None:
-        from ..output import progress_bar
+        from ..runtime.output import progress_bar
 
         total = sum(video.frames or 0 for video in self.videos.values()) or None
         bar = progress_bar(total, f"{len(self.videos)} video(s)", self.job.video.quiet)

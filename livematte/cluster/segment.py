@@ -1,6 +1,6 @@
 """One segment of a video on a worker: decoded from its pre-roll, matted and encoded on its own.
 
-The work is the ``video`` command's own (:func:`livematte.jobs.process_video`: a fresh engine,
+The work is the ``video`` command's own (:func:`livematte.commands.jobs.process_video`: a fresh engine,
 the same writers and settings), on a :class:`SegmentSource` that seeks to the segment's
 keyframe and yields its pre-roll and its frames. The pre-roll goes through the model but is
 not written. The files are written into a private temporary folder and returned as bytes
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..compositor import Compositor
+from ..compose.compositor import Compositor
 from ..config import Config
 from ..errors import LivematteError
 from ..media.reading import VideoReader
@@ -60,7 +60,7 @@ class SegmentOutput:
 
 class SegmentSource:
     """The frames a segment mattes: its pre-roll, then its own, as ``(image, pts)`` like
-    :class:`~livematte.capture.FileSource` (``uint8 [H, W, 3]`` BGR upright, seconds).
+    :class:`~livematte.sources.capture.FileSource` (``uint8 [H, W, 3]`` BGR upright, seconds).
 
     Decoding starts at the segment's keyframe; frames before the pre-roll are decoded and
     dropped. Should the seek land after the pre-roll's first frame (a demuxer without an
@@ -114,7 +114,7 @@ def _chain(first, rest: Iterator) -> Iterator:
 
 
 class _Counter:
-    """The progress protocol of :func:`livematte.output.progress_bar` (``update``, ``close``) that
+    """The progress protocol of :func:`livematte.runtime.output.progress_bar` (``update``, ``close``) that
     reports the frames written so far (matted ones less the pre-roll, which comes first) to
     ``report``, at most every ``every`` seconds and once at the end."""
 
@@ -139,7 +139,7 @@ def process_segment(task: SegmentTask, matter, compositor: Compositor,
     """Matte and encode one segment with ``matter`` (loaded once per worker) and ``compositor``;
     -> its files' bytes. ``report(frames written so far)`` is called now and then.
     :class:`LivematteError` for what is wrong with the input (the driver does not retry those)."""
-    from ..jobs import VideoJob, process_video
+    from ..commands.jobs import VideoJob, process_video
 
     segment = task.segment
     started = time.perf_counter()

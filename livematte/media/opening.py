@@ -10,7 +10,7 @@ from pathlib import Path
 import av
 import av.error
 
-from .. import net
+from . import net
 from ..errors import LivematteError
 from . import PathLike
 

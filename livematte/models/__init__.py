@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LivematteError
-from ..workers import available_cores
+from ..runtime.workers import available_cores
 from .base import Matter, ModelSettings
 from .bshm import BSHMMatter
 from .modnet import MODNetMatter

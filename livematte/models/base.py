@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Protocol
 import cv2
 import numpy as np
 
-from ..refine import upsample
+from ..matte.refine import upsample
 
 
 # The range of an explicit model size (longest side, px). At 32 px RVM's encoder (output stride
@@ -81,13 +81,13 @@ class GuidedMatte:
     """A matte whose last step is left to be done at the frame's full resolution.
 
     ``alpha = a * guide + b``, ``guide`` being the frame's mean of R, G and B in
-    0..1 (:func:`livematte.refine.guide`) and ``a``, ``b`` (``float32 [h, w]`` at
+    0..1 (:func:`livematte.matte.refine.guide`) and ``a``, ``b`` (``float32 [h, w]`` at
     the model's input size) resized to the frame's size: the last step of a
     guided filter, as Robust Video Matting ends.
 
     ``colour_a``, ``colour_b`` (``float32 [3, h, w]``, BGR order, or None): the same filter's
     coefficients for the foreground's colours, one guide per channel: ``F = colour_a * frame / 255
-    + colour_b`` (0..1) per channel (:func:`livematte.foreground.from_coefficients`).
+    + colour_b`` (0..1) per channel (:func:`livematte.matte.foreground.from_coefficients`).
     """
 
     a: np.ndarray
@@ -131,8 +131,8 @@ class Matter(Protocol):
     def finish(self, matte: np.ndarray | GuidedMatte, frame_bgr: np.ndarray, full_guide: np.ndarray | None,
                refine: str = "bilinear") -> np.ndarray:
         """``infer``'s matte (cropped to the frame, smoothed) -> ``float32 [H, W]`` alpha in [0, 1]
-        at the frame's size. ``full_guide``: :func:`livematte.refine.guide` of the frame when
-        ``guided``, else None. ``refine``: a :data:`livematte.refine.MODES` mode, for a plain alpha."""
+        at the frame's size. ``full_guide``: :func:`livematte.matte.refine.guide` of the frame when
+        ``guided``, else None. ``refine``: a :data:`livematte.matte.refine.MODES` mode, for a plain alpha."""
 
     def close(self) -> None:
         """Release what the model holds (sessions, compiled models); safe to call twice."""
@@ -140,7 +140,7 @@ class Matter(Protocol):
 
 class PlainAlpha:
     """What a backend whose ``infer`` returns a plain alpha shares: it is brought up to the
-    frame's size by :func:`livematte.refine.upsample`."""
+    frame's size by :func:`livematte.matte.refine.upsample`."""
 
     guided = False
 

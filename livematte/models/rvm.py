@@ -16,7 +16,7 @@ alpha channel's ``A`` and ``b`` as a :class:`GuidedMatte`, which
 real frame rather than a mid-size copy of it, and the model skips the resize
 of a 4-channel tensor. The foreground channels' coefficients ride along in the
 GuidedMatte (RVM's ``fgr = clip(A * src + b + src)``, so ``A + 1`` and ``b`` per colour, in BGR
-order): :mod:`livematte.foreground` applies them at full resolution where the matte is soft.
+order): :mod:`livematte.matte.foreground` applies them at full resolution where the matte is soft.
 On the composited clips this gave a better matte for less model time than the whole model fed a
 mid-size frame (README: Measurements behind the code).
 """
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import LivematteError, error_line
-from ..refine import apply_coefficients
+from ..matte.refine import apply_coefficients
 from .base import GuidedMatte, ModelSettings, scaled_size
 from .runtimes import OnnxBackend
 from .weights import RVM

@@ -11,7 +11,7 @@ Contract, as MediaPipe's own graph (``selfie_segmentation_cpu.pbtxt``) feeds the
 
 It is a segmentation model, not a matting one: its map is soft only where it is unsure. The
 matte's edges come from a guided filter: :meth:`SelfieMatter.infer` fits its coefficients to
-the map at the network's size (:func:`livematte.refine.guided_coefficients`, guided by the
+the map at the network's size (:func:`livematte.matte.refine.guided_coefficients`, guided by the
 picture the network saw) and returns them as a :class:`GuidedMatte`, which the engine smooths
 over time as it does RVM's and :meth:`SelfieMatter.finish` applies to the frame at its full
 resolution (a cheap step: two resizes and a multiply-add), so edges follow the real frame.
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LivematteError, error_line
-from ..refine import apply_coefficients, guided_coefficients
+from ..matte.refine import apply_coefficients, guided_coefficients
 from .base import GuidedMatte, ModelSettings
 from .quiet import notices_to_debug_log
 from .weights import SELFIE_LANDSCAPE, SELFIE_SQUARE, FetchedFromWheels, resolve

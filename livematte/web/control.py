@@ -23,13 +23,13 @@ from typing import Callable
 import numpy as np
 
 from .. import config as config_module
-from .. import image_header
-from ..compositor import Compositor, parse_background
+from ..media import image_header
+from ..compose.compositor import Compositor, parse_background
 from ..config import Config
-from ..data import Matted
-from ..engine import Engine
+from ..frames import Matted
+from ..runtime.engine import Engine
 from ..errors import LivematteError
-from ..image_files import IMAGE_SUFFIXES
+from ..media.images import IMAGE_SUFFIXES
 from ..models.base import MAX_SIZE, MIN_SIZE
 
 log = logging.getLogger(__name__)

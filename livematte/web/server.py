@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 from aiohttp import WSMsgType, web
 
-from ..data import alpha_to_u8
+from ..frames import alpha_to_u8
 from ..errors import LivematteError
 from .control import MAX_UPLOAD_BYTES, LiveControl, RequestError
 

@@ -16,8 +16,8 @@ from typing import Callable, Iterator, Protocol
 
 import numpy as np
 
-from .compositor import Compositor
-from .data import Matted
+from ..compose.compositor import Compositor
+from ..frames import Matted
 from .engine import Engine
 from .output import Outputs, hold, output_loop
 from .pipeline import Pipeline
@@ -76,7 +76,7 @@ def run(source, engine: Engine, compositor: Compositor, sink, *, live: bool, pac
     paced: a frame goes out at least every 1.5 periods of ``out_fps`` (default: the source's
         rate), the last one again if none is ready, stamped with the output clock.
     stats_every: seconds between lines of running figures in the log (None: none).
-    progress: a :func:`~livematte.output.progress_bar`, or None.
+    progress: a :func:`~livematte.runtime.output.progress_bar`, or None.
     audio_ends_with_video: a recording's audio ends at its last frame however the run ended
         (``live``); without it, only when ``max_frames`` cut the run short (``video``).
     control: changes the run between frames (see :class:`Control`); the source, sink,

@@ -5,9 +5,9 @@
                     [--json PATH] [--plot PATH] [--model NAME] [--model-dir PATH] ...
 
 For each preset (default: ``live`` and ``offline``), in one process and on the
-same source, the run every command makes (:func:`livematte.run.run`: the real
-:class:`~livematte.pipeline.Pipeline`, :class:`~livematte.engine.Engine` and
-:class:`~livematte.output.Outputs`) plays it with the preset's model,
+same source, the run every command makes (:func:`livematte.runtime.run.run`: the real
+:class:`~livematte.runtime.pipeline.Pipeline`, :class:`~livematte.runtime.engine.Engine` and
+:class:`~livematte.runtime.output.Outputs`) plays it with the preset's model,
 smoothing, refinement and background into the null sink, or with ``--encode``
 into the file sink (H.264 MP4 in a temporary folder, deleted afterwards, with
 the preset's crf and x264 preset).
@@ -31,14 +31,14 @@ a slower machine on demand, to check what the governor holds there.
 
 Source: ``--source`` takes any video file; the first ``--frames`` frames are
 used (fewer if the clip is shorter, never looped). Without it the built-in
-synthetic clip is used (:mod:`livematte.synthetic`): 1280x720, 30 fps, 300
+synthetic clip is used (:mod:`livematte.sources.synthetic`): 1280x720, 30 fps, 300
 frames of a drawn figure moving over a textured, panning background, generated
 deterministically once into ``<cache>/bench_clip.mp4``. It exercises every
 stage at a realistic size, but the model's cost and the matte's look depend on
 content: real footage of people gives the representative figures.
 
 Figures per preset: per-stage milliseconds per frame (the stages of
-:class:`~livematte.stats.Stats` plus ``decode``, timed in the capture thread
+:class:`~livematte.runtime.stats.Stats` plus ``decode``, timed in the capture thread
 around the decoder, colour conversion included), end-to-end fps, with
 ``--realtime`` latency (capture to output) percentiles, the process's CPU use
 over the run and its resident memory. Stages run on parallel threads, so their
@@ -87,7 +87,7 @@ includes whatever earlier runs in the same process did not give back.
       ]
     }
 
-``--plot PATH`` writes a PNG (:mod:`livematte.plots`; needs matplotlib, the ``plot``
+``--plot PATH`` writes a PNG (:mod:`livematte.commands.bench_plot`; needs matplotlib, the ``plot``
 extra: ``pip install "livematte[plot]"``): each frame's latency in output order for every
 preset, and a stacked bar of the working stages' ms per frame.
 """
@@ -108,13 +108,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .capture import FileSource
-from .errors import LivematteError
-from .workers import available_cores
-from .media.atomic import write_atomically
-from .plots import require_matplotlib, write_plot
-from .synthetic import builtin_clip
+from .. import __version__
+from ..sources.capture import FileSource
+from ..errors import LivematteError
+from ..runtime.workers import available_cores
+from ..media.atomic import write_atomically
+from .bench_plot import require_matplotlib, write_plot
+from ..sources.synthetic import builtin_clip
 
 log = logging.getLogger(__name__)
 
@@ -196,14 +196,14 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
     """One timed run of the real pipeline for ``config`` (a loaded preset) on ``source_path``."""
     import psutil
 
-    from . import models
-    from .compositor import Compositor, parse_background
-    from .engine import live_engine
+    from .. import models
+    from ..compose.compositor import Compositor, parse_background
+    from ..runtime.engine import live_engine
     from .jobs import live_model
-    from .output import progress_bar
-    from .run import run
-    from .sinks import NullSink
-    from .stats import Stats
+    from ..runtime.output import progress_bar
+    from ..runtime.run import run
+    from ..sinks import NullSink
+    from ..runtime.stats import Stats
 
     loading = time.perf_counter()
     compositor = Compositor(parse_background(config.output.background), config.composite.light_wrap)
@@ -220,7 +220,7 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
     load_s = time.perf_counter() - loading
 
     if encode:
-        from .sinks.file import FileSink
+        from ..sinks.file import FileSink
 
         sink = FileSink(workdir / f"{config.preset}.mp4", source.width, source.height, source.info.rate,
                         audio=None if realtime else source.audio, crf=config.output.crf,
@@ -315,7 +315,7 @@ class BenchJob:
 
 def run_bench(job: BenchJob) -> dict:
     """Run every preset, print the table, write ``--json``/``--plot``; -> the JSON document."""
-    from . import config as configs
+    from .. import config as configs
 
     if job.frames < 1:
         raise LivematteError(f"--frames got {job.frames}, expected 1 or more")
@@ -328,19 +328,19 @@ def run_bench(job: BenchJob) -> dict:
         raise LivematteError(f"--cores got {job.cores}, expected 1..{available_cores()} (the cores this process may use)")
 
     if any(config.model.name == "bshm" for config in loaded):
-        from .models import bshm
+        from ..models import bshm
 
         bshm.require_extra()
     if job.plot_path is not None:
         require_matplotlib()
     if job.source is not None:
-        from .media.reading import probe
+        from ..media.reading import probe
 
         info = probe(job.source)
         source_path, builtin = str(job.source), False
     else:
         source_path, builtin = str(builtin_clip()), True
-        from .media.reading import probe
+        from ..media.reading import probe
 
         info = probe(source_path)
     document = {

@@ -3,13 +3,13 @@ own colours at the edge, and spill. Settings are the config's ``[composite]`` se
 
 :class:`Finisher` runs on the engine's thread after the matte is finished, in frame order:
 
-1. ``subject = "main"``: everyone but the main person faded out (:mod:`livematte.subject`);
+1. ``subject = "main"``: everyone but the main person faded out (:mod:`livematte.matte.subject`);
 2. edge controls, in this order: ``threshold`` (a hard matte), ``grow`` (px, negative
-   shrinks), ``feather`` (px, outwards) (:mod:`livematte.edges`);
-3. foreground colours (:mod:`livematte.foreground`) where either matte, the model's or the
+   shrinks), ``feather`` (px, outwards) (:mod:`livematte.matte.edges`);
+3. foreground colours (:mod:`livematte.matte.foreground`) where either matte, the model's or the
    edited one, is soft: RVM's own colour coefficients (``auto``), or blur fusion (``auto`` for
    backends without them, or ``blur``); ``off`` composites the frame's own colours;
-4. ``despill`` (``off``, ``auto`` or ``#RRGGBB``) at the same soft pixels (:mod:`livematte.despill`).
+4. ``despill`` (``off``, ``auto`` or ``#RRGGBB``) at the same soft pixels (:mod:`livematte.matte.despill`).
 
 ``light_wrap`` (0..1) is the compositor's: it needs the new background.
 """
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import despill, edges, foreground
-from .errors import LivematteError
-from .models.base import GuidedMatte
+from ..errors import LivematteError
+from ..models.base import GuidedMatte
 
 FOREGROUND_MODES = ("auto", "blur", "off")
 SUBJECTS = ("all", "main")
@@ -33,7 +33,7 @@ MAX_EDGE_PX = 100
 
 def _key_colour(text: str) -> tuple[int, int, int]:
     """``#RRGGBB``, ``#RGB`` or a CSS name -> (B, G, R), or ValueError (the config turns it into its one-line error)."""
-    from .compositor import color_hint, parse_color
+    from ..compose.compositor import color_hint, parse_color
 
     try:
         return parse_color(text)

@@ -2,13 +2,13 @@
 
 A background SPEC is one of:
 - ``PATH`` or ``URL``: an image (cover-fit to the frame) or a video (looped), refused from its
-  header when its pictures are over the pixel limit (:mod:`livematte.image_header`);
+  header when its pictures are over the pixel limit (:mod:`livematte.media.image_header`);
 - ``color:COLOUR``: a solid colour, ``#RRGGBB``, ``#RGB`` or a CSS name (``red``);
 - ``key[:COLOUR]``: a key colour for chroma keying downstream (``#00FF00`` by default);
 - ``blur[:N]``: the frame's own background blurred, N = strength 1..100 (default 25);
 - ``transparent`` (or ``none``): no background; the output carries the matte as alpha.
 
-The person's colours are the estimated foreground (:mod:`livematte.foreground`) when the
+The person's colours are the estimated foreground (:mod:`livematte.matte.foreground`) when the
 engine gives one, so no old background comes along at soft edges; a transparent output
 carries those colours with straight (not premultiplied) alpha, the convention of PNG, WebM
 and ProRes 4444.
@@ -25,10 +25,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import edges, image_files, image_header, net
-from .css_colors import CSS_COLORS
-from .errors import LivematteError
-from .data import alpha_to_u8
+from ..matte import edges
+from ..media import images as image_files, image_header, net
+from .colors import CSS_COLORS
+from ..errors import LivematteError
+from ..frames import alpha_to_u8
 
 KEY_GREEN = (0, 255, 0)  # BGR
 
@@ -264,7 +265,7 @@ def parse_background(spec: str) -> Background:
         raise LivematteError(
             f"background {text!r} is not a file nor one of color:COLOUR, key[:COLOUR], blur[:N], transparent "
             "(COLOUR: #RRGGBB, #RGB or a CSS name such as red)")
-    from .media.reading import VIDEO_SUFFIXES  # here, not at the top: PyAV costs 0.1 s to import
+    from ..media.reading import VIDEO_SUFFIXES  # here, not at the top: PyAV costs 0.1 s to import
 
     if path.suffix.lower() in VIDEO_SUFFIXES:
         return LoopingVideo(str(path))

@@ -36,9 +36,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .assets import sample_portrait
-from .errors import LivematteError
-from .models.weights import cache_dir
+from ..assets import sample_portrait
+from ..errors import LivematteError
+from ..models.weights import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -172,11 +172,11 @@ def matte_still(image: np.ndarray, passes: int = CUTOUT_PASSES, size: int = CUTO
     """
     import time
 
-    from . import models
-    from .engine import Engine
-    from .data import Frame
-    from .models.base import ModelSettings
-    from .smoothing import SmoothingSettings
+    from .. import models
+    from ..runtime.engine import Engine
+    from ..frames import Frame
+    from ..models.base import ModelSettings
+    from ..matte.smoothing import SmoothingSettings
 
     # onnxruntime: float32 on every CPU (OpenVINO runs bf16 where the CPU has it), and it loads
     # in a fraction of OpenVINO's time (0.4 s against 5 s on the 2-core machine).
@@ -316,7 +316,7 @@ def film(index: int, colours: np.ndarray, alpha: np.ndarray, room: np.ndarray) -
 
 def make_clip(path: Path) -> Path:
     """Film the cut-out person over the room: a 720p H.264 clip (she moves, as on a call)."""
-    from .media.writing import VideoWriter
+    from ..media.writing import VideoWriter
 
     portrait = sample_portrait()
     log.info("cutting the person out of the sample portrait (once, with livematte's own model)")
@@ -337,7 +337,7 @@ def prepare_inputs() -> tuple[Path, Path]:
         log.info("making the demo clip %s", clip)
         make_clip(clip)
     if not background.is_file():
-        from .image_job import write_png
+        from .image import write_png
 
         write_png(background, demo_background())
     return clip, background

@@ -11,15 +11,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import image_files, models
-from .compositor import Compositor, parse_background
-from .errors import LivematteError
-from .engine import Engine
-from .data import Frame, Matted, alpha_to_u8
-from .media.atomic import write_atomically
-from .outpaths import check_outputs, unique_stems
-from .models.base import Matter, ModelSettings
-from .smoothing import SmoothingSettings
+from ..media import images as image_files
+from .. import models
+from ..compose.compositor import Compositor, parse_background
+from ..errors import LivematteError
+from ..runtime.engine import Engine
+from ..frames import Frame, Matted, alpha_to_u8
+from ..media.atomic import write_atomically
+from ..media.outpaths import check_outputs, unique_stems
+from ..models.base import Matter, ModelSettings
+from ..matte.smoothing import SmoothingSettings
 
 log = logging.getLogger(__name__)
 

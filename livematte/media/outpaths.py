@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from . import net
-from .errors import LivematteError
+from ..errors import LivematteError
 
 _NAMED = 5  # existing outputs named in the error; a batch may have hundreds
 

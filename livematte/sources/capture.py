@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 
 from .cameras import list_cameras, quiet_opencv, why_not_opened
-from .config import CaptureSettings
-from .errors import LivematteError
+from ..config import CaptureSettings
+from ..errors import LivematteError
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class FileSource:
 
     def __init__(self, path: str, *, realtime: bool = False, strict: bool = False, loop: bool = False,
                  on_decode: Callable[[float], None] | None = None, mirror: bool = False):
-        from .media.reading import VideoReader
+        from ..media.reading import VideoReader
 
         self.path = path
         self.strict = strict
@@ -85,7 +85,7 @@ class FileSource:
             next_start = last + 1.0 / self.fps
 
     def _one_pass(self) -> Iterator[tuple[np.ndarray, float]]:
-        from .media.reading import VideoReader
+        from ..media.reading import VideoReader
 
         reader = VideoReader(self.path, strict=self.strict) if self._played else self._reader
         self._played = True

@@ -2,7 +2,7 @@
 
 A :class:`Level` is the network's input size and how often the model runs (``stride``: one
 model call every ``stride`` frames; the frames between reuse the last result, moved with
-the picture's motion, see :mod:`livematte.motion`), and which model: the configured one, or
+the picture's motion, see :mod:`livematte.matte.motion`), and which model: the configured one, or
 a fast fallback (Selfie Segmentation) as the last rung. :func:`ladder` orders the levels
 from the preset's (the top) down, each cheaper than the one above.
 
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 from .workers import available_cores
 
 if TYPE_CHECKING:
-    from .config import LiveSettings
+    from ..config import LiveSettings
 
 log = logging.getLogger(__name__)
 

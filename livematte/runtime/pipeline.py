@@ -1,7 +1,7 @@
 """The pipeline's threads, for live use and for offline files.
 
     capture thread --frames--> prepare thread --prepared(1)--> infer thread --matted--> caller's thread
-    (decode / camera)          (resize, layout)                (model, smoothing,        (livematte.output:
+    (decode / camera)          (resize, layout)                (model, smoothing,        (livematte.runtime.output:
                                                                  refine)                   composite, sink,
                                                                                            alpha-out, stats)
 
@@ -15,8 +15,8 @@ waited longer than ``max_lag`` is dropped, never processed late); offline pipeli
 dropped, order kept), each bounded in bytes as well as in frames (:data:`QUEUE_BYTES`), so that
 large pictures do not pile up. The caller's thread owns the stop event: any worker's
 exception stops every stage and is re-raised to the caller, which takes the
-matted frames with :meth:`Pipeline.next` (:func:`livematte.output.output_loop`;
-:func:`livematte.run.run` wires a whole run).
+matted frames with :meth:`Pipeline.next` (:func:`livematte.runtime.output.output_loop`;
+:func:`livematte.runtime.run.run` wires a whole run).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from .engine import Engine
-from .data import Frame, Matted
+from ..frames import Frame, Matted
 from .governor import WINDOW_S, Sample
 from .stats import Stats
 from .workers import END, Channel, FreshBuffer, Stopped, Worker, first_error, join_all, return_freed_pictures

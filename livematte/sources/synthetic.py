@@ -6,7 +6,7 @@ that pans, generated deterministically once into ``<cache>/bench_clip.mp4``
 (:func:`livematte.models.weights.cache_dir`). It exercises every stage at a
 realistic size; the model's cost and the matte's look depend on content, so real
 footage of people gives the representative figures. (The demo's clip, a person on
-a call, is made by :mod:`livematte.demo`.)
+a call, is made by :mod:`livematte.commands.demo`.)
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import LivematteError
+from ..errors import LivematteError
 
 log = logging.getLogger(__name__)
 
@@ -28,12 +28,12 @@ CLIP_SEED = 20240611
 
 def builtin_clip() -> Path:
     """The synthetic benchmark clip in the user's cache, generated on first use."""
-    from .models.weights import cache_dir
+    from ..models.weights import cache_dir
 
     path = cache_dir() / CLIP_NAME
     if path.is_file():
         try:
-            from .media.reading import probe
+            from ..media.reading import probe
 
             info = probe(path)
             if (info.width, info.height) == (CLIP_WIDTH, CLIP_HEIGHT) and (info.frame_count or 0) >= CLIP_FRAMES:
@@ -52,7 +52,7 @@ def write_clip(path: Path, frames: int | None = None, width: int = CLIP_WIDTH, h
 
     The same seed gives the same pictures; drawing and encoding take a while, hence the cache.
     """
-    from .media.writing import VideoWriter
+    from ..media.writing import VideoWriter
 
     frames = CLIP_FRAMES if frames is None else frames
     scene = _Scene(width, height, np.random.default_rng(CLIP_SEED))

@@ -1,5 +1,5 @@
 """Frame in, matted frame out: model, temporal smoothing, refinement, and the finishing
-(:mod:`livematte.finishing`: main person, edge controls, foreground colours, despill).
+(:mod:`livematte.matte.finishing`: main person, edge controls, foreground colours, despill).
 
 ``prepare`` runs on its own thread for the next frame while ``infer`` runs the model on
 the current one (the double buffer). Each keeps its own state across frames and must be
@@ -10,7 +10,7 @@ the last keyframe's result.
 With a governor (live), ``prepare`` asks it for the level (network size, model-call
 stride, and model: the configured one or a fast fallback) and makes each frame a keyframe,
 which gets a model call, or a reused frame, which gets the keyframe's result moved along
-the optical flow to it (:mod:`livematte.motion`) and finished on its own full-resolution
+the optical flow to it (:mod:`livematte.matte.motion`) and finished on its own full-resolution
 picture: every frame has a matte of its own. A change of model starts a new stream.
 """
 
@@ -24,14 +24,14 @@ from typing import Any
 import cv2
 import numpy as np
 
-from .assets import sample_portrait
-from .data import Frame, Matted
-from .finishing import CompositeSettings, Finisher
+from ..assets import sample_portrait
+from ..frames import Frame, Matted
+from ..matte.finishing import CompositeSettings, Finisher
 from .governor import Governor, Level
-from .models.base import GuidedMatte, Matter, resize_to, scaled_size
-from .motion import FLOW_SIDE, MISMATCH_SHARE, MotionEstimator, flow_at, grey_of, warp
-from .refine import guide
-from .smoothing import SmoothingSettings, TemporalSmoother
+from ..models.base import GuidedMatte, Matter, resize_to, scaled_size
+from ..matte.motion import FLOW_SIDE, MISMATCH_SHARE, MotionEstimator, flow_at, grey_of, warp
+from ..matte.refine import guide
+from ..matte.smoothing import SmoothingSettings, TemporalSmoother
 
 log = logging.getLogger(__name__)
 

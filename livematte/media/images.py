@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from . import image_header, net
-from .errors import LivematteError
+from ..errors import LivematteError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -31,7 +31,7 @@ def to_bgr8(image: np.ndarray) -> np.ndarray:
 def decode(data: bytes, name: str) -> np.ndarray:
     """Encoded image bytes -> ``uint8 [H, W, 3]`` BGR, upright (EXIF orientation applied),
     or a clear error naming ``name``: TooManyPixels, before decoding, for a picture over the limit
-    (:mod:`livematte.image_header`)."""
+    (:mod:`livematte.media.image_header`)."""
     if not data:
         raise LivematteError(f"{name} is empty")
     # libpng prints its own "libpng error" line for a cut-off file; a PNG always ends in IEND.

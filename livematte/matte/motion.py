@@ -1,6 +1,6 @@
 """Motion-compensated reuse: the last model result moved with the picture to a frame without a model call.
 
-Between two model calls the governor (:mod:`livematte.governor`) lets frames reuse the
+Between two model calls the governor (:mod:`livematte.runtime.governor`) lets frames reuse the
 last result. A frame-old matte is right where the person is still and a ghost where they
 move fast (a swing moves ~85 px a frame at 720p), so the result is moved first: dense
 optical flow (OpenCV's DIS, ultrafast preset) from the frame to the keyframe, both grey at

@@ -13,7 +13,7 @@ import threading
 from pathlib import Path
 
 from .compositor import Compositor, parse_background
-from .errors import LivematteError
+from ..errors import LivematteError
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from typing import Callable
 
 import numpy as np
 
-from .compositor import Compositor
-from .data import Matted, alpha_to_u8
+from ..compose.compositor import Compositor
+from ..frames import Matted, alpha_to_u8
 from .pipeline import Pipeline
 from .stats import Stats
 from .workers import END, Stopped

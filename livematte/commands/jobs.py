@@ -12,21 +12,21 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from . import models
-from .capture import FileSource, open_source
-from .compositor import Compositor, parse_background
-from .config import Config
-from .engine import Engine, live_engine
-from .errors import LivematteError
-from .media.reading import VIDEO_SUFFIXES
-from .media.writing import ALPHA_KINDS, output_kind
-from .outpaths import check_outputs, unique_stems
-from .output import progress_bar
-from .run import run
-from .sinks import NullSink
-from .stats import Stats
-from .watcher import BackgroundWatcher
-from .workers import available_cores
+from .. import models
+from ..sources.capture import FileSource, open_source
+from ..compose.compositor import Compositor, parse_background
+from ..config import Config
+from ..runtime.engine import Engine, live_engine
+from ..errors import LivematteError
+from ..media.reading import VIDEO_SUFFIXES
+from ..media.writing import ALPHA_KINDS, output_kind
+from ..media.outpaths import check_outputs, unique_stems
+from ..runtime.output import progress_bar
+from ..runtime.run import run
+from ..sinks import NullSink
+from ..runtime.stats import Stats
+from ..compose.watcher import BackgroundWatcher
+from ..runtime.workers import available_cores
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def _alpha_writer(stack: contextlib.ExitStack, path: Path | None, width: int, he
     """The ``--alpha-out`` writer, entered on ``stack`` (finished on success, removed on error)."""
     if path is None:
         return None
-    from .media.writing import AlphaWriter
+    from ..media.writing import AlphaWriter
 
     return stack.enter_context(AlphaWriter(path, width=width, height=height, rate=rate))
 
@@ -80,7 +80,7 @@ def check_live_job(job: LiveJob) -> None:
     if job.web_token is not None and job.web is None and job.sink != "web":
         raise LivematteError("--web-token is the web page's token; it needs --web [HOST:]PORT")
     if job.web is not None or job.sink == "web":
-        from .web.server import check_token, parse_address
+        from ..web.server import check_token, parse_address
 
         parse_address(job.web or DEFAULT_WEB)
         if job.web_token is not None:
@@ -93,7 +93,7 @@ def check_live_job(job: LiveJob) -> None:
     check_outputs([job.source] if job.source else [], [job.output, job.alpha_out, job.stats_json],
                   overwrite=job.overwrite)
     if job.sink == "preview":
-        from .sinks.preview import check_display
+        from ..sinks.preview import check_display
 
         check_display()
 
@@ -102,15 +102,15 @@ def _open_sink(job: LiveJob, source, fps: float):
     if job.sink in ("null", "web"):  # web: the page is the only output
         return NullSink()
     if job.sink == "vcam":
-        from .sinks.vcam import VirtualCameraSink
+        from ..sinks.vcam import VirtualCameraSink
 
         return VirtualCameraSink(source.width, source.height, fps, device=job.device, backend=job.vcam_backend)
     if job.sink == "preview":
-        from .sinks.preview import PreviewSink
+        from ..sinks.preview import PreviewSink
 
         return PreviewSink()
     if job.sink == "file":
-        from .sinks.file import FileSink
+        from ..sinks.file import FileSink
 
         return FileSink(job.output, source.width, source.height, Fraction(fps).limit_denominator(1001),
                         audio=getattr(source, "audio", None), **job.config.output.writer_options())
@@ -205,8 +205,8 @@ def _serve_web(stack: contextlib.ExitStack, job: LiveJob, config: Config, compos
     preset or model size as the run built its first, on the same models."""
     if job.web is None and job.sink != "web":
         return None
-    from .web.control import LiveControl
-    from .web.server import WebServer, parse_address
+    from ..web.control import LiveControl
+    from ..web.server import WebServer, parse_address
 
     uploads = Path(tempfile.mkdtemp(prefix="livematte-web-"))
     stack.callback(shutil.rmtree, uploads, ignore_errors=True)
@@ -370,7 +370,7 @@ def process_video(job: VideoJob, matter, compositor: Compositor, source: FileSou
         the smoother are warm, but are not written (a cluster segment's pre-roll).
     progress: what counts the frames matted (``update(n)``, ``close()``); default the progress line.
     """
-    from .sinks.file import FileSink
+    from ..sinks.file import FileSink
 
     config = job.config
     info = source.info

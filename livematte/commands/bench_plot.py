@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import LivematteError
-from .media.atomic import write_atomically
+from ..errors import LivematteError
+from ..media.atomic import write_atomically
 
 
 def require_matplotlib() -> None:
@@ -23,7 +23,7 @@ def write_plot(path: Path, results: list, document: dict, work_stages: tuple[str
     """Per-frame latency for every preset (``--realtime``; a throughput run has none), and a
     stacked bar of ``work_stages`` (PNG).
 
-    ``results``: :class:`livematte.bench.RunResult` (preset, fps, latency_ms, stages_ms,
+    ``results``: :class:`livematte.commands.bench.RunResult` (preset, fps, latency_ms, stages_ms,
     latencies); ``document``: the bench's JSON document, for the title.
     """
     require_matplotlib()

@@ -6,7 +6,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import urlparse
 
-from .errors import LivematteError
+from ..errors import LivematteError
 
 MAX_BYTES = 200 * 1024 * 1024
 TIMEOUT_S = 30.0

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import struct
 
-from .errors import LivematteError
+from ..errors import LivematteError
 
 # 12K (12288x6480) is 80 MP and a 100 MP camera's photo 102 MP: both fit. A 200 MP phone photo
 # needs --max-pixels; decoded, it is 600 MB before any processing.

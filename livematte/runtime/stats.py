@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .governor import Level
-from .media.atomic import write_atomically
+from ..media.atomic import write_atomically
 
 
 def _rate(count: int, first: float | None, last: float | None) -> float:

@@ -1,0 +1,1 @@
+"""One module per ``livematte`` command; :mod:`livematte.cli` parses the command line and calls them."""

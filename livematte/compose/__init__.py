@@ -1,0 +1,1 @@
+"""Backgrounds and the blend that puts the person in front of one."""
