@@ -21,7 +21,7 @@ from typing import Any
 
 from .errors import LivematteError
 from .matte.finishing import CompositeSettings
-from .media.writing import check_encoding
+from .media.formats import check_encoding
 from .models.base import ModelSettings
 from .matte.refine import RefineSettings
 from .matte.smoothing import SmoothingSettings

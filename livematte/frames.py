@@ -76,3 +76,23 @@ def alpha_to_u8(alpha: np.ndarray) -> np.ndarray:
 def u8_to_alpha(alpha_u8: np.ndarray) -> np.ndarray:
     """``uint8 [H, W]`` -> ``float32 [H, W]`` in [0, 1]."""
     return alpha_u8.astype(np.float32) * np.float32(1.0 / 255.0)
+
+
+@dataclass(frozen=True, slots=True)
+class GuidedMatte:
+    """A matte whose last step is left to be done at the frame's full resolution.
+
+    ``alpha = a * guide + b``, ``guide`` being the frame's mean of R, G and B in
+    0..1 (:func:`livematte.matte.refine.guide`) and ``a``, ``b`` (``float32 [h, w]`` at
+    the model's input size) resized to the frame's size: the last step of a
+    guided filter, as Robust Video Matting ends.
+
+    ``colour_a``, ``colour_b`` (``float32 [3, h, w]``, BGR order, or None): the same filter's
+    coefficients for the foreground's colours, one guide per channel: ``F = colour_a * frame / 255
+    + colour_b`` (0..1) per channel (:func:`livematte.matte.foreground.from_coefficients`).
+    """
+
+    a: np.ndarray
+    b: np.ndarray
+    colour_a: np.ndarray | None = None
+    colour_b: np.ndarray | None = None

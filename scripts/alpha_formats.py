@@ -27,7 +27,8 @@ import numpy as np
 
 from livematte.cli import main as livematte
 from livematte.media.readback import read_rgba
-from livematte.media.writing import PRORES_PROFILES, VideoWriter
+from livematte.media.formats import PRORES_PROFILES
+from livematte.media.writing import VideoWriter
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

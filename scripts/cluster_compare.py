@@ -40,9 +40,10 @@ sys.path.insert(0, str(REPO / "tests"))
 from eval_quality import find_clips, score_files  # noqa: E402
 from livematte import config as config_module  # noqa: E402
 from livematte.cli import configure_logging  # noqa: E402
-from livematte.cluster.driver import ClusterJob, run_cluster_job  # noqa: E402
+from livematte.cluster.driver import run_cluster_job  # noqa: E402
+from livematte.cluster.job import ClusterJob  # noqa: E402
 from livematte.cluster.plan import plan_video  # noqa: E402
-from livematte.commands.jobs import VideoJob, run_video_job  # noqa: E402
+from livematte.offline import VideoJob, run_video_job  # noqa: E402
 from livematte.media.readback import read_alpha  # noqa: E402
 from livematte.media.reading import VideoReader  # noqa: E402
 
@@ -149,14 +150,13 @@ def speed(runs: dict) -> dict:
 
 def preroll_study(composited: Path, work: Path, seconds: float, prerolls: list[float], names: list[str]) -> dict:
     """Segments matted apart with each pre-roll (no Ray): quality and distance from one pass."""
-    from livematte import models
+    from livematte import assembly, models
     from livematte.cluster.segment import SegmentTask, process_segment
     from livematte.cluster.stitch import join_alpha
-    from livematte.compose.compositor import Compositor, parse_background
 
     config = config_module.load("offline", None, {"model": {"name": "rvm", "threads": 1}})
     matter = models.load(config.model)
-    compositor = Compositor(parse_background(config.output.background))
+    compositor = assembly.compositor(config)
     clips = find_clips(composited, names or None)
     out = {}
     for clip in clips:

@@ -21,7 +21,7 @@ number of frames and the same background image:
 - **livematte**: exactly what ``livematte video INPUT -o OUT.mp4 --alpha-out
   ALPHA.mkv --background IMAGE --quiet [--frames N]`` does, called in-process
   (so interpreter start-up is not counted for either side): the command line's
-  own parsing (``livematte.cli.video_job``) and ``livematte.commands.jobs.run_video_job``,
+  own parsing (``livematte.commands.video.video_job``) and ``livematte.offline.run_video_job``,
   whose result holds the run's ``Stats``, the source of its per-frame figures.
   It also encodes its matte (FFV1, for scoring), work the baseline does not do.
 
@@ -79,7 +79,7 @@ import av
 import cv2
 import numpy as np
 
-from livematte.commands.bench import machine
+from livematte.commands.bench_report import machine
 from livematte.errors import LivematteError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -148,7 +148,8 @@ def run_livematte(input_path: Path, background_path: Path, output: Path, alpha_o
                   max_frames: int | None) -> dict:
     """``livematte video`` in-process; -> timings and the mattes it wrote."""
     from livematte import cli
-    from livematte.commands.jobs import run_video_job
+    from livematte.commands.video import video_job
+    from livematte.offline import run_video_job
     from livematte.media.readback import read_alpha
 
     # -y: every repeat writes the same files.
@@ -159,7 +160,7 @@ def run_livematte(input_path: Path, background_path: Path, output: Path, alpha_o
     start = time.perf_counter()
     args = cli.build_parser().parse_args(argv)
     cli.configure_logging(args.verbose)
-    result = run_video_job(cli.video_job(args))  # a failure raises LivematteError
+    result = run_video_job(video_job(args))  # a failure raises LivematteError
     seconds = time.perf_counter() - start
     snapshot = result.done[str(input_path)].snapshot()
     return {"seconds": seconds, "frames": snapshot["composited"], "steady_fps": snapshot["fps"],

@@ -13,6 +13,7 @@ shown in the title row); the frames are matted with the engine users run (``live
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -21,10 +22,9 @@ import av
 import cv2
 import numpy as np
 
-from livematte import config, models
+from livematte import assembly, config, models
 from livematte.compose.compositor import blend
 from livematte.frames import Frame
-from livematte.runtime.engine import Engine
 from livematte.matte.finishing import CompositeSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +43,7 @@ def frames(path: Path, picks: list[int]) -> dict[int, np.ndarray]:
 
 def matted(images: dict[int, np.ndarray], composite: CompositeSettings, settings) -> dict:
     matter = models.load(settings.model)
-    engine = Engine(matter, settings.smoothing, settings.refine.mode, composite)
+    engine = assembly.engine(dataclasses.replace(settings, composite=composite), matter)
     out = {k: engine.process(Frame(k, image, k / 30, time.perf_counter())) for k, image in images.items()}
     matter.close()
     return out

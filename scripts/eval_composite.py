@@ -39,7 +39,7 @@ import av
 import cv2
 import numpy as np
 
-from livematte import config, models
+from livematte import assembly, config, models
 from livematte.compose.compositor import blend
 from livematte.frames import Frame
 from livematte.runtime.engine import Engine
@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         clips = [p for p in clips if p.name in args.clips]
     settings = config.load(args.preset)
     matter = models.load(settings.model)
-    engine = Engine(matter, settings.smoothing, settings.refine.mode, settings.composite)
+    engine = assembly.engine(settings, matter)
     results = {}
     header = f"{'clip':20} {'bg':5} " + " ".join(f"{v + ' band':>17} {v + ' frame':>18}" for v in variants)
     print(f"preset {args.preset}, model {matter.name} on {matter.device}; mean abs error in levels (0..255)")

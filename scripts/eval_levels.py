@@ -31,10 +31,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from eval_quality import DEFAULT_CLIPS, find_clips, read_timed_alpha  # noqa: E402
 
-from livematte import config as livematte_config, models  # noqa: E402
+from livematte import assembly, config as livematte_config, models  # noqa: E402
 from livematte.sources.capture import FileSource  # noqa: E402
 from livematte.frames import Frame  # noqa: E402
-from livematte.runtime.engine import Engine  # noqa: E402
 from livematte.runtime.governor import Governor, Level, ladder  # noqa: E402
 from metrics import SequenceScorer  # noqa: E402
 
@@ -42,8 +41,7 @@ from metrics import SequenceScorer  # noqa: E402
 def score_level(matter, fallback, config, level: Level, clip) -> tuple[dict, float]:
     """One clip with the governor held at ``level`` -> (the scorer's result, the share of frames
     that got a model call)."""
-    engine = Engine(matter, config.smoothing, config.refine.mode, config.composite,
-                    Governor([level], 1 / 30), fallback)
+    engine = assembly.engine(config, matter, governor=Governor([level], 1 / 30), fallback=fallback)
     scorer = SequenceScorer(clip.segments)
     truths = read_timed_alpha(clip.truth)
     calls = frames = 0

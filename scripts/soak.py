@@ -23,14 +23,11 @@ from pathlib import Path
 
 import psutil
 
-from livematte import config, models
-from livematte.sources.capture import FileSource
-from livematte.compose.compositor import Compositor, parse_background
-from livematte.runtime.engine import Engine
-from livematte.runtime.governor import for_live
+from livematte import assembly, config
 from livematte.runtime.run import run
 from livematte.sinks import NullSink
 from livematte.runtime.stats import Stats
+from livematte.sources.capture import FileSource
 
 WARM_UP, WINDOW = 1000, 1000
 
@@ -69,24 +66,25 @@ def main() -> int:
     if args.frames < WARM_UP + 2 * WINDOW:
         parser.error(f"--frames must be at least {WARM_UP + 2 * WINDOW}")
     if args.source is None:
-        from livematte.commands.demo import prepare_inputs
+        from livematte.sources.demo_clip import prepare_inputs
 
         args.source = str(prepare_inputs()[0])
     settings = config.load(args.preset)
-    matter = models.load(settings.model)
-    source = FileSource(args.source, realtime=args.realtime, loop=True)
-    # As ``livematte live`` governs a camera; flat out, every frame gets the model.
-    governor = for_live(settings.live, matter, source) if args.realtime and settings.live.adapt else None
-    engine = Engine(matter, settings.smoothing, settings.refine.mode, settings.composite, governor)
-    engine.warm_up(source.width, source.height)
     sink = RecordingSink()
-    compositor = Compositor(parse_background(settings.output.background), settings.composite.light_wrap)
-    threads_before = threading.active_count()
-    started = time.perf_counter()
-    # As ``livematte live --source VIDEO --sink null [--realtime]`` runs it.
     stats = Stats()
-    stats.governor = governor
-    with contextlib.closing(source), contextlib.closing(matter):
+    with contextlib.ExitStack() as stack:
+        # As ``livematte live --source VIDEO --sink null [--realtime]`` builds its run: governed with
+        # its thread cap and fallback when played as a camera; flat out, every frame gets the model.
+        source = FileSource(args.source, realtime=args.realtime, loop=True)
+        stack.callback(source.close)
+        compositor = assembly.compositor(settings)
+        stack.callback(compositor.close)
+        governed = args.realtime and settings.live.adapt
+        matter, fallback = assembly.load_models(settings, stack, governed=governed)
+        engine = assembly.live_engine(settings, matter, source, compositor, governed=governed, fallback=fallback)
+        stats.governor = engine.governor
+        threads_before = threading.active_count()
+        started = time.perf_counter()
         run(source, engine, compositor, sink, live=args.realtime, paced=args.realtime, max_frames=args.frames,
             stats=stats, stats_every=60, audio_ends_with_video=True)
     elapsed = time.perf_counter() - started

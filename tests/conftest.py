@@ -12,6 +12,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(1, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 from bshm_graph import write_snapshot  # noqa: E402
+# The bad files and the local HTTP server that the bad-input, model-fault and fetch tests share.
+from badfiles import bad_dir, server  # noqa: E402,F401
 
 # The project's test data: LIVEMATTE_TEST_DATA names it, else ../shared/data beside the checkout.
 SHARED_DATA = Path(os.environ.get("LIVEMATTE_TEST_DATA")

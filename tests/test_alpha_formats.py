@@ -19,7 +19,8 @@ import pytest
 
 from media import make_video
 from livematte import config
-from livematte.cli import build_parser, main, video_job
+from livematte.cli import build_parser, main
+from livematte.commands.video import video_job
 from livematte.config import OutputSettings
 from livematte.errors import LivematteError
 from livematte.media.readback import read_rgba

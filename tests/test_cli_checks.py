@@ -167,12 +167,12 @@ def test_per_model_sizes_name_real_models(tmp_path):
 
 
 def test_width_and_height_go_through_config_load(monkeypatch):
-    import livematte.commands.jobs
+    import livematte.commands.live
 
     calls, jobs = [], []
     real_load = livematte_config.load
     monkeypatch.setattr(livematte_config, "load", lambda *a, **k: calls.append(a) or real_load(*a, **k))
-    monkeypatch.setattr(livematte.commands.jobs, "run_live_job", lambda job, stop: jobs.append(job))
+    monkeypatch.setattr(livematte.commands.live, "run_live_job", lambda job, stop: jobs.append(job))
     assert main(["live", "--source", "x.mp4", "--sink", "null", "--width", "640"]) == 0
     assert calls[0][2]["capture"] == {"width": 640, "height": None, "mirror": None}
     assert jobs[0].config.capture.width == 640 and jobs[0].config.capture.height == 720
@@ -181,7 +181,8 @@ def test_width_and_height_go_through_config_load(monkeypatch):
 
 
 def test_image_model_flags_go_through_the_typed_merge():
-    from livematte.cli import build_parser, model_settings
+    from livematte.cli import build_parser
+    from livematte.commands.options import model_settings
 
     args = build_parser().parse_args(["image", "-i", "x.png", "--model-dir", "w", "--threads", "2000"])
     with pytest.raises(LivematteError, match=r"command line \[model\]: threads got 2000"):
@@ -202,7 +203,7 @@ def test_cli_choices_come_from_the_modules():
     import argparse
 
     from livematte.cli import build_parser
-    from livematte.media.writing import OUTPUT_KINDS
+    from livematte.media.formats import OUTPUT_KINDS
     from livematte.matte.refine import MODES
 
     def option(command, flag):

@@ -76,7 +76,7 @@ def test_a_long_output_name_works_on_the_cluster(tmp_path, local_ray, rvm_weight
 
 def board():
     """The running job's progress board (the driver names it)."""
-    from livematte.cluster.driver import BOARD_PREFIX
+    from livematte.cluster.scheduler import BOARD_PREFIX
 
     for _ in range(400):
         names = [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(BOARD_PREFIX)]
@@ -87,8 +87,10 @@ def board():
 
 
 def test_a_worker_killed_mid_segment_costs_that_segment_only(tmp_path, local_ray, rvm_weights):
-    from livematte.cluster.driver import ClusterJob, run_cluster_job
-    from livematte.cli import build_parser, video_job
+    from livematte.cluster.driver import run_cluster_job
+    from livematte.cluster.job import ClusterJob
+    from livematte.cli import build_parser
+    from livematte.commands.video import video_job
 
     clip = make_video(tmp_path / "long.mp4", n=180, width=320, height=240)
     args = build_parser().parse_args(["video", str(clip), "-o", str(tmp_path / "out.mp4"), *RVM])

@@ -19,7 +19,8 @@ from livematte.cluster import NO_RAY
 from livematte.cluster.plan import Segment, cut_points, plan_video
 from livematte.cluster.segment import SegmentOutput, SegmentSource, SegmentTask, process_segment
 from livematte.cluster.stitch import join_alpha, join_video
-from livematte.compose.compositor import Compositor, parse_background
+from livematte.compose.backgrounds import parse_background
+from livematte.compose.compositor import Compositor
 from livematte.media.readback import read_alpha_with_pts, read_rgba
 from livematte.media.reading import VideoReader
 
@@ -114,7 +115,7 @@ def rvm(rvm_weights):
 
 def matte_apart(clip: Path, out: Path, alpha: Path | None, rvm, background: str, seconds: float = 1.0) -> int:
     """The cluster's path without Ray: each segment matted by process_segment, then joined."""
-    from livematte.media.writing import output_kind
+    from livematte.media.formats import output_kind
 
     config = offline(background)
     plan = plan_video(str(clip), segment_seconds=seconds)

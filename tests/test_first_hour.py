@@ -31,7 +31,9 @@ from media import make_video
 from livematte.sources import cameras as cams
 from livematte.sources.capture import open_source
 from livematte.cli import build_parser, main
-from livematte.compose.compositor import Compositor, parse_background, parse_color
+from livematte.compose.backgrounds import parse_background
+from livematte.compose.colors import parse_color
+from livematte.compose.compositor import Compositor
 from livematte.config import CaptureSettings, Config
 from livematte.errors import LivematteError
 from livematte.matte.finishing import CompositeSettings

@@ -19,7 +19,7 @@ from livematte import config as livematte_config
 from livematte.sources.capture import FileSource
 from livematte.runtime.engine import Engine
 from livematte.runtime.governor import Governor, Level
-from livematte.commands.jobs import LiveJob, run_live_job
+from livematte.commands.live import LiveJob, run_live_job
 from livematte.media.readback import read_alpha_with_pts
 from test_live import Delegating
 from test_rvm_engine import (FPS, H, N, PW, SMOOTHING, STEP, W, WALL, centroid_x, frame, live_config, mad, scene, xpos,  # noqa: F401

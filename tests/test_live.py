@@ -29,10 +29,11 @@ from pyvirtualcam.util import encode_fourcc
 from livematte import config as livematte_config
 from livematte import models
 from livematte.sources.capture import CameraSource, FileSource
-from livematte.compose.compositor import Compositor, parse_background
+from livematte.compose.backgrounds import parse_background
+from livematte.compose.compositor import Compositor
 from livematte.config import CaptureSettings
 from livematte.runtime.engine import Engine
-from livematte.commands.jobs import LiveJob, run_live_job
+from livematte.commands.live import LiveJob, run_live_job
 from livematte.models.base import ModelSettings
 from livematte.runtime.output import Outputs, output_loop
 from livematte.runtime.pipeline import Pipeline

@@ -11,7 +11,7 @@ import pytest
 from test_live import SlowMatter, background_colour, clip45, vcam  # noqa: F401 (clip45, vcam: fixtures)
 from livematte import config as livematte_config
 from livematte import models
-from livematte.commands.jobs import LiveJob, run_live_job
+from livematte.commands.live import LiveJob, run_live_job
 from livematte.models.base import ModelSettings
 from livematte.media.readback import read_alpha_with_pts
 

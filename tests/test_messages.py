@@ -18,7 +18,7 @@ from livematte.sources.capture import FileSource
 from livematte.config import LiveSettings
 from livematte.runtime.governor import Sample, for_live
 from livematte.models.base import ModelSettings
-from livematte.runtime.workers import available_cores
+from livematte.machine import available_cores
 
 SHORT_LINE = re.compile(r"^livematte: done: \d+\.\d fps, latency \d+ ms \(p95 \d+\), "
                         r"(selfie )?\d+px every (frame|\d frames), CPU \d+%(, \d+ dropped)?$")

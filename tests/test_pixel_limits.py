@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from bombs import bomb_png
 from livematte.media import images as image_files, image_header
 from livematte.cli import main
-from livematte.compose.compositor import parse_background
+from livematte.compose.backgrounds import parse_background
 from livematte.errors import LivematteError
 from livematte.media.image_header import DEFAULT_MAX_PIXELS, TooManyPixels, picture_size
 from media import gradient, make_video

@@ -36,7 +36,7 @@ from livematte.sources.capture import FileSource
 from livematte.compose.compositor import blend
 from livematte.runtime.engine import Engine, _warm_up_picture
 from livematte.frames import Frame
-from livematte.commands.jobs import LiveJob, run_live_job
+from livematte.commands.live import LiveJob, run_live_job
 from livematte.models.base import GuidedMatte, ModelSettings
 from livematte.matte.refine import apply_coefficients
 from livematte.matte.smoothing import SmoothingSettings

@@ -68,7 +68,7 @@ def test_fit_into_keeps_the_aspect_on_black_bars():
 
 def test_virtual_camera_gets_every_frame_at_the_size_it_was_opened_with(two_sizes, rvm_weights, vcam):  # noqa: F811
     from livematte import config as livematte_config
-    from livematte.commands.jobs import LiveJob, run_live_job
+    from livematte.commands.live import LiveJob, run_live_job
 
     config = livematte_config.load("live", overrides={"model": {"name": "rvm"}})
     run_live_job(LiveJob(config=config, source=str(two_sizes), sink="vcam", vcam_backend=vcam.name))

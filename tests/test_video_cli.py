@@ -140,7 +140,7 @@ def test_demo_makes_a_video(tmp_path, monkeypatch, rvm_weights):
     """
     import cv2
 
-    from livematte.commands import demo
+    from livematte.sources import demo_clip as demo
 
     monkeypatch.setenv("LIVEMATTE_CACHE", str(tmp_path / "cache"))
     (tmp_path / "cache").mkdir()
@@ -185,7 +185,7 @@ def test_demo_makes_a_video(tmp_path, monkeypatch, rvm_weights):
 
 def test_demo_clip_is_made_once_under_its_own_name(tmp_path, monkeypatch):
     """The clip is made once into the cache; a clip of the old demo there is not taken for it."""
-    from livematte.commands import demo
+    from livematte.sources import demo_clip as demo
 
     monkeypatch.setenv("LIVEMATTE_CACHE", str(tmp_path))
     (tmp_path / "demo").mkdir()

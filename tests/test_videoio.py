@@ -14,7 +14,8 @@ from livematte.errors import LivematteError
 from media import AUDIO_RATE, FPS, H, N, W, audio_seconds, gradient, make_video
 from livematte.media.reading import VideoReader, probe
 from livematte.media.readback import read_alpha, read_alpha_with_pts, read_rgba
-from livematte.media.writing import AlphaWriter, VideoWriter, output_kind
+from livematte.media.formats import output_kind
+from livematte.media.writing import AlphaWriter, VideoWriter
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> Path:

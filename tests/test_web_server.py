@@ -13,7 +13,9 @@ import urllib.request
 import numpy as np
 import pytest
 
-from livematte.compose.compositor import Compositor, parse_background
+from livematte.compose.backgrounds import parse_background
+
+from livematte.compose.compositor import Compositor
 from livematte.config import Config
 from livematte.frames import Frame, Matted
 from livematte.errors import LivematteError

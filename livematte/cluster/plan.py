@@ -1,7 +1,7 @@
 """Splitting a video into segments that workers can matte apart and the driver can join.
 
-:func:`plan_video` reads the video's packets (no decoding: a few milliseconds per thousand
-frames) and cuts its frames, in presentation order, into runs of about ``segment_seconds``.
+:func:`plan_video` reads the video's packets (no decoding, so planning costs little beside the
+work) and cuts its frames, in presentation order, into runs of about ``segment_seconds``.
 A cut goes on a keyframe when one lies within a quarter segment of where it is wanted (the
 worker then starts decoding right there), else on the frame at that time: cameras and
 phones write a keyframe every one to ten seconds, and many files have one at the start only

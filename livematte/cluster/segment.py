@@ -1,6 +1,6 @@
 """One segment of a video on a worker: decoded from its pre-roll, matted and encoded on its own.
 
-The work is the ``video`` command's own (:func:`livematte.commands.jobs.process_video`: a fresh engine,
+The work is the ``video`` command's own (:func:`livematte.offline.process_video`: a fresh engine,
 the same writers and settings), on a :class:`SegmentSource` that seeks to the segment's
 keyframe and yields its pre-roll and its frames. The pre-roll goes through the model but is
 not written. The files are written into a private temporary folder and returned as bytes
@@ -139,7 +139,7 @@ def process_segment(task: SegmentTask, matter, compositor: Compositor,
     """Matte and encode one segment with ``matter`` (loaded once per worker) and ``compositor``;
     -> its files' bytes. ``report(frames written so far)`` is called now and then.
     :class:`LivematteError` for what is wrong with the input (the driver does not retry those)."""
-    from ..commands.jobs import VideoJob, process_video
+    from ..offline import VideoJob, process_video
 
     segment = task.segment
     started = time.perf_counter()

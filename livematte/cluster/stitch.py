@@ -38,7 +38,7 @@ from ..media.audio import AUDIO_LEAD_S, AudioCarrier, AudioFeed
 from ..media.opening import open_input
 # The writers' own table of kinds (container, codec, tick, audio rules): segments and the output
 # they are joined into must agree with what VideoWriter wrote.
-from ..media.writing import CONTAINER_KINDS
+from ..media.formats import CONTAINER_KINDS
 
 ALPHA_MUXER, ALPHA_TICK = "matroska", Fraction(1, 1000)  # AlphaWriter's .mkv
 

@@ -94,12 +94,12 @@ preset, and a stacked bar of the working stages' ms per frame.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import gc
 import json
 import logging
 import os
-import platform
 import tempfile
 import threading
 import time
@@ -108,19 +108,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
 from ..sources.capture import FileSource
 from ..errors import LivematteError
-from ..runtime.workers import available_cores
+from ..machine import available_cores
 from ..media.atomic import write_atomically
 from .bench_plot import require_matplotlib, write_plot
+from .bench_report import STAGES, WORK_STAGES, format_table, machine
 from ..sources.synthetic import builtin_clip
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PRESETS = ("live", "offline")
-STAGES = ("decode", "wait_capture", "prepare", "wait_model", "model", "smoothing", "refine", "composite", "sink")
-WORK_STAGES = tuple(s for s in STAGES if not s.startswith("wait_"))
 
 
 
@@ -196,40 +194,30 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
     """One timed run of the real pipeline for ``config`` (a loaded preset) on ``source_path``."""
     import psutil
 
-    from .. import models
-    from ..compose.compositor import Compositor, parse_background
-    from ..runtime.engine import live_engine
-    from .jobs import live_model
+    from .. import assembly, sinks
     from ..runtime.output import progress_bar
     from ..runtime.run import run
-    from ..sinks import NullSink
     from ..runtime.stats import Stats
 
-    loading = time.perf_counter()
-    compositor = Compositor(parse_background(config.output.background), config.composite.light_wrap)
-    # Played as a camera, the run is governed as ``livematte live`` governs it.
-    governed = realtime and config.live.adapt
-    model_settings = live_model(config) if governed else config.model
-    matter = models.load(model_settings)
-    stats = Stats(window=max(2000, frames + 16))
-    # Decode time is measured on the capture thread, as the ``decode`` stage.
-    source = FileSource(source_path, realtime=realtime, on_decode=lambda ms: stats.stage("decode", ms))
-    fallback = models.load_fallback(config.live.fallback, model_settings, matter) if governed else None
-    engine = live_engine(config, matter, source, compositor, governed=governed, fallback=fallback)
-    stats.governor = engine.governor
-    load_s = time.perf_counter() - loading
-
-    if encode:
-        from ..sinks.file import FileSink
-
-        sink = FileSink(workdir / f"{config.preset}.mp4", source.width, source.height, source.info.rate,
-                        audio=None if realtime else source.audio, crf=config.output.crf,
-                        preset=config.output.encoder_preset)
-    else:
-        sink = NullSink()
-    total = min(frames, source.info.frame_count or frames)
-    process = psutil.Process()
-    try:
+    with contextlib.ExitStack() as stack:
+        loading = time.perf_counter()
+        compositor = assembly.compositor(config)
+        stack.callback(compositor.close)
+        # Played as a camera, the run is governed as ``livematte live`` governs it.
+        governed = realtime and config.live.adapt
+        matter, fallback = assembly.load_models(config, stack, governed=governed)
+        stats = Stats(window=max(2000, frames + 16))
+        # Decode time is measured on the capture thread, as the ``decode`` stage.
+        source = FileSource(source_path, realtime=realtime, on_decode=lambda ms: stats.stage("decode", ms))
+        stack.callback(source.close)
+        engine = assembly.live_engine(config, matter, source, compositor, governed=governed, fallback=fallback)
+        stats.governor = engine.governor
+        load_s = time.perf_counter() - loading
+        kind = sinks.FILE if encode else sinks.NULL
+        sink = assembly.sink(kind, config, source.width, source.height, source.info.rate,
+                             output=workdir / f"{config.preset}.mp4", audio=None if realtime else source.audio)
+        total = min(frames, source.info.frame_count or frames)
+        process = psutil.Process()
         with _MemorySampler(process) as memory:
             process.cpu_percent(None)  # starts psutil's interval
             cpu_before = process.cpu_times()
@@ -242,11 +230,6 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
             elapsed = time.perf_counter() - started
             cpu_after = process.cpu_times()
             cpu_percent = process.cpu_percent(None)
-    finally:
-        source.close()
-        for model in (matter, fallback):
-            if model is not None:
-                model.close()
     snap = stats.snapshot()
     done = max(snap["composited"], 1)
     cpu_s = (cpu_after.user - cpu_before.user) + (cpu_after.system - cpu_before.system)
@@ -259,7 +242,7 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
         stages = {k: v for k, v in stages.items() if not k.startswith("wait_")}
         latencies = []
     return RunResult(
-        preset=config.preset, model=matter.name, device=matter.device, sink="file" if encode else "null",
+        preset=config.preset, model=matter.name, device=matter.device, sink=kind.name,
         frames=snap["composited"], frames_in=snap["frames_in"], fps=snap["fps"],
         latency_ms=_percentiles(latencies) if realtime else None, stages_ms=stages,
         cpu_percent=round(cpu_percent, 1), cpu_ms_per_frame=round(cpu_s * 1e3 / done, 2),
@@ -281,22 +264,6 @@ def use_cores(count: int):
         yield
     finally:
         os.sched_setaffinity(0, allowed)
-
-
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": available_cores(), "python": platform.python_version(), "livematte": __version__}
-
-
-# ---------------------------------------------------------------------------------------------
-# The command
 
 
 @dataclass(frozen=True)
@@ -367,47 +334,16 @@ def run_bench(job: BenchJob) -> dict:
     return document
 
 
-def _level(governor: dict | None) -> str:
-    if not governor:
-        return "fixed"
-    return f"{governor['level']['size']}px/{governor['level']['stride']}"
+def main(args: argparse.Namespace) -> int:
+    """``livematte bench``."""
+    from ..media.outpaths import check_outputs
+    from .options import model_overrides
 
+    check_outputs([args.source] if args.source else [], [args.json, args.plot], overwrite=args.overwrite)
 
-def format_table(document: dict) -> str:
-    """The runs side by side, one column per preset."""
-    source, settings, runs = document["source"], document["settings"], document["runs"]
-    what = "built-in synthetic clip" if source["builtin"] else source["path"]
-    mode = ("realtime (played at the source's rate)" if settings["realtime"] else
-            "throughput (as fast as possible; no latency: frames queue behind each other, --realtime measures it)")
-    sink = "H.264 file sink" if settings["encode"] else "null sink"
-    m = document["machine"]
-    lines = [f"livematte bench: {what}, {source['width']}x{source['height']} at {source['fps']:g} fps; "
-             f"{mode}; {sink}",
-             f"machine: {m['cpu']}, {m['cores']} logical CPUs, Python {m['python']}, livematte {m['livematte']}"]
-    for run in runs:
-        lines.append(f"  {run['preset']}: {run['model']} on {run['device']}, load + warm-up {run['load_s']:.1f} s")
-    width = max(10, *(len(r["preset"]) + 2 for r in runs))
-    rows: list[tuple[str, list[str]]] = [("", [r["preset"] for r in runs])]
-    rows.append(("frames", [str(r["frames"]) for r in runs]))
-    rows.append(("fps", [f"{r['fps']:.1f}" for r in runs]))
-    for q in ("p50", "p95", "p99") if settings["realtime"] else ():
-        rows.append((f"latency {q} ms", [f"{r['latency_ms'][q]:.0f}" for r in runs]))
-    rows.append(("dropped", [str(r["dropped"]) for r in runs]))
-    if any(r.get("governor") for r in runs):
-        rows.append(("level at the end", [_level(r["governor"]) for r in runs]))
-        rows.append(("level changes", [str(len(r["governor"]["timeline"]) - 1) if r.get("governor") else "-"
-                                       for r in runs]))
-        rows.append(("model calls/s", [f"{r['model_calls_per_s']:.1f}" for r in runs]))
-        rows.append(("reused frames", [str(r["reused"]) for r in runs]))
-    names = [s for s in STAGES if any(s in r["stages_ms"] for r in runs)]
-    names += sorted({s for r in runs for s in r["stages_ms"]} - set(names))
-    for name in names:
-        label = f"  {name} ms" + ("" if not name.startswith("wait_") else " (waiting)")
-        rows.append((label, [f"{r['stages_ms'][name]:.1f}" if name in r["stages_ms"] else "-" for r in runs]))
-    rows.append(("cpu %", [f"{r['cpu_percent']:.0f}" for r in runs]))
-    rows.append(("cpu ms/frame", [f"{r['cpu_ms_per_frame']:.1f}" for r in runs]))
-    rows.append(("rss peak MiB", [f"{r['rss_mb']:.0f}" for r in runs]))
-    label_width = max(len(label) for label, _ in rows) + 2
-    for label, cells in rows:
-        lines.append(label.ljust(label_width) + "".join(c.rjust(width) for c in cells))
-    return "\n".join(lines)
+    run_bench(BenchJob(presets=tuple(args.preset or DEFAULT_PRESETS), source=args.source, frames=args.frames,
+                   encode=args.encode, realtime=args.realtime, json_path=args.json, plot_path=args.plot,
+                   model_overrides=model_overrides(args), cores=args.cores,
+                   live_overrides={"adapt": None if args.adapt is None else args.adapt == "on",
+                                   "max_cpu": args.max_cpu}))
+    return 0

@@ -2,46 +2,36 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..media import images as image_files
-from .. import models
-from ..compose.compositor import Compositor, parse_background
+from ..media.images import write_png
+from .. import assembly, models
+from ..compose.compositor import Compositor
 from ..errors import LivematteError
-from ..runtime.engine import Engine
 from ..frames import Frame, Matted, alpha_to_u8
-from ..media.atomic import write_atomically
 from ..media.outpaths import check_outputs, unique_stems
 from ..models.base import Matter, ModelSettings
-from ..matte.smoothing import SmoothingSettings
 
 log = logging.getLogger(__name__)
 
 
 def matte_still(matter: Matter, image_bgr: np.ndarray) -> Matted:
     """``uint8 [H, W, 3]`` BGR -> its matte and foreground colours at the image's own size."""
-    engine = Engine(matter, SmoothingSettings(enabled=False))
+    engine = assembly.still_engine(matter)
     return engine.process(Frame(0, image_bgr, 0.0, time.perf_counter()))
 
 
 def matte_image(matter: Matter, image_bgr: np.ndarray) -> np.ndarray:
     """``uint8 [H, W, 3]`` BGR -> ``float32 [H, W]`` alpha at the image's own size."""
     return matte_still(matter, image_bgr).alpha
-
-
-def write_png(path: Path, image: np.ndarray) -> None:
-    """Write a PNG atomically: a crash never leaves a truncated file under ``path``."""
-    ok, encoded = cv2.imencode(".png", image)
-    if not ok:
-        raise LivematteError(f"cannot encode {path}")
-    write_atomically(path, encoded.tobytes())
 
 
 @dataclass(frozen=True)
@@ -63,7 +53,7 @@ def run_images(job: ImageJob) -> int:
     # A missing single input is the user's typo: report it before loading a model
     # (and keep the picture for processing).
     preread = image_files.read(sources[0]) if len(sources) == 1 else None
-    compositor = Compositor(parse_background(job.background)) if job.background is not None else None
+    compositor = assembly.background_compositor(job.background) if job.background is not None else None
     job.output_dir.mkdir(parents=True, exist_ok=True)
     settings = job.model
     if settings.size == 0:  # the backend's size for stills, larger than for video where it has one
@@ -104,3 +94,12 @@ def process_one(matter: Matter, source: str, paths: dict[str, Path], compositor:
     for path, picture in outputs.items():
         write_png(path, picture)
     return list(outputs)
+
+
+def main(args: argparse.Namespace) -> int:
+    """``livematte image``."""
+    from .options import model_settings
+
+    job = ImageJob(inputs=args.input, output_dir=args.output_dir, background=args.background,
+                   model=model_settings(args), overwrite=args.overwrite)
+    return 1 if run_images(job) else 0

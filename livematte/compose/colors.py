@@ -1,4 +1,15 @@
-"""The 148 CSS named colours (CSS Color Module Level 4), name -> ``rrggbb``."""
+"""Colours as the user writes them: ``#RRGGBB``, ``#RGB`` or one of the 148 CSS named colours
+(CSS Color Module Level 4), read into OpenCV's (B, G, R) order. A leaf: nothing of livematte's
+but its error type, so the backgrounds, the finishing's despill and the web page all read
+colours the same way.
+"""
+
+from __future__ import annotations
+
+import difflib
+import string
+
+from ..errors import LivematteError
 
 _TABLE = """
 aliceblue=f0f8ff antiquewhite=faebd7 aqua=00ffff aquamarine=7fffd4 azure=f0ffff beige=f5f5dc bisque=ffe4c4
@@ -28,3 +39,21 @@ violet=ee82ee wheat=f5deb3 white=ffffff whitesmoke=f5f5f5 yellow=ffff00 yellowgr
 """
 
 CSS_COLORS: dict[str, str] = dict(item.split("=") for item in _TABLE.split())
+
+def parse_color(text: str) -> tuple[int, int, int]:
+    """``#RRGGBB`` (the ``#`` optional), ``#RGB`` or a CSS colour name (``red``, ``rebeccapurple``;
+    any case) -> (B, G, R), or a LivematteError that suggests the closest name."""
+    name = text.strip().lower()
+    digits = CSS_COLORS.get(name) or name.removeprefix("#")
+    if len(digits) == 3 and name.startswith("#"):  # without the "#", three letters may be a typo'd name
+        digits = "".join(c * 2 for c in digits)
+    if len(digits) != 6 or any(c not in string.hexdigits for c in digits):
+        raise LivematteError(f"bad colour {text!r}, expected #RRGGBB, #RGB or a CSS colour name{color_hint(text)}")
+    r, g, b = (int(digits[i:i + 2], 16) for i in (0, 2, 4))
+    return b, g, r
+
+
+def color_hint(text: str) -> str:
+    """`` (did you mean NAME?)`` for the CSS colour name closest to ``text``, or ""."""
+    close = difflib.get_close_matches(text.strip().lower(), CSS_COLORS, n=1)
+    return f" (did you mean {close[0]}?)" if close else ""

@@ -12,7 +12,9 @@ import os
 import threading
 from pathlib import Path
 
-from .compositor import Compositor, parse_background
+from .backgrounds import parse_background
+
+from .compositor import Compositor
 from ..errors import LivematteError
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,5 @@
-"""Edge controls on a finished matte, and a light-wrap for the composite.
+"""Edge controls on a finished matte (the light wrap, which needs the new background, is the
+compositor's: :func:`livematte.compose.compositor.light_wrap`).
 
 Mattes are ``float32 [H, W]`` in [0, 1]; each function returns a new array and leaves its
 input alone. Sizes are in pixels of the frame.
@@ -30,24 +31,3 @@ def feather(alpha: np.ndarray, px: float) -> np.ndarray:
         return alpha.copy()
     blurred = cv2.GaussianBlur(alpha, (0, 0), sigmaX=px / 2.0)
     return np.maximum(alpha, blurred, out=blurred)
-
-
-def light_wrap(composite: np.ndarray, background: np.ndarray, alpha: np.ndarray, strength: float,
-               px: int = 16) -> np.ndarray:
-    """Let the new background's light spill onto the person's edge, as a camera would show it.
-
-    composite, background: ``uint8 [H, W, 3]``; alpha: the matte the composite used;
-    strength: 0..1. The background blurred over ``px`` is mixed into the composite by
-    ``strength * alpha * (blurred 1 - alpha)``: inside the person's edge, fading inwards
-    over ``px``. Computed on a quarter-size copy and upsampled: a blur is smooth, so the small copy
-    loses little and costs a fraction of the full-size work.
-    """
-    height, width = alpha.shape
-    small = (max(1, width // 4), max(1, height // 4))
-    sigma = max(0.5, px / 8.0)
-    outside = cv2.GaussianBlur(1.0 - cv2.resize(alpha, small, interpolation=cv2.INTER_AREA), (0, 0), sigma)
-    glow = cv2.GaussianBlur(cv2.resize(background, small, interpolation=cv2.INTER_AREA), (0, 0), sigma)
-    weight = cv2.resize(np.clip(outside * 2.0 * strength, 0, 1), (width, height), interpolation=cv2.INTER_LINEAR)
-    weight *= alpha
-    glow = cv2.resize(glow, (width, height), interpolation=cv2.INTER_LINEAR)
-    return cv2.blendLinear(glow, composite, weight, 1.0 - weight)

@@ -24,7 +24,7 @@ import numpy as np
 
 from . import despill, edges, foreground
 from ..errors import LivematteError
-from ..models.base import GuidedMatte
+from ..frames import GuidedMatte
 
 FOREGROUND_MODES = ("auto", "blur", "off")
 SUBJECTS = ("all", "main")
@@ -33,7 +33,7 @@ MAX_EDGE_PX = 100
 
 def _key_colour(text: str) -> tuple[int, int, int]:
     """``#RRGGBB``, ``#RGB`` or a CSS name -> (B, G, R), or ValueError (the config turns it into its one-line error)."""
-    from ..compose.compositor import color_hint, parse_color
+    from ..compose.colors import color_hint, parse_color
 
     try:
         return parse_color(text)

@@ -7,16 +7,19 @@
   packets (from the reader's own demux, or from a file); :class:`~.audio.AudioCarrier` moves them
   into an output, copied or re-encoded, interleaved with the video.
 - :mod:`.writing`: :class:`~.writing.VideoWriter` (composites, optionally transparent, with audio)
-  and :class:`~.writing.AlphaWriter` (lossless mattes); output kinds and their codec settings.
+  and :class:`~.writing.AlphaWriter` (lossless mattes).
+- :mod:`.formats`: the output kinds (which one a path asks for), each one's container, codec and
+  audio rules, and the encoder settings.
 - :mod:`.atomic`: output written under a temporary name and renamed into place when complete
   (:class:`~.atomic.AtomicOutput`, and :func:`~.atomic.write_atomically` for a whole file in memory).
 - :mod:`.clock`: seconds -> strictly increasing encoder ticks.
 - :mod:`.readback`: outputs read back (mattes, RGBA frames), for tests and scripts.
 
 Why modules and no re-exports here: each job can be read, and imported, on its own. In
-particular :mod:`.atomic` and :mod:`.clock` import neither PyAV nor OpenCV (PyAV alone costs
-0.1 s to import), so code that only writes a file safely (stats, weights, bench) stays light,
-and importing this package itself imports nothing heavy. :mod:`.opening` is its own module
+particular :mod:`.atomic`, :mod:`.clock` and :mod:`.formats` import neither PyAV nor OpenCV
+(slow to import, see the README's measurements), so code that only writes a file safely (stats,
+weights, bench) stays light, code that only names an output kind (the parser, the config) loads
+no PyAV, and importing this package itself imports nothing heavy. :mod:`.opening` is its own module
 because both the reader and the audio feed open inputs, and the reader makes audio feeds:
 with opening in either of them the two would import each other.
 """

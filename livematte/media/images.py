@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from . import image_header, net
+from .atomic import write_atomically
 from ..errors import LivematteError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
@@ -85,3 +86,11 @@ def stem_of(source: str) -> str:
     """Output name stem for an input path or URL (``.../photo.jpg?x=1`` -> ``photo``)."""
     name = source.split("?")[0].rstrip("/").rsplit("/", 1)[-1] if net.is_url(source) else Path(source).name
     return Path(name).stem or "image"
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """Write a PNG atomically: a crash never leaves a truncated file under ``path``."""
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise LivematteError(f"cannot encode {path}")
+    write_atomically(path, encoded.tobytes())

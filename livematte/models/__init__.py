@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import LivematteError
-from ..runtime.workers import available_cores
+from ..machine import available_cores
 from .base import Matter, ModelSettings
 from .bshm import BSHMMatter
 from .modnet import MODNetMatter
@@ -115,8 +115,7 @@ def load(settings: ModelSettings) -> Matter:
     name, why = choose(settings)
     cores = available_cores()
     if settings.threads > cores:
-        # More runtime threads than cores only queue behind each other: on one core, OpenVINO
-        # with 2 threads took 322 ms a call at 384 px against 219 ms with 1 (RVM, AVX2 EPYC).
+        # More runtime threads than cores queue behind each other and slow every call (README: measurements).
         log.info("model threads %d -> %d: this process may use %d core(s)", settings.threads, cores, cores)
         settings = dataclasses.replace(settings, threads=cores)
     matter = BACKENDS[name](settings)

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Protocol
 import cv2
 import numpy as np
 
+from ..frames import GuidedMatte
 from ..matte.refine import upsample
 
 
@@ -74,26 +75,6 @@ class ModelSettings:
     def size_for(self, backend: str) -> int:
         """The input size (longest side, px; 0 = the backend's default) for the backend named."""
         return self.sizes.get(backend, self.size)
-
-
-@dataclass(frozen=True, slots=True)
-class GuidedMatte:
-    """A matte whose last step is left to be done at the frame's full resolution.
-
-    ``alpha = a * guide + b``, ``guide`` being the frame's mean of R, G and B in
-    0..1 (:func:`livematte.matte.refine.guide`) and ``a``, ``b`` (``float32 [h, w]`` at
-    the model's input size) resized to the frame's size: the last step of a
-    guided filter, as Robust Video Matting ends.
-
-    ``colour_a``, ``colour_b`` (``float32 [3, h, w]``, BGR order, or None): the same filter's
-    coefficients for the foreground's colours, one guide per channel: ``F = colour_a * frame / 255
-    + colour_b`` (0..1) per channel (:func:`livematte.matte.foreground.from_coefficients`).
-    """
-
-    a: np.ndarray
-    b: np.ndarray
-    colour_a: np.ndarray | None = None
-    colour_b: np.ndarray | None = None
 
 
 class Matter(Protocol):

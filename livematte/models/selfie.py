@@ -7,7 +7,7 @@ Contract, as MediaPipe's own graph (``selfie_segmentation_cpu.pbtxt``) feeds the
   kept), **RGB in [0, 1]**;
 - output ``float32 [1, h, w, 1]``: the person's confidence in [0, 1] (the graph applies no
   activation after the network: the model ends in its own sigmoid).
-``tests/test_new_models.py`` checks both on the real weights.
+``tests/test_modnet_selfie.py`` checks both on the real weights.
 
 It is a segmentation model, not a matting one: its map is soft only where it is unsure. The
 matte's edges come from a guided filter: :meth:`SelfieMatter.infer` fits its coefficients to
@@ -30,7 +30,8 @@ import numpy as np
 
 from ..errors import LivematteError, error_line
 from ..matte.refine import apply_coefficients, guided_coefficients
-from .base import GuidedMatte, ModelSettings
+from ..frames import GuidedMatte
+from .base import ModelSettings
 from .quiet import notices_to_debug_log
 from .weights import SELFIE_LANDSCAPE, SELFIE_SQUARE, FetchedFromWheels, resolve
 

@@ -25,10 +25,10 @@ import cv2
 import numpy as np
 
 from ..assets import sample_portrait
-from ..frames import Frame, Matted
+from ..frames import Frame, GuidedMatte, Matted
 from ..matte.finishing import CompositeSettings, Finisher
 from .governor import Governor, Level
-from ..models.base import GuidedMatte, Matter, resize_to, scaled_size
+from ..models.base import Matter, resize_to, scaled_size
 from ..matte.motion import FLOW_SIDE, MISMATCH_SHARE, MotionEstimator, flow_at, grey_of, warp
 from ..matte.refine import guide
 from ..matte.smoothing import SmoothingSettings, TemporalSmoother
@@ -262,24 +262,6 @@ class Engine:
     def process(self, frame: Frame) -> Matted:
         """Both steps on the calling thread (stills, tests, the serial baseline)."""
         return self.infer(self.prepare(frame))
-
-
-def live_engine(config, matter: Matter, source, compositor, *, governed: bool,
-                fallback: Matter | None = None) -> Engine:
-    """The engine of a live run (``livematte live``, ``bench --realtime``) of ``source`` (``width``,
-    ``height``, ``fps``) on ``matter`` under ``config`` (a :class:`livematte.config.Config`),
-    warmed up; ``governed``: with the live governor (its last rung ``fallback``), calibrated
-    on this machine with ``compositor``'s cost."""
-    from .governor import for_live
-
-    governor = for_live(config.live, matter, source, fallback) if governed else None
-    engine = Engine(matter, config.smoothing, config.refine.mode, config.composite, governor,
-                    fallback if governed else None)
-    seconds = engine.warm_up(source.width, source.height, composite=compositor.composite)
-    log.debug("model warm-up %.2f s", seconds)
-    if governor is not None:
-        log.info("adaptive: starting at %s (%s)", governor.level, governor.timeline[0].reason)
-    return engine
 
 
 def _warm_up_picture(width: int, height: int) -> np.ndarray:

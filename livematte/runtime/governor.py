@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .workers import available_cores
+from ..machine import available_cores
 
 if TYPE_CHECKING:
     from ..config import LiveSettings
@@ -40,7 +40,7 @@ SETTLE_S = 1.0  # after a change, the new level's figures before the next decisi
 UP_HOLD_S = 2.0  # headroom must last this long before a step up; doubled after a failed one
 MAX_UP_HOLD_S = 16.0
 FAILED_WITHIN_S = 4.0  # a step down this soon after a step up means the step up failed
-MIN_LADDER_SIZE = 128  # px: below, RVM's matte is a blob (MAD x2 at 128 against 384 on the clips)
+MIN_LADDER_SIZE = 128  # px: below, RVM's matte is a blob (the README's measurements table)
 
 # Thresholds, as fractions of the budget. Down when over; up only when the level above is
 # predicted under the lower ones: the gap between them is the hysteresis.
@@ -72,11 +72,9 @@ def ladder(top_size: int, min_size: int = MIN_LADDER_SIZE, fallback: Level | Non
     """The levels from the preset's (``top_size``, every frame) down, each cheaper than the last.
 
     Reuse comes first, at the preset's size: with motion-compensated reuse, fewer model calls
-    at the full size lose less than a smaller network (the nine ground-truth clips, every frame
-    through the engine, ``scripts/eval_levels.py``: 384 px MAD 3.60 on every frame, 3.84, 3.97
-    and 4.30 every second, third and fourth; 288 px every fourth 5.44, 192 px 8.46). Then the
-    network shrinks (0.75x, 0.5x) at the longest stride. ``fallback``, a faster model's level,
-    comes last.
+    at the full size lose less than a smaller network (the README's "What each level costs in
+    quality"). Then the network shrinks (0.75x, 0.5x) at the longest stride. ``fallback``, a
+    faster model's level, comes last.
     """
     sizes = [top_size]
     for factor in (0.75, 0.5):

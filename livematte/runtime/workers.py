@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import os
 import platform
 import queue
 import threading
@@ -21,11 +20,6 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.05
 END = object()  # end of stream, passed down the stages
-
-
-def available_cores() -> int:
-    """The cores this process may run on (``taskset`` and cgroups' cpusets included)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 # glibc's mallopt parameters (malloc.h), and the sizes set by return_freed_pictures.

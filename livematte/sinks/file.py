@@ -5,7 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-from . import Sink
+from .base import Sink
 
 
 class FileSink(Sink):
@@ -13,7 +13,6 @@ class FileSink(Sink):
     encoder settings (``crf``, ``preset``, ``webm_crf``, ``prores``; ``OutputSettings.writer_options()``).
     See ``media.writing.VideoWriter``."""
 
-    name = "file"
 
     def __init__(self, path: Path, width: int, height: int, rate: Fraction, *, audio=None,
                  kind: str | None = None, **encoding):

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from ..errors import LivematteError
-from . import Sink
+from .base import Sink
 
 WINDOW = "livematte"
 
@@ -23,8 +23,9 @@ def checkerboard(height: int, width: int, cell: int = 16) -> np.ndarray:
     return board
 
 
-def check_display() -> None:
-    """LivematteError unless a preview window can open here.
+def check_display(alternatives: str) -> None:
+    """LivematteError unless a preview window can open here (naming the ``alternatives``, the
+    sinks that need no screen).
 
     OpenCV's Qt build aborts the whole process (SIGABRT, no exception) when it finds
     no display, so the window is tried in a child process first, before a model loads.
@@ -37,11 +38,10 @@ def check_display() -> None:
     if result.returncode != 0:
         lines = [line for line in result.stderr.splitlines() if "display" in line.lower()] or ["no display?"]
         raise LivematteError(f"cannot open a preview window ({lines[0].strip()}); "
-                             "run it in a desktop session, or use --sink null, file or vcam")
+                             f"run it in a desktop session, or use --sink {alternatives}")
 
 
 class PreviewSink(Sink):
-    name = "preview"
     accepts_alpha = True
 
     def __init__(self, on_key: Callable[[str], None] | None = None):

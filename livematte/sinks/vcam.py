@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from ..errors import LivematteError
-from . import Sink
+from .base import Sink
 
 LOAD_HINT = ("load it with: sudo modprobe v4l2loopback devices=1 exclusive_caps=1 "
              "card_label=livematte (package v4l2loopback-dkms)")
 
 
 class VirtualCameraSink(Sink):
-    name = "vcam"
 
     def __init__(self, width: int, height: int, fps: float, *, device: str | None = None,
                  backend: str | None = None):

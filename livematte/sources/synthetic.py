@@ -6,7 +6,7 @@ that pans, generated deterministically once into ``<cache>/bench_clip.mp4``
 (:func:`livematte.models.weights.cache_dir`). It exercises every stage at a
 realistic size; the model's cost and the matte's look depend on content, so real
 footage of people gives the representative figures. (The demo's clip, a person on
-a call, is made by :mod:`livematte.commands.demo`.)
+a call, is made by :mod:`livematte.sources.demo_clip`.)
 """
 
 from __future__ import annotations

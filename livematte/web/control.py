@@ -24,7 +24,9 @@ import numpy as np
 
 from .. import config as config_module
 from ..media import image_header
-from ..compose.compositor import Compositor, parse_background
+from ..compose import backgrounds
+from ..compose.backgrounds import parse_background
+from ..compose.compositor import Compositor
 from ..config import Config
 from ..frames import Matted
 from ..runtime.engine import Engine
@@ -36,10 +38,6 @@ log = logging.getLogger(__name__)
 
 STATE_KEYS = ("background", "paused", "preset", "model_size")
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
-# Background kinds the page may name; a picture must be one this run already used (the
-# --background it started with, or an upload): the page cannot make the server read other files.
-SPEC_KINDS = ("color", "colour", "key", "blur", "transparent", "none")
-
 
 class RequestError(LivematteError):
     """A request the page got wrong: ``status`` is the HTTP status to answer with, the message its one line."""
@@ -71,7 +69,7 @@ class LiveControl:
         self._uploads = uploads
         self._lock = threading.Lock()
         self._background = config.output.background
-        self._images: list[str] = [] if _is_spec_kind(self._background) else [self._background]
+        self._images: list[str] = [] if backgrounds.kind_of(self._background) else [self._background]
         self._wanted = self._running = Tuning(False, config.preset, config.model.size_for(model_name))
         self._frame = threading.Condition()
         self._latest: tuple[int, np.ndarray, Matted] | None = None  # (number, picture, matted)
@@ -163,9 +161,11 @@ class LiveControl:
         spec = spec.strip()
         with self._lock:
             known = spec in self._images
-        if not known and not _is_spec_kind(spec):
-            raise RequestError(f"background {spec!r} is not one of color:#RRGGBB, key[:#RRGGBB], blur[:N], "
-                               "transparent, nor a picture this run used; upload it")
+        # The page may name any kind of background, but a picture only if this run already used it
+        # (the --background it started with, or an upload): it cannot make the server read other files.
+        if not known and backgrounds.kind_of(spec) is None:
+            raise RequestError(f"background {spec!r} is not one of {backgrounds.describe()}, "
+                               "nor a picture this run used; upload it")
         try:
             return parse_background(spec)
         except LivematteError as e:
@@ -239,7 +239,3 @@ class LiveControl:
             raise built["error"]
         log.info("preset %s, model size %s (web page)", wanted.preset, wanted.model_size or "default")
         return built["engine"]
-
-
-def _is_spec_kind(spec: str) -> bool:
-    return spec.strip().partition(":")[0].lower() in SPEC_KINDS

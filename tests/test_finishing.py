@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from livematte import config
+from livematte.compose.compositor import light_wrap
 from livematte.matte import edges, foreground
 from livematte.cli import main
 from livematte.frames import Frame
@@ -185,7 +186,7 @@ def test_edge_controls_in_the_finisher_and_light_wrap():
     # changes outside the person, nor 40 px inside the edge
     white = np.full_like(image, 255)
     plain = cv2.blendLinear(image, white, alpha, 1 - alpha)
-    wrapped = edges.light_wrap(plain, white, alpha, 1.0)
+    wrapped = light_wrap(plain, white, alpha, 1.0)
     assert np.array_equal(wrapped[alpha == 0], plain[alpha == 0])
     near_edge = (alpha > 0.5) & (alpha < 1)
     assert (wrapped[near_edge].astype(int) - plain[near_edge]).mean() > 5
@@ -194,7 +195,8 @@ def test_edge_controls_in_the_finisher_and_light_wrap():
 
 
 def test_edge_flags_reach_the_config_and_bad_values_are_one_line_errors(capsys, tmp_path):
-    from livematte.cli import build_parser, load_config
+    from livematte.cli import build_parser
+    from livematte.commands.options import load_config
 
     args = build_parser().parse_args(["video", "in.mp4", "--shrink", "2", "--feather", "3", "--threshold", "0.4",
                                       "--light-wrap", "0.3", "--subject", "main", "--despill", "--foreground", "blur"])

@@ -17,7 +17,9 @@ import cv2
 import numpy as np
 import pytest
 
-from livematte.compose.compositor import Compositor, LoopingVideo, StillImage, blend, cover_fit, parse_background
+from livematte.compose.backgrounds import LoopingVideo, StillImage, cover_fit, parse_background
+
+from livematte.compose.compositor import Compositor, blend
 from livematte.errors import LivematteError
 from livematte.compose.watcher import THREAD_NAME, BackgroundWatcher
 from media import gradient, make_video

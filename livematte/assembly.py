@@ -1,0 +1,160 @@
+"""Where a run's parts are put together: a config (and a source) in; the compositor, the models,
+the engine and the sink out.
+
+    config --compositor()--> Compositor (the background SPEC parsed, the light wrap)
+    config --load_models()--> the model (threads within the live CPU budget) and its fallback
+    config + model --engine(), live_engine(), video_engine(), still_engine()--> Engine
+    config + source --sink()--> an open sink (``livematte.sinks``)
+
+Every command builds its run here (``live``, ``video``, ``image``, ``demo``, ``bench``, the
+cluster's segment worker, the web page's engine rebuild) and so does every script: a
+benchmark or an evaluation runs exactly what the command runs. The caller owns what it gets
+(closes the models, the compositor and the sink).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from fractions import Fraction
+from pathlib import Path
+
+from . import models, sinks
+from .compose.backgrounds import parse_background, syntax_of
+from .compose.compositor import Compositor
+from .config import Config
+from .errors import LivematteError
+from .matte.smoothing import SmoothingSettings
+from .media.formats import ALPHA_KINDS, output_kind
+from .models.base import Matter, ModelSettings
+from .runtime.engine import Engine
+from .runtime.governor import Governor
+from .machine import available_cores
+
+log = logging.getLogger(__name__)
+
+
+def compositor(config: Config) -> Compositor:
+    """The run's compositor: ``[output] background`` with ``[composite] light_wrap``."""
+    return Compositor(parse_background(config.output.background), config.composite.light_wrap)
+
+
+def background_compositor(spec: str) -> Compositor:
+    """A compositor for a background SPEC alone (stills: no light wrap)."""
+    return Compositor(parse_background(spec))
+
+
+def is_transparent(spec: str) -> bool:
+    """Whether the background SPEC makes transparent pictures; a SPEC that cannot be used (a
+    missing file, a bad colour) is its LivematteError, as the run would meet it."""
+    checked = background_compositor(spec)
+    try:
+        return checked.transparent
+    finally:
+        checked.close()
+
+
+def opaque_hint() -> str:
+    """The advice for an output that cannot carry transparency."""
+    return f"use --background {syntax_of('key')}"
+
+
+def check_alpha_support(compositor: Compositor, sink) -> None:
+    """LivematteError when ``compositor`` makes transparent pictures that ``sink`` cannot carry."""
+    if compositor.transparent and not sink.accepts_alpha:
+        raise LivematteError(f"{sink.name} output cannot carry transparency: write .webm, .mov or PNGs, "
+                             f"or {opaque_hint()}")
+
+
+def live_model_settings(config: Config) -> ModelSettings:
+    """The model's settings for a governed live run: its threads within the CPU budget."""
+    threads = config.live.model_threads(config.model.threads, available_cores())
+    if threads != config.model.threads:
+        log.info("model threads %d -> %d: the CPU budget is %.0f%%", config.model.threads, threads,
+                 config.live.cpu_budget(available_cores()))
+    return dataclasses.replace(config.model, threads=threads)
+
+
+def load_models(config: Config, stack: contextlib.ExitStack, *, governed: bool,
+                matter: Matter | None = None) -> tuple[Matter, Matter | None]:
+    """(the model, the governor's fallback or None) for ``config``, closed by ``stack``.
+
+    governed: a live run under the governor: the model within the CPU budget, with the
+    configured fallback (``[live] fallback``). ``matter``: a model already loaded (the caller's).
+    """
+    settings = live_model_settings(config) if governed else config.model
+    if matter is None:
+        matter = models.load(settings)
+        stack.callback(matter.close)
+    _warn_unused_refine(config, matter)
+    fallback = models.load_fallback(config.live.fallback, settings, matter) if governed else None
+    if fallback is not None:
+        stack.callback(fallback.close)
+    return matter, fallback
+
+
+def _warn_unused_refine(config: Config, matter: Matter) -> None:
+    if config.refine.mode != "bilinear" and matter.guided:
+        log.warning("--refine %s is for models that return a plain matte (bshm, modnet); %s finishes its matte "
+                    "with its own guided filter, so it is ignored", config.refine.mode, matter.name)
+
+
+def engine(config: Config, matter: Matter, *, governor: Governor | None = None,
+           fallback: Matter | None = None) -> Engine:
+    """An engine for ``config`` on ``matter`` (not warmed up): smoothing, refinement and the
+    composite settings as configured; ``governor`` and its ``fallback`` for a governed run."""
+    return Engine(matter, config.smoothing, config.refine.mode, config.composite, governor, fallback)
+
+
+def video_engine(config: Config, matter: Matter, width: int, height: int) -> Engine:
+    """The engine of an offline run (every frame through the model), warmed up at ``width`` x ``height``."""
+    built = engine(config, matter)
+    built.warm_up(width, height)
+    return built
+
+
+def still_engine(matter: Matter) -> Engine:
+    """An engine for still pictures: each on its own, nothing smoothed across them."""
+    return Engine(matter, SmoothingSettings(enabled=False))
+
+
+def live_engine(config: Config, matter: Matter, source, compositor: Compositor, *, governed: bool,
+                fallback: Matter | None = None) -> Engine:
+    """The engine of a live run (``livematte live``, ``bench --realtime``) of ``source`` (``width``,
+    ``height``, ``fps``) on ``matter``, warmed up; ``governed``: with the live governor (its last
+    rung ``fallback``), calibrated on this machine with ``compositor``'s cost."""
+    from .runtime.governor import for_live
+
+    governor = for_live(config.live, matter, source, fallback) if governed else None
+    built = engine(config, matter, governor=governor, fallback=fallback if governed else None)
+    seconds = built.warm_up(source.width, source.height, composite=compositor.composite)
+    log.debug("model warm-up %.2f s", seconds)
+    if governor is not None:
+        log.info("adaptive: starting at %s (%s)", governor.level, governor.timeline[0].reason)
+    return built
+
+
+def sink(kind: sinks.SinkKind, config: Config, width: int, height: int, rate: Fraction, *,
+         output: Path | None = None, audio=None, file_kind: str | None = None, device: str | None = None,
+         backend: str | None = None) -> sinks.Sink:
+    """``kind`` opened for pictures of ``width`` x ``height`` at ``rate``, with the config's encoder
+    settings (a file), the source's ``audio`` feed (a file) and a virtual camera's ``device``."""
+    request = sinks.SinkRequest(width, height, rate, output=output, device=device, backend=backend, audio=audio,
+                                kind=file_kind, encoding=config.output.writer_options())
+    return sinks.open_sink(kind, request)
+
+
+def check_alpha_path(path: Path | None) -> None:
+    """LivematteError unless ``path`` (``--alpha-out``) names a format mattes are written in."""
+    if path is not None and output_kind(path) not in ALPHA_KINDS:
+        raise LivematteError(f"{path}: mattes are written as .mkv (FFV1) or to a folder of PNGs")
+
+
+def alpha_writer(stack: contextlib.ExitStack, path: Path | None, width: int, height: int, rate: Fraction):
+    """The ``--alpha-out`` writer, entered on ``stack`` (finished on success, removed on error); None without one."""
+    if path is None:
+        return None
+    from .media.writing import AlphaWriter
+
+    return stack.enter_context(AlphaWriter(path, width=width, height=height, rate=rate))
