@@ -21,7 +21,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from . import models, sinks
-from .compose.backgrounds import parse_background, syntax_of
+from .compose.backgrounds import Background, parse_background, syntax_of
 from .compose.compositor import Compositor
 from .config import Config
 from .errors import LivematteError
@@ -35,9 +35,10 @@ from .machine import available_cores
 log = logging.getLogger(__name__)
 
 
-def compositor(config: Config) -> Compositor:
-    """The run's compositor: ``[output] background`` with ``[composite] light_wrap``."""
-    return Compositor(parse_background(config.output.background), config.composite.light_wrap)
+def compositor(config: Config, background: Background | None = None) -> Compositor:
+    """The run's compositor: ``[output] background`` (or ``background``, one built elsewhere: an
+    evaluation's) with ``[composite] light_wrap``."""
+    return Compositor(background or parse_background(config.output.background), config.composite.light_wrap)
 
 
 def background_compositor(spec: str) -> Compositor:

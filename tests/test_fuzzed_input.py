@@ -238,7 +238,7 @@ def test_composite_of_any_size(backdrop_file, case, kind, strength, pts):
         assert np.array_equal(out[:, :, :3], image) and np.array_equal(out[:, :, 3], alpha_to_u8(alpha))
         return
     assert out.shape == (h, w, 3)
-    behind = compositor.background.render(image, pts)
+    behind = compositor.background.render(image, pts, alpha)
     clear, solid = alpha == 0.0, alpha == 1.0
     assert np.abs(out[clear].astype(int) - behind[clear]).max(initial=0) <= 1
     assert np.abs(out[solid].astype(int) - image[solid]).max(initial=0) <= 1

@@ -44,11 +44,18 @@ def cover_fit(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 class Background:
-    """Produces the ``uint8 [H, W, 3]`` BGR picture behind frame ``image``; None means transparent."""
+    """Produces the picture behind a frame."""
 
     spec: str = ""
 
-    def render(self, image: np.ndarray, pts: float) -> np.ndarray | None:
+    def render(self, image: np.ndarray, pts: float, alpha: np.ndarray | None = None) -> np.ndarray | None:
+        """The picture behind frame ``image`` (``uint8 [H, W, 3]`` BGR) at ``pts`` seconds: a
+        ``uint8 [H, W, 3]`` BGR picture of the frame's size, or None for transparent.
+
+        alpha: the frame's matte, ``float32 [H, W]`` in [0, 1] (1: the person), or None when none
+        is known (the whole frame is background). Only a background made from the frame itself
+        (``blur``) reads it, to leave the person out.
+        """
         raise NotImplementedError
 
     def close(self) -> None:
@@ -58,7 +65,7 @@ class Background:
 class Transparent(Background):
     spec = "transparent"
 
-    def render(self, image, pts):
+    def render(self, image, pts, alpha=None):
         return None
 
 
@@ -68,7 +75,7 @@ class _SizedCache(Background):
     def __init__(self):
         self._cached: np.ndarray | None = None
 
-    def render(self, image, pts):
+    def render(self, image, pts, alpha=None):
         h, w = image.shape[:2]
         if self._cached is None or self._cached.shape[:2] != (h, w):
             self._cached = self.build(w, h)
@@ -98,19 +105,50 @@ class StillImage(_SizedCache):
 
 
 class Blur(Background):
+    """The frame's own background, blurred, with the person left out.
+
+    Given the frame's matte, the person is masked out by a normalised convolution,
+    ``blur(w * I) / blur(w)``, on the eighth-size copy the blur works on: ``w`` is
+    ``1 - 2 * (the matte's mean over each cell)``, at least 0, so the blur beside the person is
+    the wall's, not the person's colours spread outwards (an aura). Where no background lies
+    within the blur's reach (deep inside a large person) the floor on ``w`` makes it the plain
+    blur: finite, and behind the person. Given no matte, the whole frame is blurred.
+    """
+
+    _FLOOR = 1e-3  # the least weight a pixel has: the plain blur where no background is near
+
     def __init__(self, strength: int, spec: str):
         if not 1 <= strength <= 100:
             raise LivematteError(f"blur strength {strength} out of range, expected 1..100")
         self.strength, self.spec = strength, spec
 
-    def render(self, image, pts):
+    def render(self, image, pts, alpha=None):
         # Blur an eighth-size copy: a wide Gaussian at full size costs many times more and
         # looks the same once it is this soft (README: Measurements behind the code).
         h, w = image.shape[:2]
-        small = cv2.resize(image, (max(1, w // 8), max(1, h // 8)), interpolation=cv2.INTER_AREA)
+        small = _eighth(image)
+        if alpha is None:
+            weight = np.ones(small.shape[:2], np.float32)
+        else:
+            # An eighth-size cell's colour mixes the person's in as much as the matte covers it:
+            # a cell half person or more counts for nothing, a partly covered one for less.
+            cover = _eighth(alpha)
+            weight = np.clip(1.0 - 2.0 * cover, 0.0, 1.0) + self._FLOOR
         sigma = self.strength / 8.0
-        small = cv2.GaussianBlur(small, (0, 0), sigmaX=sigma, sigmaY=sigma)
+        weighted = cv2.GaussianBlur(small * weight[..., None], (0, 0), sigmaX=sigma, sigmaY=sigma)
+        total = cv2.GaussianBlur(weight, (0, 0), sigmaX=sigma, sigmaY=sigma)
+        small = cv2.divide(weighted, cv2.merge([total] * 3), dtype=cv2.CV_8U)  # rounded, within 0..255
         return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def _eighth(picture: np.ndarray) -> np.ndarray:
+    """``picture`` (``[H, W]`` or ``[H, W, C]``) at an eighth of its size, at least 1 px: each
+    pixel the mean of the 8 x 8 it covers. Three halvings: OpenCV averages 2 x 2 blocks on a
+    fast path, so they cost less than one eighth-size step (README: Measurements behind the code)."""
+    for _ in range(3):
+        h, w = picture.shape[:2]
+        picture = cv2.resize(picture, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
+    return picture
 
 
 class LoopingVideo(Background):
@@ -142,7 +180,7 @@ class LoopingVideo(Background):
         self.length = self._index + 1  # N, the frames in one loop
         self._open()
 
-    def render(self, image, pts):
+    def render(self, image, pts, alpha=None):
         if self._container is None:
             raise ValueError(f"background video {self.spec} is closed")
         self._go_to(int(pts * self.fps))

@@ -57,7 +57,8 @@ class Compositor:
         """``uint8 [H, W, 3]`` BGR frame + ``float32 [H, W]`` alpha (0..1) at ``pts`` seconds
         -> the output picture. ``colours``: the person's estimated colours (``uint8 [H, W, 3]``
         BGR, straight), blended instead of the frame's own; the frame (a blur background's
-        source) is still ``image``.
+        source) is still ``image``, and the background gets ``alpha`` too (a blur leaves the
+        person out: :meth:`Background.render`).
 
         Returns ``uint8 [H, W, 3]`` BGR, or ``uint8 [H, W, 4]`` BGRA (straight alpha) when transparent.
         """
@@ -66,7 +67,7 @@ class Compositor:
         if incoming is not None:
             self.background.close()
             self.background = incoming
-        behind = self.background.render(image, pts)
+        behind = self.background.render(image, pts, alpha)
         person = image if colours is None else colours
         if behind is None:
             return np.dstack([person, alpha_to_u8(alpha)])
