@@ -9,7 +9,8 @@ own colours at the edge, and spill. Settings are the config's ``[composite]`` se
 3. foreground colours (:mod:`livematte.matte.foreground`) where either matte, the model's or the
    edited one, is soft: RVM's own colour coefficients (``auto``), or blur fusion (``auto`` for
    backends without them, or ``blur``); ``off`` composites the frame's own colours;
-4. ``despill`` (``off``, ``auto`` or ``#RRGGBB``) at the same soft pixels (:mod:`livematte.matte.despill`).
+4. ``despill`` (``off``, ``auto`` or ``#RRGGBB``) at the soft pixels and the person's pixels near the
+   edge (:mod:`livematte.matte.despill`).
 
 ``light_wrap`` (0..1) is the compositor's: it needs the new background.
 """
@@ -63,11 +64,9 @@ class CompositeSettings:
     def __post_init__(self):
         if self.foreground not in FOREGROUND_MODES:
             raise ValueError(f"foreground got {self.foreground!r}, expected one of {', '.join(FOREGROUND_MODES)}")
-        if self.despill not in ("off", "auto"):
-            colour = _key_colour(self.despill)
-            if despill.key_channel(colour) is None:
-                raise ValueError(f"despill got {self.despill!r}: not a key colour (one channel must stand "
-                                 f"{despill.MIN_KEY_MARGIN} levels above both others, e.g. #00FF00)")
+        if self.despill not in ("off", "auto") and despill.key_of(_key_colour(self.despill)) is None:
+            raise ValueError(f"despill got {self.despill!r}: not a key colour (one channel must be at least "
+                             f"{despill.MIN_KEY_RATIO}x both others, e.g. #263D29 or #00FF00)")
         if not -MAX_EDGE_PX <= self.grow <= MAX_EDGE_PX:
             raise ValueError(f"grow got {self.grow!r}, expected -{MAX_EDGE_PX}..{MAX_EDGE_PX} px")
         if not 0 <= self.feather <= MAX_EDGE_PX:
@@ -95,8 +94,8 @@ class Finisher:
         self.settings = settings
         self._subject = MainSubject() if settings.subject == "main" else None
         self._key = despill.KeyDetector() if settings.despill == "auto" else None
-        self._key_channel = (despill.key_channel(_key_colour(settings.despill))
-                             if settings.despill not in ("off", "auto") else None)
+        self._fixed_key = (despill.key_of(_key_colour(settings.despill))
+                           if settings.despill not in ("off", "auto") else None)
 
     def reset(self) -> None:
         for part in (self._subject, self._key):
@@ -126,11 +125,9 @@ class Finisher:
         if settings.feather > 0:
             final = edges.feather(final, settings.feather)
         t_edges = time.perf_counter()
-        channel = self._key_channel
-        if self._key is not None:
-            channel = self._key.update(frame_bgr, alpha)
+        key = self._key.update(frame_bgr, alpha) if self._key is not None else self._fixed_key
         colours = None
-        if settings.foreground != "off" or channel is not None:
+        if settings.foreground != "off" or key is not None:
             points = foreground.soft_points(alpha) if final is alpha else foreground.soft_points(alpha, final)
             if settings.foreground == "off":
                 colours = frame_bgr.copy()
@@ -141,8 +138,8 @@ class Finisher:
             else:
                 colours = foreground.blur_fusion(frame_bgr, alpha, points)
         t_foreground = time.perf_counter()
-        if channel is not None:
-            despill.suppress(colours, points, channel)
+        if key is not None:
+            despill.suppress(colours, alpha if final is alpha else np.maximum(alpha, final), key)
         done = time.perf_counter()
         timings.update(subject=(t_subject - start) * 1e3, edges=(t_edges - t_subject) * 1e3,
                        foreground=(t_foreground - t_edges) * 1e3, despill=(done - t_foreground) * 1e3)
