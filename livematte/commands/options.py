@@ -169,8 +169,9 @@ def add_composite_options(parser: argparse.ArgumentParser) -> None:
                        help="the person's colours at soft edges: auto (the model's own estimate, else blur "
                             "fusion; default), blur (blur fusion), off (the frame's raw colours)")
     group.add_argument("--despill", nargs="?", const="auto", default=None, metavar="auto|off|COLOUR",
-                       help="remove a green/blue screen's colour from soft edges: detect the key colour "
-                            "(auto, the default when the flag has no value) or give it: #RRGGBB, #RGB or a CSS name")
+                       help="remove a green/blue screen's colour from soft edges and the light it casts just "
+                            "inside them: measure the screen (auto, the default when the flag has no value) "
+                            "or give it: #RRGGBB, #RGB or a CSS name")
     edge = group.add_mutually_exclusive_group()
     edge.add_argument("--grow", type=int, default=None, metavar="PX", help="move the matte's edge out by PX pixels")
     edge.add_argument("--shrink", type=int, default=None, metavar="PX", help="move the matte's edge in by PX pixels")
