@@ -3,6 +3,10 @@
 - s18.mp4 (a talking head, hair over a bright wall) on a white and on a dark background: the
   raw frame's colours (``--foreground off``, before) against the estimated foreground (after).
 - d0.mp4 (a green screen) on a dark background: foreground colours without and with ``--despill``.
+- a fixed camera's clip (scripts/make_fixed_camera_clips.py's ``fixed00_home``: dark curly hair over
+  a bright sky, built into a temporary folder) on white: the estimated foreground without and with
+  the background plate (``--plate auto``), which has learnt the sky from the earlier frames. (s18's
+  camera drifts, so the plate rightly stays out of the way there.)
 
 Each PNG puts before and after side by side (a 2x crop around the hair, the matte's soft band
 shown in the title row); the frames are matted with the engine users run (``live`` preset).
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +31,7 @@ from livematte import assembly, config, models
 from livematte.compose.compositor import blend
 from livematte.frames import Frame
 from livematte.matte.finishing import CompositeSettings
+from make_fixed_camera_clips import build as build_fixed
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
     if not clips.is_dir():
         sys.exit(f"composite_pictures: no {clips}; give --shared DIR")
     args.output.mkdir(parents=True, exist_ok=True)
+    sys.path.insert(0, str(args.shared / "tools"))
+    from composite_truth import offsets  # the fixed-camera clip's motion, as the composited clips'
     settings = config.load("live")
     written = []
 
@@ -94,6 +102,22 @@ def main(argv: list[str] | None = None) -> int:
             path = args.output / f"s18_frame{k}_{name}_foreground.png"
             cv2.imwrite(str(path), side_by_side(before, after, box, 160, ("raw frame colours", "foreground colours")))
             written.append(path)
+
+    picks = [30, 60]
+    with tempfile.TemporaryDirectory() as folder:
+        build_fixed(Path(folder) / "fixed00_home", args.shared, "fixed00_home", 90, offsets)
+        images = frames(Path(folder) / "fixed00_home" / "input.mp4", picks)
+    result = matted(images, CompositeSettings(), settings)
+    plated = matted(images, CompositeSettings(plate="auto"), settings)
+    for k in picks:
+        box = hair_box(result[k].alpha, 160)
+        behind = np.empty_like(images[k])
+        behind[:] = (255, 255, 255)
+        before = blend(result[k].colours, behind, result[k].alpha)
+        after = blend(plated[k].colours, behind, plated[k].alpha)
+        path = args.output / f"fixed00_frame{k}_white_plate.png"
+        cv2.imwrite(str(path), side_by_side(before, after, box, 160, ("foreground colours", "with the plate")))
+        written.append(path)
 
     picks = [20, 50]
     images = frames(clips / "d0.mp4", picks)

@@ -10,21 +10,29 @@ new backgrounds (green, white) in several ways, all from the same matte in the s
 - ``auto``: the engine's foreground colours (RVM's own estimate), the default;
 - ``blur``: blur fusion on the same matte (the estimator for per-frame models).
 
+``--plate`` adds ``plate``: a second engine with the same settings and model (the same matte
+from the model) and ``[composite] plate = "auto"``: its matte and colours after the background
+plate (:mod:`livematte.matte.plate`), learnt over each clip from its first frame.
+
 ``--decompose`` adds three that split the error into the matte's part and the colours' part:
 
 - ``plain@true-a``: the raw frame's colours with the TRUE alpha;
 - ``blur@true-a``: blur fusion's colours from, and composited with, the TRUE alpha (the
   estimator's own error);
 - ``true-F``: the TRUE foreground colours (the frame's own where the true alpha is 0) with the
-  engine's alpha: what perfect colours would give with this matte (the matte's own error).
+  engine's alpha: what perfect colours would give with this matte (the matte's own error);
+  with ``--plate`` also ``true-F@plate``, the same with the plate engine's alpha.
 
 Each is compared with the truth composite ``a * F + (1 - a) * B'``: the mean absolute error in
 levels (0..255, over the three channels) over the edge band (truth ``0.02 < a < 0.98``, dilated by
 5 px) and over the whole frame, per clip and as the mean over the clips.
 
-    python scripts/eval_composite.py [--preset offline] [--frames N] [--json out.json]
+    python scripts/eval_composite.py [--preset offline] [--frames N] [--plate] [--json out.json]
+    python scripts/eval_composite.py --clips-dir /tmp/fixed ../shared/data/composited --plate
 
-Needs ../shared (the data and the tool); ``--shared DIR`` points elsewhere.
+``--clips-dir`` scores other folders of clips in the same layout (scripts/make_fixed_camera_clips.py
+builds fixed-camera ones), each with its own means. Needs ../shared (the data and the tool);
+``--shared DIR`` points elsewhere.
 """
 
 from __future__ import annotations
@@ -38,6 +46,8 @@ from pathlib import Path
 import av
 import cv2
 import numpy as np
+
+import dataclasses
 
 from livematte import assembly, config, models
 from livematte.compose.compositor import blend
@@ -71,13 +81,16 @@ def edge_band(alpha: np.ndarray) -> np.ndarray:
 
 
 def score_clip(clip: Path, portraits: Path, truth, engine: Engine, frames: int | None,
-               variants: tuple[str, ...] = VARIANTS) -> dict:
+               variants: tuple[str, ...] = VARIANTS, plated: Engine | None = None) -> dict:
     """-> {background: {variant: {"band": mean abs error, "frame": mean abs error}}} over the clip,
-    for ``variants`` (of :data:`VARIANTS` and :data:`DECOMPOSITION`)."""
+    for ``variants`` (of :data:`VARIANTS`, :data:`DECOMPOSITION` and the plate's, which need
+    ``plated``: the engine with the plate)."""
     sums = {bg: {v: {"band": 0.0, "frame": 0.0} for v in variants} for bg in BACKGROUNDS}
     band_px = frame_px = 0
-    ms = {"auto": 0.0, "blur": 0.0}
+    ms = {"auto": 0.0, "blur": 0.0, "plate": 0.0}
     engine.reset()
+    if plated is not None:
+        plated.reset()
     with av.open(str(clip / "input.mp4")) as container:
         pictures = container.decode(video=0)
         for t, ((alpha_true, fg_true), picture) in enumerate(zip(truth(clip, portraits), pictures)):
@@ -91,11 +104,17 @@ def score_clip(clip: Path, portraits: Path, truth, engine: Engine, frames: int |
             ms["blur"] += (time.perf_counter() - start) * 1e3
             people = {"plain": (image, matted.alpha), "auto": (matted.colours, matted.alpha),
                       "blur": (blurred, matted.alpha)}
+            if plated is not None:
+                with_plate = plated.process(Frame(t, image, t / 30.0, time.perf_counter()))
+                ms["plate"] += with_plate.timings.get("plate", 0.0)
+                people["plate"] = (with_plate.colours, with_plate.alpha)
             if "true-F" in variants:
                 fg_bgr = np.where(alpha_true[..., None] > 0, fg_true[..., ::-1], image).astype(np.uint8)
                 people.update({"plain@true-a": (image, alpha_true),
                                "blur@true-a": (blur_fusion(image, alpha_true), alpha_true),
                                "true-F": (fg_bgr, matted.alpha)})
+                if plated is not None:
+                    people["true-F@plate"] = (fg_bgr, with_plate.alpha)
             band = edge_band(alpha_true)
             a3 = alpha_true[..., None]
             band_px += int(band.sum())
@@ -123,45 +142,70 @@ def main(argv: list[str] | None = None) -> int:
                         help="the shared folder holding data/ and tools/ (default ../shared)")
     parser.add_argument("--preset", default="offline", help="settings preset (default offline, `video`'s)")
     parser.add_argument("--frames", type=int, default=None, help="frames per clip (default all)")
-    parser.add_argument("--clips", nargs="*", default=None, help="clip folder names (default all nine)")
+    parser.add_argument("--clips", nargs="*", default=None, help="clip folder names (default all in each folder)")
+    parser.add_argument("--clips-dir", nargs="+", type=Path, default=None, metavar="DIR",
+                        help="folders of clips in the composited clips' layout, each scored with its own means "
+                             "(default: the shared data's composited/)")
+    parser.add_argument("--plate", action="store_true",
+                        help="also score an engine with the background plate on (`plate`), on the same model")
     parser.add_argument("--decompose", action="store_true",
                         help="also score with the true alpha and with the true foreground (matte vs colour error)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
     args = parser.parse_args(argv)
-    variants = VARIANTS + (DECOMPOSITION if args.decompose else ())
+    variants = VARIANTS + (("plate",) if args.plate else ())
+    if args.decompose:
+        variants += DECOMPOSITION + (("true-F@plate",) if args.plate else ())
     truth = load_truth(args.shared)
     data = args.shared / "data"
-    clips = sorted(p for p in (data / "composited").iterdir() if (p / "input.mp4").is_file())
-    if args.clips:
-        clips = [p for p in clips if p.name in args.clips]
+    folders = args.clips_dir or [data / "composited"]
+    for folder in folders:
+        if not folder.is_dir():
+            sys.exit(f"eval_composite: no folder {folder}")
     settings = config.load(args.preset)
     matter = models.load(settings.model)
     engine = assembly.engine(settings, matter)
-    results = {}
+    # The same model object: its state lives in each engine, so both see the same matte.
+    plated = (assembly.engine(dataclasses.replace(settings, composite=dataclasses.replace(settings.composite,
+                                                                                          plate="auto")), matter)
+              if args.plate else None)
+    if not args.plate and settings.composite.plate != "off":
+        engine = assembly.engine(dataclasses.replace(settings, composite=dataclasses.replace(settings.composite,
+                                                                                             plate="off")), matter)
     header = f"{'clip':20} {'bg':5} " + " ".join(f"{v + ' band':>17} {v + ' frame':>18}" for v in variants)
     print(f"preset {args.preset}, model {matter.name} on {matter.device}; mean abs error in levels (0..255)")
-    print(header)
-    for clip in clips:
-        results[clip.name] = res = score_clip(clip, data / "portraits", truth, engine, args.frames, variants)
+    report = {"preset": args.preset, "folders": {}}
+    for folder in folders:
+        clips = sorted(p for p in folder.iterdir() if (p / "input.mp4").is_file())
+        if args.clips:
+            clips = [p for p in clips if p.name in args.clips]
+        if not clips:
+            continue
+        print(f"\n{folder}")
+        print(header)
+        results = {}
+        for clip in clips:
+            results[clip.name] = res = score_clip(clip, data / "portraits", truth, engine, args.frames, variants,
+                                                  plated)
+            for name in BACKGROUNDS:
+                print(f"{clip.name:20} {name:5} " + " ".join(
+                    f"{res[name][v]['band']:17.2f} {res[name][v]['frame']:18.3f}" for v in variants), flush=True)
+        summary = {}
         for name in BACKGROUNDS:
-            print(f"{clip.name:20} {name:5} " + " ".join(
-                f"{res[name][v]['band']:17.2f} {res[name][v]['frame']:18.3f}" for v in variants), flush=True)
-    summary = {}
-    for name in BACKGROUNDS:
-        summary[name] = {v: {k: float(np.mean([results[c][name][v][k] for c in results])) for k in ("band", "frame")}
-                         for v in variants}
-        print(f"{'MEAN':20} {name:5} " + " ".join(
-            f"{summary[name][v]['band']:17.2f} {summary[name][v]['frame']:18.3f}" for v in variants))
-    for name in BACKGROUNDS:
-        for v in variants[1:]:
-            ratio = summary[name][v]["band"] / summary[name]["plain"]["band"]
-            print(f"{name}: {v} edge-band error = {ratio:.1%} of plain; whole frame "
-                  f"{summary[name][v]['frame']:.3f} vs plain {summary[name]['plain']['frame']:.3f}")
-    ms = {k: float(np.mean([results[c]["ms_per_frame"][k] for c in results])) for k in ("auto", "blur")}
-    print(f"foreground ms/frame at 1280x720: auto (engine) {ms['auto']:.1f}, blur fusion {ms['blur']:.1f}")
+            summary[name] = {v: {k: float(np.mean([results[c][name][v][k] for c in results]))
+                                 for k in ("band", "frame")} for v in variants}
+            print(f"{'MEAN':20} {name:5} " + " ".join(
+                f"{summary[name][v]['band']:17.2f} {summary[name][v]['frame']:18.3f}" for v in variants))
+        for name in BACKGROUNDS:
+            for v in variants[1:]:
+                ratio = summary[name][v]["band"] / summary[name]["plain"]["band"]
+                print(f"{name}: {v} edge-band error = {ratio:.1%} of plain; whole frame "
+                      f"{summary[name][v]['frame']:.3f} vs plain {summary[name]['plain']['frame']:.3f}")
+        ms = {k: float(np.mean([results[c]["ms_per_frame"][k] for c in results])) for k in ("auto", "blur", "plate")}
+        print(f"ms/frame at 1280x720: foreground auto (engine) {ms['auto']:.1f}, blur fusion {ms['blur']:.1f}"
+              + (f", plate {ms['plate']:.1f}" if args.plate else ""))
+        report["folders"][str(folder)] = {"clips": results, "mean": summary, "ms": ms}
     if args.json:
-        args.json.write_text(json.dumps({"preset": args.preset, "clips": results, "mean": summary,
-                                         "foreground_ms": ms}, indent=1))
+        args.json.write_text(json.dumps(report, indent=1))
     matter.close()
     return 0
 

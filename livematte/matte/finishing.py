@@ -4,11 +4,14 @@ own colours at the edge, and spill. Settings are the config's ``[composite]`` se
 :class:`Finisher` runs on the engine's thread after the matte is finished, in frame order:
 
 1. ``subject = "main"``: everyone but the main person faded out (:mod:`livematte.matte.subject`);
+   then ``plate = "auto"``: the soft edge measured against a fixed camera's background, learnt
+   from the frames (:mod:`livematte.matte.plate`), where it is known;
 2. edge controls, in this order: ``threshold`` (a hard matte), ``grow`` (px, negative
    shrinks), ``feather`` (px, outwards) (:mod:`livematte.matte.edges`);
 3. foreground colours (:mod:`livematte.matte.foreground`) where either matte, the model's or the
    edited one, is soft: RVM's own colour coefficients (``auto``), or blur fusion (``auto`` for
-   backends without them, or ``blur``); ``off`` composites the frame's own colours;
+   backends without them, or ``blur``); ``off`` composites the frame's own colours; where the
+   plate is known, the colours are the frame's less the plate's share;
 4. ``despill`` (``off``, ``auto`` or ``#RRGGBB``) at the soft pixels and the person's pixels near the
    edge (:mod:`livematte.matte.despill`).
 
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import despill, edges, foreground
+from .plate import PLATE_MODES, BackgroundPlate
 from ..errors import LivematteError
 from ..frames import GuidedMatte
 
@@ -51,6 +55,8 @@ class CompositeSettings:
     threshold: 0 (off) or the matte level above which the matte is 1 and below which 0, (0, 1].
     light_wrap: 0 (off) .. 1, the new background's light on the person's edge.
     subject: ``all`` people, or the ``main`` one only.
+    plate: ``auto`` learns a fixed camera's background and uses it at the edge (it steps aside
+    while the camera or the scene moves), ``off`` does not.
     """
 
     foreground: str = "auto"
@@ -60,6 +66,7 @@ class CompositeSettings:
     threshold: float = 0.0
     light_wrap: float = 0.0
     subject: str = "all"
+    plate: str = "off"
 
     def __post_init__(self):
         if self.foreground not in FOREGROUND_MODES:
@@ -77,6 +84,8 @@ class CompositeSettings:
             raise ValueError(f"light_wrap got {self.light_wrap!r}, expected 0 (off) .. 1")
         if self.subject not in SUBJECTS:
             raise ValueError(f"subject got {self.subject!r}, expected one of {', '.join(SUBJECTS)}")
+        if self.plate not in PLATE_MODES:
+            raise ValueError(f"plate got {self.plate!r}, expected one of {', '.join(PLATE_MODES)}")
 
     @property
     def wants_colour(self) -> bool:
@@ -85,20 +94,21 @@ class CompositeSettings:
 
 
 class Finisher:
-    """Per stream, in frame order (the main person and a detected key are followed); ``reset``
-    for a new stream."""
+    """Per stream, in frame order (the main person, a detected key and the background plate are
+    followed); ``reset`` for a new stream or a scene cut."""
 
     def __init__(self, settings: CompositeSettings = CompositeSettings()):
         from .subject import MainSubject
 
         self.settings = settings
         self._subject = MainSubject() if settings.subject == "main" else None
+        self.plate = BackgroundPlate() if settings.plate == "auto" else None
         self._key = despill.KeyDetector() if settings.despill == "auto" else None
         self._fixed_key = (despill.key_of(_key_colour(settings.despill))
                            if settings.despill not in ("off", "auto") else None)
 
     def reset(self) -> None:
-        for part in (self._subject, self._key):
+        for part in (self._subject, self._key, self.plate):
             if part is not None:
                 part.reset()
 
@@ -109,7 +119,7 @@ class Finisher:
         ``float32 [H, W]`` in [0, 1]; the foreground colours, ``uint8 [H, W, 3]`` BGR, or None for the
         frame's own). ``segmentation``: the matte is a segmentation's (``Matter.segmentation``), whose
         soft band holds no mixed colours: ``auto`` keeps the frame's own. Adds ``subject``,
-        ``edges``, ``foreground`` and ``despill`` ms to ``timings``."""
+        ``edges``, ``foreground``, ``despill`` and ``plate`` ms to ``timings``."""
         settings = self.settings
         if segmentation and settings.foreground == "auto":
             settings = dataclasses.replace(settings, foreground="off")
@@ -117,6 +127,11 @@ class Finisher:
         if self._subject is not None:
             alpha = self._subject.apply(alpha)
         t_subject = time.perf_counter()
+        model_alpha = alpha
+        if self.plate is not None:
+            alpha = self.plate.refine(frame_bgr, alpha)
+        t_plate = time.perf_counter()
+        plate_ms = (t_plate - t_subject) * 1e3
         final = alpha
         if settings.threshold > 0:
             final = edges.hard(final, settings.threshold)
@@ -138,9 +153,16 @@ class Finisher:
             else:
                 colours = foreground.blur_fusion(frame_bgr, alpha, points)
         t_foreground = time.perf_counter()
+        if self.plate is not None:
+            if colours is not None and settings.foreground != "off":
+                self.plate.decontaminate(frame_bgr, alpha, colours, points)
+            self.plate.update(frame_bgr, model_alpha)
+            plate_ms += (time.perf_counter() - t_foreground) * 1e3
+        t_despill = time.perf_counter()
         if key is not None:
             despill.suppress(colours, alpha if final is alpha else np.maximum(alpha, final), key)
         done = time.perf_counter()
-        timings.update(subject=(t_subject - start) * 1e3, edges=(t_edges - t_subject) * 1e3,
-                       foreground=(t_foreground - t_edges) * 1e3, despill=(done - t_foreground) * 1e3)
+        timings.update(subject=(t_subject - start) * 1e3, edges=(t_edges - t_plate) * 1e3,
+                       foreground=(t_foreground - t_edges) * 1e3, despill=(done - t_despill) * 1e3,
+                       plate=plate_ms)
         return final, colours
