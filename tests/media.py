@@ -50,15 +50,24 @@ def make_video(path: Path, *, n: int = N, width: int = W, height: int = H, pts: 
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     if audio:
-        total = AUDIO_RATE * n // FPS
-        samples = (0.3 * np.sin(2 * np.pi * 440 * np.arange(total) / AUDIO_RATE)).astype(np.float32)
-        for start in range(0, total, 1024):
-            frame = av.AudioFrame.from_ndarray(samples[None, start:start + 1024], format="fltp", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = AUDIO_RATE, start, Fraction(1, AUDIO_RATE)
-            container.mux(sound.encode(frame))
-        container.mux(sound.encode())
+        mux_tone(container, sound, 440, AUDIO_RATE * n // FPS)
     container.close()
     return path
+
+
+def mux_tone(container, sound, hz: float, total: int, frame_size: int = 1024) -> None:
+    """``total`` samples of a ``hz`` sine (0.3 of full scale) on every channel of the audio stream
+    ``sound`` (fltp, its own rate), encoded ``frame_size`` samples a frame (the last may be short),
+    muxed into ``container`` and flushed."""
+    rate = sound.codec_context.sample_rate
+    samples = (0.3 * np.sin(2 * np.pi * hz * np.arange(total) / rate)).astype(np.float32)
+    planes = sound.layout.nb_channels
+    for start in range(0, total, frame_size):
+        data = np.repeat(samples[None, start:start + frame_size], planes, axis=0)
+        frame = av.AudioFrame.from_ndarray(data, format="fltp", layout=sound.layout.name)
+        frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+        container.mux(sound.encode(frame))
+    container.mux(sound.encode())
 
 
 def audio_seconds(path: Path) -> tuple[str, float]:

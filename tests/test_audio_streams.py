@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from media import FPS, N, gradient
+from media import FPS, N, gradient, mux_tone
 from livematte.cli import main
 
 RATE = 48000
@@ -17,32 +17,37 @@ RATE = 48000
 TRACKS = [(440, 1.0, "eng"), (880, 0.6, "spa")]
 
 
+def add_video(container):
+    """A 64x48 H.264 stream in ``container``, timed in ms."""
+    video = container.add_stream("libx264", rate=FPS, options={"preset": "ultrafast", "threads": "1"})
+    video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+    video.codec_context.time_base = Fraction(1, 1000)
+    return video
+
+
+def mux_video(container, video) -> None:
+    """N frames of the moving gradient at FPS into ``video``, flushed."""
+    for i in range(N):
+        frame = av.VideoFrame.from_ndarray(gradient(i), format="bgr24")
+        frame.pts, frame.time_base = round(i * 1000 / FPS), Fraction(1, 1000)
+        container.mux(video.encode(frame))
+    container.mux(video.encode())
+
+
 def make_two_track_video(path: Path) -> Path:
     """A real 64x48 H.264 clip (N frames at FPS) with two AAC streams of different tones, lengths
     and languages, written with PyAV directly."""
     container = av.open(str(path), "w")
-    video = container.add_stream("libx264", rate=FPS, options={"preset": "ultrafast", "threads": "1"})
-    video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
-    video.codec_context.time_base = Fraction(1, 1000)
+    video = add_video(container)
     sounds = []
     for _, _, language in TRACKS:
         sound = container.add_stream("aac", rate=RATE)
         sound.layout = "mono"
         sound.metadata["language"] = language
         sounds.append(sound)
-    for i in range(N):
-        frame = av.VideoFrame.from_ndarray(gradient(i), format="bgr24")
-        frame.pts, frame.time_base = round(i * 1000 / FPS), Fraction(1, 1000)
-        container.mux(video.encode(frame))
-    container.mux(video.encode())
+    mux_video(container, video)
     for sound, (tone, seconds, _) in zip(sounds, TRACKS):
-        total = round(RATE * seconds)
-        samples = (0.3 * np.sin(2 * np.pi * tone * np.arange(total) / RATE)).astype(np.float32)
-        for start in range(0, total, 1024):
-            frame = av.AudioFrame.from_ndarray(samples[None, start:start + 1024], format="fltp", layout="mono")
-            frame.sample_rate, frame.pts, frame.time_base = RATE, start, Fraction(1, RATE)
-            container.mux(sound.encode(frame))
-        container.mux(sound.encode())
+        mux_tone(container, sound, tone, round(RATE * seconds))
     container.close()
     return path
 
@@ -98,28 +103,17 @@ def test_surround_and_mp3_streams_are_copied_into_mp4(tmp_path, bshm_dir):
     channels kept (re-encoding would mix them down to stereo AAC)."""
     source = tmp_path / "surround.mkv"
     container = av.open(str(source), "w")
-    video = container.add_stream("libx264", rate=FPS, options={"preset": "ultrafast", "threads": "1"})
-    video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
-    video.codec_context.time_base = Fraction(1, 1000)
+    video = add_video(container)
     streams = []
     for codec, layout in [("ac3", "5.1"), ("libmp3lame", "mono")]:
         sound = container.add_stream(codec, rate=RATE)
         sound.layout, sound.format = layout, "fltp"
         streams.append(sound)
-    for i in range(N):
-        frame = av.VideoFrame.from_ndarray(gradient(i), format="bgr24")
-        frame.pts, frame.time_base = round(i * 1000 / FPS), Fraction(1, 1000)
-        container.mux(video.encode(frame))
-    container.mux(video.encode())
+    mux_video(container, video)
     for sound in streams:
-        size, planes = sound.codec_context.frame_size, sound.layout.nb_channels
-        for start in range(0, RATE, size):
-            tone = 0.3 * np.sin(2 * np.pi * 440 * (start + np.arange(size)) / RATE)
-            data = np.repeat(tone[None], planes, axis=0).astype(np.float32)
-            frame = av.AudioFrame.from_ndarray(data, format="fltp", layout=sound.layout.name)
-            frame.sample_rate, frame.pts, frame.time_base = RATE, start, Fraction(1, RATE)
-            container.mux(sound.encode(frame))
-        container.mux(sound.encode())
+        # Whole frames of the encoder's size (AC-3 takes no short one): one second, rounded up.
+        size = sound.codec_context.frame_size
+        mux_tone(container, sound, 440, -(-RATE // size) * size, size)
     container.close()
     out = tmp_path / "out.mp4"
     assert main(["video", str(source), "-o", str(out), "--model", "bshm", "--model-dir", str(bshm_dir),
@@ -136,16 +130,10 @@ def test_a_stream_that_cannot_be_kept_is_named_and_the_others_kept(tmp_path, bsh
     altered), and an AAC second one: the AAC is kept, and one line says which was left out and why."""
     source = tmp_path / "odd.mkv"
     container = av.open(str(source), "w")
-    video = container.add_stream("libx264", rate=FPS, options={"preset": "ultrafast", "threads": "1"})
-    video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
-    video.codec_context.time_base = Fraction(1, 1000)
+    video = add_video(container)
     odd, aac = container.add_stream("pcm_s16le", rate=RATE), container.add_stream("aac", rate=RATE)
     odd.layout = aac.layout = "mono"
-    for i in range(N):
-        frame = av.VideoFrame.from_ndarray(gradient(i), format="bgr24")
-        frame.pts, frame.time_base = round(i * 1000 / FPS), Fraction(1, 1000)
-        container.mux(video.encode(frame))
-    container.mux(video.encode())
+    mux_video(container, video)
     tone = 0.3 * np.sin(2 * np.pi * 440 * np.arange(RATE) / RATE)
     for sound, samples, sample_format in [(odd, (tone * 32767).astype(np.int16), "s16"),
                                           (aac, tone.astype(np.float32), "fltp")]:
