@@ -23,7 +23,7 @@ from pathlib import Path
 from . import models, sinks
 from .compose.backgrounds import Background, parse_background, syntax_of
 from .compose.compositor import Compositor
-from .config import Config
+from .config import X264_PRESETS, Config
 from .errors import LivematteError
 from .matte.smoothing import SmoothingSettings
 from .media.formats import ALPHA_KINDS, output_kind
@@ -138,12 +138,52 @@ def live_engine(config: Config, matter: Matter, source, compositor: Compositor, 
 
 def sink(kind: sinks.SinkKind, config: Config, width: int, height: int, rate: Fraction, *,
          output: Path | None = None, audio=None, file_kind: str | None = None, device: str | None = None,
-         backend: str | None = None) -> sinks.Sink:
+         backend: str | None = None, live: bool = False, vfr: bool = False) -> sinks.Sink:
     """``kind`` opened for pictures of ``width`` x ``height`` at ``rate``, with the config's encoder
-    settings (a file), the source's ``audio`` feed (a file) and a virtual camera's ``device``."""
+    settings (a file), the source's ``audio`` feed (a file) and a virtual camera's ``device``.
+
+    live: a live run's (a camera, a file played as one): a sink that encodes sends on a thread
+    of its own (``sinks.threaded``), dropping frames rather than holding the run up, and a
+    recording takes each fresh frame at its source time, written at ``rate`` (``VideoWriter``'s
+    ``constant_rate``) unless ``vfr``, which keeps each frame's own time.
+    """
+    encoding = config.output.writer_options()
+    if live and kind.writes_file:
+        encoding["constant_rate"] = not vfr
     request = sinks.SinkRequest(width, height, rate, output=output, device=device, backend=backend, audio=audio,
-                                kind=file_kind, encoding=config.output.writer_options())
-    return sinks.open_sink(kind, request)
+                                kind=file_kind, encoding=encoding)
+    opened = sinks.open_sink(kind, request)
+    if not (live and kind.encodes):
+        return opened
+    from .sinks.threaded import ThreadedSink
+
+    if kind.writes_file:
+        what, advice = _recording_advice(output_kind(output) if file_kind is None else file_kind, config)
+        return ThreadedSink(opened, name=f"file {output}", label=f"recording {output}", what=what, advice=advice,
+                            source_timed=True)
+    # A virtual camera: two frames of slack at most, each one a frame of latency.
+    return ThreadedSink(opened, name=kind.name, label=kind.label, what="conversion and device writes",
+                        advice="a lower --fps, or a smaller camera picture (--width/--height), asks less of it",
+                        depth=2)
+
+
+def _recording_advice(file_kind: str, config: Config) -> tuple[str, str]:
+    """(the encoder of a ``file_kind`` recording in words, what makes it faster), in the flags and
+    config keys ``live`` takes."""
+    settings = config.output
+    faster = X264_PRESETS[:X264_PRESETS.index(settings.encoder_preset)][::-1][:2]
+    preset = (f"a faster encoder_preset ({' or '.join(faster)}) under [output] in a --config file"
+              if faster else "a smaller camera picture (--width/--height)")
+    if file_kind == "webm":
+        if settings.webm_crf is None:
+            return "VP9 lossless", "webm_crf = 30 under [output] in a --config file encodes faster, or record .mp4"
+        return f"VP9 crf {settings.webm_crf}", f"{preset} encodes faster, or record .mp4"
+    if file_kind == "mov":
+        return (f"ProRes {settings.prores}",
+                ".webm (with webm_crf = 30 under [output] in a --config file) or .mp4 (no transparency) encode faster")
+    if file_kind == "png":
+        return "PNG", ".mp4 or .webm encode faster"
+    return f"H.264 {settings.encoder_preset}", f"{preset} encodes faster"
 
 
 def check_alpha_path(path: Path | None) -> None:
@@ -152,10 +192,21 @@ def check_alpha_path(path: Path | None) -> None:
         raise LivematteError(f"{path}: mattes are written as .mkv (FFV1) or to a folder of PNGs")
 
 
-def alpha_writer(stack: contextlib.ExitStack, path: Path | None, width: int, height: int, rate: Fraction):
-    """The ``--alpha-out`` writer, entered on ``stack`` (finished on success, removed on error); None without one."""
+def alpha_writer(stack: contextlib.ExitStack, path: Path | None, width: int, height: int, rate: Fraction, *,
+                 live: bool = False):
+    """The ``--alpha-out`` writer, entered on ``stack`` (finished on success, removed on error); None
+    without one. ``live``: it writes on a thread of its own (``sinks.threaded``), dropping mattes
+    rather than holding the run up."""
     if path is None:
         return None
     from .media.writing import AlphaWriter
 
-    return stack.enter_context(AlphaWriter(path, width=width, height=height, rate=rate))
+    writer = AlphaWriter(path, width=width, height=height, rate=rate)
+    if not live:
+        return stack.enter_context(writer)
+    from .sinks.threaded import ThreadedWriter
+
+    what = "FFV1" if writer.kind == "mkv" else "PNG"
+    return stack.enter_context(ThreadedWriter(
+        writer, name=f"alpha-out {path}", label=f"matte file {path}", what=what,
+        advice="leave --alpha-out out, or a smaller camera picture (--width/--height) costs less"))

@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("-o", "--output", type=Path, default=None,
                       help="record to this file (.mp4 .mkv .webm .mov, or a folder for PNGs); "
                            "Ctrl-C stops and keeps it, with the source's audio")
+    live.add_argument("--vfr", action="store_true",
+                      help="a recording keeps each frame's own time (default: a frame at every tick of the "
+                           "source's rate, the last one again where none came in time, in step with the audio)")
     live.add_argument("--device", default=None, help="virtual camera device, e.g. /dev/video10")
     live.add_argument("--alpha-out", type=Path, default=None, metavar="PATH",
                       help="also write every output frame's matte: FFV1 gray .mkv, or PNGs into a folder")
@@ -133,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the web page's token (16+ characters of A-Z a-z 0-9 _ -; default: random per run)")
     live.add_argument("--fps", type=frame_rate, default=None,
                       help="frame rate of the virtual camera or preview (default: the source's); "
-                           "a recording keeps each frame's own time")
+                           "a recording is at the source's rate")
     live.add_argument("--adapt", choices=("on", "off"), default=None,
                       help="on (default): trade the network's size and model calls for holding the source's "
                            "frame rate; off: the preset's size on every frame")

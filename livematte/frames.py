@@ -49,8 +49,9 @@ class Matted:
     never sees an image with another frame's matte.
     alpha: ``float32 [H, W]`` in ``[0, 1]`` at the frame's full resolution.
     timings: stage name -> milliseconds spent on this frame.
-    reused: the matte is the last model result moved to this frame (live, between model
-    calls), not a model call of its own; it is still this frame's matte, aligned with it.
+    reused: the matte is a model result made from an earlier frame, moved to this frame (live,
+    the model on its own thread), not a model call of its own; it is still this frame's matte,
+    aligned with it. result_age: how many frames before this one that result's input was (0: its own).
     foreground: the person's estimated colours, ``uint8 [H, W, 3]`` BGR (straight, not
         premultiplied: what a composite blends and a transparent output carries), or None
         for the frame's own colours.
@@ -61,6 +62,7 @@ class Matted:
     timings: dict[str, float] = field(default_factory=dict)
     foreground: np.ndarray | None = None
     reused: bool = False
+    result_age: int = 0
 
     @property
     def colours(self) -> np.ndarray:

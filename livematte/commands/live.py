@@ -51,6 +51,7 @@ class LiveJob:
     web: str | None = None  # [HOST:]PORT of the web page (livematte.web); None: no page
     web_token: str | None = None  # the page's token; None: a random one
     overwrite: bool = False  # -y: replace outputs (-o, --alpha-out, --stats-json) that exist
+    vfr: bool = False  # a recording keeps each frame's own time rather than the source's rate
 
 
 
@@ -63,6 +64,8 @@ def check_live_job(job: LiveJob) -> None:
         output_kind(job.output)  # a known extension, or a folder for PNGs
     elif job.output is not None:
         raise LivematteError(f"-o is the file for --sink {sinks.FILE.name}, but the sink is {job.sink}")
+    if job.vfr and not kind.writes_file:
+        raise LivematteError("--vfr is how a recording keeps time; it needs -o FILE")
     if job.web_token is not None and job.web is None and not kind.page_only:
         raise LivematteError("--web-token is the web page's token; it needs --web [HOST:]PORT")
     if job.web is not None or kind.page_only:
@@ -109,7 +112,8 @@ def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threadi
         # The sink before the model: a missing virtual camera is reported at once.
         sink = stack.enter_context(assembly.sink(
             kind, config, source.width, source.height, Fraction(out_fps).limit_denominator(1001), output=job.output,
-            audio=getattr(source, "audio", None), device=job.device, backend=job.vcam_backend))
+            audio=getattr(source, "audio", None), device=job.device, backend=job.vcam_backend, live=source.live,
+            vfr=job.vfr))
         assembly.check_alpha_support(compositor, sink)
         # A file played flat out has no rate to hold: every frame gets the model, as offline.
         governed = config.live.adapt and source.live
@@ -119,7 +123,10 @@ def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threadi
         if kind.window:
             sink.on_key = _background_cycler(compositor, config.output.background)
         alpha_writer = assembly.alpha_writer(stack, job.alpha_out, source.width, source.height,
-                                     Fraction(out_fps).limit_denominator(1001))
+                                     Fraction(out_fps).limit_denominator(1001), live=source.live)
+        for output in (sink, alpha_writer):  # those on a thread of their own count their frames
+            if hasattr(output, "figures"):
+                stats.add_output(output.thread.name, output.figures)
         if job.watch_background is not None:
             stack.enter_context(BackgroundWatcher(job.watch_background, compositor))
         background = f"from {job.watch_background}" if job.watch_background else compositor.background.spec
@@ -199,14 +206,14 @@ def main(args: argparse.Namespace) -> int:
     if args.fps is not None and not sink.paced:
         paced = [kind.label for kind in sinks.SINKS if kind.paced]
         raise LivematteError(f"--fps sets the rate of a {' or '.join(paced)}; --sink {sink.name} "
-                             "keeps each frame's own time")
+                             "keeps the source's rate")
     config = load_config(args, capture={"width": args.width, "height": args.height, "mirror": args.mirror or None},
                          fps=args.fps,
                          live={"adapt": None if args.adapt is None else args.adapt == "on", "max_cpu": args.max_cpu})
     job = LiveJob(config=config, camera=args.camera, source=args.source, realtime=args.realtime, loop=args.loop,
                   sink=sink.name, output=args.output, device=args.device, alpha_out=args.alpha_out,
                   stats_json=args.stats_json, watch_background=args.watch_background, max_frames=args.frames,
-                  web=args.web, web_token=args.web_token, overwrite=args.overwrite)
+                  web=args.web, web_token=args.web_token, overwrite=args.overwrite, vfr=args.vfr)
     # Ctrl-C and SIGTERM are how a live session ends: they stop it, and the recording,
     # matte and stats files are finished and kept. A second one abandons them.
     stop = threading.Event()

@@ -34,6 +34,9 @@ from .formats import ALPHA_KINDS, CONTAINER_KINDS, OUTPUT_KINDS, check_encoding,
 
 log = logging.getLogger(__name__)
 
+# Codecs whose every frame stands alone: a frame shown again can be its packet again.
+_INTRA_CODECS = frozenset({"prores_ks"})
+
 
 def _check_size(width: int, height: int) -> tuple[int, int]:
     try:
@@ -70,13 +73,22 @@ class _PngFolder:
         self._folder = folder
         self._name = name
         self.count = 0
+        self._last: bytes | None = None
 
     def write(self, image: np.ndarray) -> None:
         ok, encoded = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 3])
         if not ok:
             raise LivematteError(f"cannot encode frame {self.count} for {self._name}")
+        self._last = encoded.tobytes()
+        self._store(self._last)
+
+    def repeat(self) -> None:
+        """The last picture again, under the next number, without encoding it again."""
+        self._store(self._last)
+
+    def _store(self, data: bytes) -> None:
         try:
-            (self._folder / f"{self.count:06d}.png").write_bytes(encoded.tobytes())
+            (self._folder / f"{self.count:06d}.png").write_bytes(data)
         except OSError as e:
             raise LivematteError(f"cannot write {self._name}: {e.strerror or e}") from e
         self.count += 1
@@ -100,6 +112,13 @@ class VideoWriter(AtomicOutput):
 
     ``rate`` is the nominal frame rate (the encoder's hint, and the step for frames written
     without a pts); the file keeps the pts given to :meth:`write`, so variable rates survive.
+    ``constant_rate`` (a live recording): the file has a frame at every tick of ``rate`` from the
+    first frame's pts instead. Each frame goes on the tick nearest its pts; a tick that gets
+    none shows the last frame again (counted in ``repeated``; re-encoded from the picture
+    already converted, or where ``cheap_repeats``, ProRes and PNGs, its packet or file copied);
+    a frame whose tick already has one is left out (counted in ``skipped``). So the file holds
+    duration x rate frames and each stays at its pts, within half a period, beside the audio.
+    (:meth:`write`'s ``fill=False`` and :meth:`hold` let a live caller choose when to repeat.)
     ``crf`` (0..51, lower is better) applies to libx264; ``preset`` is an x264 preset
     name, mapped onto libvpx's speed for VP9. ``webm_crf`` and ``prores`` are the quality of
     the alpha kinds, as above; each setting is ignored by the kinds it is not for. A value out
@@ -117,7 +136,7 @@ class VideoWriter(AtomicOutput):
 
     def __init__(self, path: PathLike, *, width: int, height: int, rate: Fraction, kind: str | None = None,
                  audio: AudioFeed | None = None, crf: int = 18, preset: str = "veryfast",
-                 webm_crf: int | None = None, prores: str = "4444"):
+                 webm_crf: int | None = None, prores: str = "4444", constant_rate: bool = False):
         width, height = _check_size(width, height)
         check_encoding(crf, webm_crf, prores)
         kind = kind or output_kind(path)
@@ -129,6 +148,15 @@ class VideoWriter(AtomicOutput):
         self.rate = _check_rate(rate)
         self._audio: AudioCarrier | None = None
         self._container = None
+        self.constant_rate = constant_rate
+        self.repeated = 0  # constant_rate: frames written again on a tick that got none of its own
+        self.skipped = 0  # constant_rate: frames left out, their tick already had one
+        self._origin: float | None = None  # constant_rate: the first frame's pts, seconds
+        self._index = -1  # constant_rate: the last tick written, counted from the first frame's
+        self._last_frame: av.VideoFrame | None = None  # constant_rate: the last picture, converted, for repeats
+        self._last_packet: av.Packet | None = None  # constant_rate, intra-only codecs: its packet, to copy
+        # Whether a repeat costs next to nothing (a copy) rather than an encode.
+        self.cheap_repeats = kind == "png" or CONTAINER_KINDS[kind].codec in _INTRA_CODECS
         super().__init__(path, folder=kind == "png")
         try:
             self._open(audio, crf, preset, webm_crf, prores)
@@ -191,17 +219,51 @@ class VideoWriter(AtomicOutput):
         if self._audio is not None:
             self._audio.end = float(seconds)
 
-    def write(self, image: np.ndarray, pts: float | None = None) -> None:
+    def write(self, image: np.ndarray, pts: float | None = None, *, fill: bool = True) -> None:
         """Add one frame.
 
         image: ``uint8 [H, W, 3]`` BGR or ``uint8 [H, W, 4]`` BGRA at the writer's size. Alpha
             kinds get alpha 255 for a BGR image; H.264 drops a BGRA image's alpha.
         pts: presentation time, seconds; None means one frame after the previous one.
+        fill (constant_rate): the ticks since the last frame written show it again; False leaves
+            them without a frame (the last one then holds until this one's time, as in a variable
+            rate file): for an encoder that is behind, which a repeat would put further behind.
         """
         if self._state != "open":
             raise ValueError(f"{self.path} is already closed")
         _check_image(image, self.width, self.height, (3, 4))
-        ticks = self._clock.next(pts)
+        if not self.constant_rate:
+            self._encode(image, self._clock.next(pts))
+            return
+        if self._origin is None:
+            self._origin = 0.0 if pts is None else float(pts)
+        index = self._index + 1 if pts is None else round((float(pts) - self._origin) * float(self.rate))
+        if index <= self._index:
+            self.skipped += 1
+            return
+        if fill:
+            self._repeat_to(index - 1)
+        self._encode(image, self._clock.next(self._tick_seconds(index)))
+        self._index = index
+
+    def hold(self, seconds: float) -> None:
+        """constant_rate: the last frame written shown again at each tick after it up to ``seconds``
+        (on the pts' timeline): a source that stalls, filled as its time passes. No effect
+        before the first frame, or on ticks written already."""
+        if self._state != "open":
+            raise ValueError(f"{self.path} is already closed")
+        if self.constant_rate and self._origin is not None:
+            self._repeat_to(math.floor((seconds - self._origin) * float(self.rate) + 1e-9))
+
+    def _tick_seconds(self, index: int) -> float:
+        return self._origin + float(index / self.rate)
+
+    def _repeat_to(self, index: int) -> None:
+        for missing in range(self._index + 1, index + 1):
+            self._repeat(self._clock.next(self._tick_seconds(missing)))
+        self._index = max(self._index, index)
+
+    def _encode(self, image: np.ndarray, ticks: int) -> None:
         if self.kind == "png":
             self._png.write(image if image.shape[2] == 4 else cv2.cvtColor(image, cv2.COLOR_BGR2BGRA))
             return
@@ -215,10 +277,42 @@ class VideoWriter(AtomicOutput):
             if any(self._pad):
                 image = cv2.copyMakeBorder(image, 0, self._pad[0], 0, self._pad[1], cv2.BORDER_REPLICATE)
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="bgr24")
+        if self.constant_rate:
+            # Converted here, once, rather than by the encoder: a repeat sends the same converted frame.
+            frame = frame.reformat(self._stream.width, self._stream.height, self._spec.pix_fmt)
+            self._last_frame = frame
+        self._send(frame, ticks)
+
+    def _repeat(self, ticks: int) -> None:
+        """The last frame written shown again at ``ticks``."""
+        self.repeated += 1
+        if self.kind == "png":
+            self._png.repeat()
+        elif self._last_packet is not None:
+            # Intra-only: a copy of its packet is the same picture, without encoding it again.
+            packet = av.Packet(bytes(self._last_packet))
+            packet.stream = self._stream
+            packet.time_base = self._clock.tick
+            packet.pts = packet.dts = ticks
+            packet.is_keyframe = True
+            self._mux([packet], ticks)
+        else:
+            self._send(self._last_frame, ticks)
+
+    def _send(self, frame: av.VideoFrame, ticks: int) -> None:
         frame.pts = ticks
         frame.time_base = self._clock.tick
         try:
-            self._container.mux(self._stream.encode(frame))
+            packets = self._stream.encode(frame)
+        except av.error.FFmpegError as e:
+            raise LivematteError(f"cannot write {self.path}: {e.strerror or e}") from e
+        if self.constant_rate and self._spec.codec in _INTRA_CODECS:  # this frame's own packet, if out already
+            self._last_packet = packets[0] if len(packets) == 1 and packets[0].pts == ticks else None
+        self._mux(packets, ticks)
+
+    def _mux(self, packets: list, ticks: int) -> None:
+        try:
+            self._container.mux(packets)
             if self._audio is not None:
                 self._audio.pump(float(ticks * self._clock.tick) + min(AUDIO_LEAD_S, 1 / self.rate))
         except av.error.FFmpegError as e:

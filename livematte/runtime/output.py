@@ -44,13 +44,19 @@ class Outputs:
     clock_offset: float | None = None  # paced output: pts = perf_counter() - clock_offset, kept across pipelines
 
     def emit(self, matted: Matted, stats: Stats, pts: float | None = None) -> None:
-        """Composite and send one frame; ``pts`` (default: the frame's own) stamps it in the sink."""
+        """Composite and send one frame; ``pts`` (default: the frame's own) stamps it in the sink.
+
+        A ``source_timed`` sink (a live recording, ``sinks.threaded``) gets the frame's own pts
+        whatever ``pts`` says, and no repeats (:meth:`repeat` tells it to ``hold()``): it keeps
+        time on the source's timeline, the audio's.
+        """
         start = time.perf_counter()
         picture = self.compositor.composite(matted.frame.image, matted.alpha, matted.frame.pts, matted.foreground)
         if picture.shape[2] == 4 and not self.sink.accepts_alpha:
             picture = picture[:, :, :3]
         composited = time.perf_counter()
-        self.last_out_pts = matted.frame.pts if pts is None else pts
+        source_timed = getattr(self.sink, "source_timed", False)
+        self.last_out_pts = matted.frame.pts if pts is None or source_timed else pts
         self.sink.send(picture, self.last_out_pts)
         sent = time.perf_counter()
         stats.stage("composite", (composited - start) * 1e3)
@@ -60,7 +66,7 @@ class Outputs:
             self.alpha_writer.write(alpha, matted.frame.pts)
             stats.stage("alpha_out", (time.perf_counter() - sent) * 1e3)
         self.last = (picture, alpha, matted.frame.pts)
-        stats.output(matted.frame.captured_at, reused=matted.reused)
+        stats.output(matted.frame.captured_at, reused=matted.reused, age=matted.result_age)
         if self.tap is not None:
             self.tap(picture, matted)
 
@@ -74,8 +80,11 @@ class Outputs:
         if self.last is None:
             return
         picture, alpha, source_pts = self.last
-        self.last_out_pts = pts
-        self.sink.send(picture, pts)
+        if getattr(self.sink, "source_timed", False):  # a recording: it fills its own ticks, if any
+            self.sink.hold()
+        else:
+            self.last_out_pts = pts
+            self.sink.send(picture, pts)
         if alpha is not None:
             self.alpha_writer.write(alpha, source_pts, repeat=True)
         stats.output(None, repeated=True)
@@ -97,8 +106,9 @@ def output_loop(pipeline: Pipeline, outputs: Outputs, *, paced: bool, out_fps: f
     When ``paced``, a frame goes out at least every 1.5 periods of ``out_fps``:
     if inference falls behind, the last composite is sent again so a virtual
     camera never stalls. Paced output is stamped with the output clock, which
-    starts at the first frame's source time, so a recording of it has increasing
-    timestamps (repeats included) and its audio, on the source's timeline, stays in step.
+    starts at the first frame's source time, so its timestamps increase, repeats included;
+    a ``source_timed`` sink (a live recording) keeps each frame's source time instead, the
+    audio's timeline, and fills the gaps itself (:meth:`Outputs.emit`).
     Unpaced output keeps each frame's own time.
 
     ``stats_every``: seconds between lines of running figures in the log (None: none).

@@ -37,7 +37,12 @@ class Stats:
         self._fresh_per_second: list[int] = []  # fresh frames sent in each second from the first
         self._stage_ms: dict[str, deque] = defaultdict(lambda: deque(maxlen=window))
         self._latency_ms: deque = deque(maxlen=window)
+        self._ages: deque = deque(maxlen=window)  # fresh frames' result ages, frames (live, the model on its own thread)
+        self.model_calls = 0
+        self._first_call: float | None = None
+        self._last_call: float | None = None
         self._dropped_fn = lambda: 0
+        self._outputs: dict = {}  # name -> figures() of an output on a thread of its own
         self._first_out: float | None = None  # first and last fresh (composited) frame sent
         self._last_out: float | None = None
         self._first_any: float | None = None  # first and last frame sent, repeats included
@@ -46,6 +51,11 @@ class Stats:
     def count_dropped_by(self, fn) -> None:
         """``fn()`` -> frames dropped upstream (e.g. a newest-wins slot's overwrites)."""
         self._dropped_fn = fn
+
+    def add_output(self, name: str, figures) -> None:
+        """An output on a thread of its own (``sinks.threaded``): ``figures()`` -> {fps, written,
+        dropped, repeated, ...}, in the snapshot's ``outputs`` under ``name``."""
+        self._outputs[name] = figures
 
     def frame_in(self) -> None:
         with self._lock:
@@ -60,9 +70,22 @@ class Stats:
             for name, ms in timings.items():
                 self._stage_ms[name].append(ms)
 
-    def output(self, captured_at: float | None, repeated: bool = False, reused: bool = False) -> None:
+    def model_call(self, timings: dict[str, float]) -> None:
+        """One model call on the model thread (live): its stages' ms."""
+        now = time.perf_counter()
+        with self._lock:
+            self.model_calls += 1
+            if self._first_call is None:
+                self._first_call = now
+            self._last_call = now
+            for name, ms in timings.items():
+                self._stage_ms[name].append(ms)
+
+    def output(self, captured_at: float | None, repeated: bool = False, reused: bool = False,
+               age: int | None = None) -> None:
         """One frame sent; ``captured_at`` of the frame it shows (None for a placeholder);
-        ``reused``: its matte came without a model call of its own."""
+        ``reused``: its matte came without a model call of its own; ``age``: the frames from
+        its result's input to it (live, the model on its own thread)."""
         now = time.perf_counter()
         with self._lock:
             self.frames_out += 1
@@ -84,6 +107,8 @@ class Stats:
                 self._fresh_per_second[second] += 1
                 if captured_at is not None:
                     self._latency_ms.append((now - captured_at) * 1e3)
+                if age is not None:
+                    self._ages.append(age)
 
     @property
     def dropped_total(self) -> int:
@@ -93,6 +118,12 @@ class Stats:
         """Latency p95 of the last ``frames`` fresh frames, ms; None before the first."""
         with self._lock:
             recent = list(self._latency_ms)[-frames:]
+        return float(np.percentile(recent, 95)) if recent else None
+
+    def recent_age_p95(self, frames: int = 30) -> float | None:
+        """The p95 of the last ``frames`` fresh frames' result ages, frames; None before the first."""
+        with self._lock:
+            recent = list(self._ages)[-frames:]
         return float(np.percentile(recent, 95)) if recent else None
 
     def snapshot(self) -> dict:
@@ -106,12 +137,16 @@ class Stats:
         cpu_percent: process CPU over the run (100 = one core); fps_by_second: fresh frames sent
         in each whole second from the first (the last second may be partial); stages_ms: mean ms per stage
         (``model`` per call); elapsed_s; governor (live with ``--adapt on``): the level now, the
-        last window's figures and the timeline of level changes.
+        last window's figures and the timeline of level changes; outputs (live, those on a thread of
+        their own: the recording, the virtual camera, the matte file): by name, each one's fps
+        (frames it wrote a second), written (frames in it, its repeats included), dropped (frames
+        handed to it that it left out), repeated (a recording's ticks without a frame of their own).
         """
         with self._lock:
             fps = _rate(self.composited, self._first_out, self._last_out)
             output_fps = _rate(self.frames_out, self._first_any, self._last_any)
             latency = np.array(self._latency_ms) if self._latency_ms else np.zeros(1)
+            ages = np.array(self._ages) if self._ages else np.zeros(1)
             stages = {name: round(float(np.mean(v)), 3) for name, v in self._stage_ms.items() if v}
             elapsed = time.perf_counter() - self.started
             model_frames = self.composited - self.reused
@@ -126,8 +161,9 @@ class Stats:
                 "repeated": self.repeated,
                 "composited": self.composited,
                 "reused": self.reused,
-                # The share of fresh frames that had a model call of their own, at the fresh rate.
-                "model_calls_per_s": round(fps * model_frames / self.composited, 2) if self.composited else 0.0,
+                "model_calls_per_s": self._calls_per_s(fps, model_frames),
+                "result_age": {"p50": round(float(np.percentile(ages, 50)), 1),
+                               "p95": round(float(np.percentile(ages, 95)), 1)},
                 "cpu_percent": self._cpu_percent(),
                 "fps_by_second": list(self._fresh_per_second),
                 "stages_ms": stages,
@@ -135,7 +171,16 @@ class Stats:
             }
         if self.governor is not None:
             figures["governor"] = self.governor.snapshot()
+        if self._outputs:
+            figures["outputs"] = {name: output() for name, output in self._outputs.items()}
         return figures
+
+    def _calls_per_s(self, fps: float, model_frames: int) -> float:
+        """Model calls a second: counted on the model thread (live), else the share of fresh frames
+        that had a call of their own, at the fresh rate."""
+        if self.model_calls:
+            return round(_rate(self.model_calls, self._first_call, self._last_call), 2)
+        return round(fps * model_frames / self.composited, 2) if self.composited else 0.0
 
     def _cpu_percent(self) -> float:
         """Process CPU (all threads) from the first fresh frame sent to now; 100 = one core."""
@@ -162,10 +207,14 @@ class Stats:
         latency = s["latency_ms"]
         parts = [f"{s['fps']:.1f} fps", f"latency {latency['p50']:.0f} ms (p95 {latency['p95']:.0f})"]
         if "governor" in s:
-            parts.append(str(Level(**s["governor"]["level"])))
+            age = s["result_age"]
+            parts.append(f"{Level(**s['governor']['level'])}, age {age['p50']:.0f} (p95 {age['p95']:.0f})")
         parts.append(f"CPU {s['cpu_percent']:.0f}%")
         if s["dropped"]:
             parts.append(f"{s['dropped']} dropped")
+        for name, output in s.get("outputs", {}).items():
+            if output["dropped"]:
+                parts.append(f"{name}: {output['fps']:.1f} fps, {output['dropped']} dropped")
         short = ", ".join(parts)
         if not detailed:
             return short

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import platform
 import queue
 import threading
@@ -189,6 +190,72 @@ class FreshBuffer:
             had = len(self._items)
             self._items.clear()
             return had
+
+
+class Latest:
+    """The newest of a stream of items, for threads that only ever want the newest.
+
+    ``put`` replaces whatever is there (``replaced`` counts the items nobody took); ``get(accept)``
+    waits until the item there satisfies ``accept(item)`` and returns it, removing it with
+    ``take=True``; after :meth:`close`, a get that finds nothing acceptable returns ``END``.
+    """
+
+    def __init__(self, stop: threading.Event):
+        self._stop = stop
+        self._cond = threading.Condition()
+        self._item: Any = None
+        self._closed = False
+        self.replaced = 0
+
+    def put(self, item: Any) -> None:
+        with self._cond:
+            self.replaced += self._item is not None
+            self._item = item
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def get(self, accept: Callable[[Any], bool] = lambda item: True, *, take: bool = False) -> Any:
+        """The item there once ``accept`` takes it; ``END`` once closed; raises ``Stopped`` on stop."""
+        with self._cond:
+            while self._item is None or not accept(self._item):
+                if self._closed:
+                    return END
+                self._cond.wait(_next_wait(self._stop, None))
+            item = self._item
+            if take:
+                self._item = None
+            return item
+
+    def peek(self, accept: Callable[[Any], bool] = lambda item: True) -> Any:
+        """The item there if ``accept`` takes it, else None; never waits."""
+        with self._cond:
+            return self._item if self._item is not None and accept(self._item) else None
+
+    def drain(self) -> int:
+        with self._cond:
+            had, self._item = self._item is not None, None
+            return int(had)
+
+
+def lower_priority(niceness: int) -> None:
+    """The calling thread yields to the process's other threads when they compete for a core
+    (Linux: threads have a niceness of their own, and threads it starts inherit it); elsewhere nothing."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+    except (AttributeError, OSError):
+        pass
+
+
+def thread_cpu_s(thread: threading.Thread) -> float | None:
+    """CPU seconds ``thread`` (running) has used; None where the platform cannot tell."""
+    try:
+        return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+    except (AttributeError, OSError, TypeError):
+        return None
 
 
 class Worker(threading.Thread):

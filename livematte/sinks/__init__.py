@@ -79,7 +79,8 @@ class SinkKind:
     page_only: the web page is the run's only output. alpha: it can carry transparency (a file
     can, or not, by its format). window: an on-screen window (a display is checked before
     anything starts; its ``b`` key cycles backgrounds). check: what is checked before anything
-    starts (None: nothing).
+    starts (None: nothing). encodes: its ``send`` converts or encodes each picture, so in a live
+    run it sends on a thread of its own (:mod:`.threaded`).
     """
 
     name: str
@@ -91,12 +92,13 @@ class SinkKind:
     alpha: bool = True
     window: bool = False
     check: Callable[[], None] | None = None
+    encodes: bool = False
 
 
 SINKS = (
-    SinkKind("vcam", "virtual camera", _virtual_camera, paced=True, alpha=False),  # the default
+    SinkKind("vcam", "virtual camera", _virtual_camera, paced=True, alpha=False, encodes=True),  # the default
     SinkKind("preview", "preview", _preview, paced=True, window=True, check=_check_display),
-    SinkKind("file", "file", _file, writes_file=True),
+    SinkKind("file", "file", _file, writes_file=True, encodes=True),
     SinkKind("null", "null", _null),  # nothing: benchmarks, --alpha-out alone
     SinkKind("web", "web page", _null, page_only=True),  # the web page (--web) is the only output
 )

@@ -10,8 +10,8 @@ from .base import Sink
 
 class FileSink(Sink):
     """``audio``: the source's audio feed (``FileSource.audio``) to carry along; ``encoding``: the
-    encoder settings (``crf``, ``preset``, ``webm_crf``, ``prores``; ``OutputSettings.writer_options()``).
-    See ``media.writing.VideoWriter``."""
+    encoder settings (``crf``, ``preset``, ``webm_crf``, ``prores``; ``OutputSettings.writer_options()``)
+    and ``constant_rate`` (a live recording). See ``media.writing.VideoWriter``."""
 
 
     def __init__(self, path: Path, width: int, height: int, rate: Fraction, *, audio=None,
@@ -30,8 +30,12 @@ class FileSink(Sink):
         """End the audio at ``seconds`` (source time); call before ``close``. See ``VideoWriter.end_audio_at``."""
         self.writer.end_audio_at(seconds)
 
-    def send(self, image, pts):
-        self.writer.write(image, pts)
+    def send(self, image, pts, *, fill: bool = True):
+        self.writer.write(image, pts, fill=fill)
+
+    def hold(self, seconds: float) -> None:
+        """A constant-rate recording: the last frame again at the ticks up to ``seconds``; see ``VideoWriter.hold``."""
+        self.writer.hold(seconds)
 
     def close(self):
         self.writer.close()

@@ -11,7 +11,6 @@ A frame message is binary: a little-endian uint32 N, then N bytes of JPEG colour
 from __future__ import annotations
 
 import logging
-import os
 import struct
 import threading
 import time
@@ -20,6 +19,7 @@ import cv2
 import numpy as np
 
 from ..frames import alpha_to_u8
+from ..runtime.workers import lower_priority
 from .control import LiveControl
 
 log = logging.getLogger(__name__)
@@ -28,14 +28,6 @@ KINDS = ("overlay", "preview")
 PREVIEW_WIDTH = 640
 JPEG_QUALITY = {"colour": 85, "alpha": 90, "preview": 75}
 NICE = 10  # the web threads' niceness: under contention the live path's threads go first
-
-
-def lower_priority() -> None:
-    """This thread yields to the live path's threads when they compete for a core (Linux)."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
-    except (AttributeError, OSError):
-        pass
 
 
 def _jpeg(image: np.ndarray, quality: int) -> bytes:
@@ -102,7 +94,7 @@ class Encoder:
         self._thread.join()
 
     def _run(self) -> None:
-        lower_priority()
+        lower_priority(NICE)
         seen = 0
         try:
             while not self._stop.is_set():

@@ -38,7 +38,8 @@ from aiohttp import WSMsgType, web
 
 from ..errors import LivematteError
 from .control import MAX_UPLOAD_BYTES, LiveControl, RequestError
-from .encoder import KINDS, Encoder, lower_priority
+from ..runtime.workers import lower_priority
+from .encoder import KINDS, NICE, Encoder
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,7 @@ class WebServer:
         return {"control": f"{base}/?token={self.token}", "overlay": f"{base}/overlay?token={self.token}"}
 
     def _serve(self, started: concurrent.futures.Future) -> None:
-        lower_priority()
+        lower_priority(NICE)
         loop = self._loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         self._changed = asyncio.Event()
