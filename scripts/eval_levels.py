@@ -1,27 +1,33 @@
 """What each level of the live governor's ladder costs in quality, per motion segment.
 
     python scripts/eval_levels.py [--clips DIR] [--clip NAME ...] [--preset live] [--json PATH]
-                                  [--levels SIZE/STRIDE ... | MODEL]
+                                  [--levels SIZE/STRIDE ... | MODEL] [--lag FRAMES ...]
 
-Every level of the preset's ladder (network size, frames per model call, or the fallback
-model) is held for a whole clip while every frame goes through the engine in order, as if
-the machine kept up: reused frames get the keyframe's result moved along the optical flow,
-exactly as live. The mattes are scored against the clips' exact alpha (`scripts/metrics.py`:
-MAD x1e3, dtSSD x1e2), over the clip and over each motion segment of its ``meta.json``
-(sway, still, fast). The timing-free counterpart of ``eval_quality.py --mode live``: it says
-what the governor gives up at each step, which a live run mixes with the machine's speed.
+Every level of the preset's ladder (network size, the fewest frames between model calls, or the
+fallback model) is held for a whole clip, run as live runs it, with the model on its own thread,
+but on a schedule instead of a clock: a model call takes the newest frame once the last call has
+landed and the stride allows (or at once after a frame the flow could not explain), and its
+result lands ``lag`` frames after its input; every frame is finished from the newest result that
+has landed, moved along the optical flow (:meth:`Engine.finish_frame`), exactly as live. The lag
+is the call's measured time in frame periods, rounded up (``--lag`` sets it instead; several
+values score each level at each, which shows how the error grows with a result's age). The
+mattes are scored against the clips' exact alpha (`scripts/metrics.py`: MAD x1e3, dtSSD x1e2),
+over the clip and over each motion segment of its ``meta.json`` (sway, still, fast). The
+timing-free counterpart of ``eval_quality.py --mode live``: it says what each level gives, which a
+live run mixes with the machine's speed.
 
-``--levels`` scores the levels given (``288/6``: 288 px, a model call every sixth frame;
+``--levels`` scores the levels given (``288/6``: 288 px, calls at least six frames apart;
 ``selfie``: the fallback rung) instead of the preset's ladder.
 
-Printed: one row per level, the mean over clips, and the share of frames that got a model call
-(a frame the flow cannot explain is a keyframe whatever the stride).
+Printed: one row per level (and lag), the mean over clips, the model calls a frame and the
+results' mean age in frames.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -35,28 +41,37 @@ from livematte import assembly, config as livematte_config, models  # noqa: E402
 from livematte.sources.capture import FileSource  # noqa: E402
 from livematte.frames import Frame  # noqa: E402
 from livematte.runtime.governor import Governor, Level, ladder  # noqa: E402
+from livematte.runtime.schedule import on_schedule  # noqa: E402
 from metrics import SequenceScorer  # noqa: E402
 
 
-def score_level(matter, fallback, config, level: Level, clip) -> tuple[dict, float]:
-    """One clip with the governor held at ``level`` -> (the scorer's result, the share of frames
-    that got a model call)."""
+def score_level(matter, fallback, config, level: Level, clip, lag: int) -> tuple[dict, float, float]:
+    """One clip with the governor held at ``level``, results landing ``lag`` frames after their
+    input -> (the scorer's result, model calls a frame, the results' mean age in frames)."""
     engine = assembly.engine(config, matter, governor=Governor([level], 1 / 30), fallback=fallback)
     scorer = SequenceScorer(clip.segments)
     truths = read_timed_alpha(clip.truth)
-    calls = frames = 0
+    frames = ages = 0
+    inputs = set()  # the frames the results used were made from: the calls that landed
     source = FileSource(str(clip.input))
     try:
-        for k, (image, pts) in enumerate(source.frames()):
-            prepared = engine.prepare(Frame(k, image, pts, time.perf_counter()))
-            calls += prepared.keyframe
+        timed = (Frame(k, image, pts, time.perf_counter()) for k, (image, pts) in enumerate(source.frames()))
+        for matted in on_schedule(engine, timed, lag):
             frames += 1
-            alpha = engine.infer(prepared).alpha
+            ages += matted.result_age
+            inputs.add(matted.frame.index - matted.result_age)
             _, truth = next(truths)
-            scorer.add(np.clip(alpha * 255 + 0.5, 0, 255).astype(np.uint8), truth)
+            scorer.add(np.clip(matted.alpha * 255 + 0.5, 0, 255).astype(np.uint8), truth)
     finally:
         source.close()
-    return scorer.result(), calls / max(frames, 1)
+    return scorer.result(), len(inputs) / max(frames, 1), ages / max(frames, 1)
+
+
+def call_lags(matter, fallback, config, levels: list[Level], width: int, height: int, fps: float) -> dict[Level, int]:
+    """Each level's lag on this machine: a warm-up's model call at its size, in frame periods, rounded up."""
+    engine = assembly.engine(config, matter, governor=Governor(levels, 1 / fps), fallback=fallback)
+    engine.warm_up(width, height)
+    return {level: max(1, math.ceil(engine.governor._model_cost(level)[0] * fps / 1e3)) for level in levels}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--levels", nargs="+", default=None, metavar="SIZE/STRIDE",
                         help="levels to score instead of the ladder: 288/6, or the fallback's model name")
+    parser.add_argument("--lag", nargs="+", type=int, default=None, metavar="FRAMES",
+                        help="frames from a model call's input to its result (default: the call's measured time)")
     args = parser.parse_args(argv)
     if not args.clips.is_dir():
         parser.error(f"{args.clips}: no such folder")
@@ -77,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     clips = find_clips(args.clips, args.clip)
     first = clips[0]
     source = FileSource(str(first.input))
-    width, height = source.width, source.height
+    width, height, fps = source.width, source.height, source.fps
     source.close()
     top = max(matter.input_size(width, height))
     fallback_level = None if fallback is None else Level(max(fallback.input_size(width, height)), 1, fallback.name)
@@ -86,17 +103,20 @@ def main(argv: list[str] | None = None) -> int:
         if config.live.fallback in args.levels and fallback_level is None:
             parser.error(f"--levels: {config.live.fallback} did not load (the warning above says why)")
         levels = [fallback_level if text == config.live.fallback else _level(text, parser) for text in args.levels]
+    measured = call_lags(matter, fallback, config, levels, width, height, fps) if args.lag is None else {}
     rows = []
     for level in levels:
-        per_clip = []
-        for clip in clips:
-            result, calls = score_level(matter, fallback, config, level, clip)
-            per_clip.append({"clip": clip.name, "calls": calls, **result})
-        rows.append({"level": str(level), "clips": per_clip, "mean": _mean(per_clip)})
-        mean = rows[-1]["mean"]
-        segments = "  ".join(f"{name} {mean['segments'][name]['mad']:.2f}" for name in sorted(mean["segments"]))
-        print(f"{str(level):28} calls {mean['calls']:.2f}  MAD {mean['mad']:.2f}  dtSSD {mean['dtssd']:.2f}  "
-              f"MAD by segment: {segments}", flush=True)
+        for lag in args.lag or [measured[level]]:
+            per_clip = []
+            for clip in clips:
+                result, calls, age = score_level(matter, fallback, config, level, clip, lag)
+                per_clip.append({"clip": clip.name, "calls": calls, "age": age, **result})
+            rows.append({"level": str(level), "size": level.size, "stride": level.stride, "model": level.model,
+                         "lag": lag, "clips": per_clip, "mean": _mean(per_clip)})
+            mean = rows[-1]["mean"]
+            segments = "  ".join(f"{name} {mean['segments'][name]['mad']:.2f}" for name in sorted(mean["segments"]))
+            print(f"{str(level):28} lag {lag}  calls {mean['calls']:.2f}  age {mean['age']:.2f}  MAD {mean['mad']:.2f}  "
+                  f"dtSSD {mean['dtssd']:.2f}  MAD by segment: {segments}", flush=True)
     if args.json is not None:
         args.json.write_text(json.dumps({"preset": args.preset, "rows": rows}, indent=1), encoding="utf-8")
     return 0
@@ -120,7 +140,7 @@ def _mean(per_clip: list[dict]) -> dict:
         return float(np.mean(values)) if values else None
 
     names = sorted({name for clip in per_clip for name in clip["segments"]})
-    return {"calls": avg(c["calls"] for c in per_clip),
+    return {"calls": avg(c["calls"] for c in per_clip), "age": avg(c["age"] for c in per_clip),
             "mad": avg(c["overall"]["mad"] for c in per_clip), "dtssd": avg(c["overall"]["dtssd"] for c in per_clip),
             "segments": {name: {"mad": avg(c["segments"][name]["mad"] for c in per_clip if name in c["segments"])}
                          for name in names}}

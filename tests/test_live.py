@@ -98,9 +98,13 @@ def clip60(tmp_path_factory) -> Path:
 
 
 def live_config(bshm_dir: Path, **output):
-    # No fallback model: the tests of a slow model need it to stay slow
+    # Every frame through the model (--adapt off): the subject here jumps between four places every
+    # frame, which no optical flow follows, and these tests hold each frame's matte to that frame.
+    # The governed path, the model on its own thread and its results moved along the flow, is
+    # tests/test_governed_live.py's, on real motion. No fallback model: a slow model stays slow.
     return livematte_config.load("live", overrides={
-        "model": {"name": "bshm", "model_dir": bshm_dir, "size": 0}, "live": {"fallback": ""}, "output": output})
+        "model": {"name": "bshm", "model_dir": bshm_dir, "size": 0}, "live": {"fallback": "", "adapt": False},
+        "output": output})
 
 
 # --- the model, and the model made slower or broken ------------------------------------------------
@@ -670,8 +674,9 @@ def test_watched_background_file_switches_the_background_while_running(clip60, b
 def test_stats_json_has_the_documented_keys_and_types(clip45, bshm_dir, matter, tmp_path):
     # Given a live job asked for its figures
     path = tmp_path / "stats.json"
-    job = LiveJob(config=live_config(bshm_dir), source=str(clip45), realtime=True, sink="null",
-                  stats_json=path, max_frames=20)
+    config = livematte_config.load("live", overrides={"model": {"name": "bshm", "model_dir": bshm_dir, "size": 0},
+                                                      "live": {"fallback": ""}})
+    job = LiveJob(config=config, source=str(clip45), realtime=True, sink="null", stats_json=path, max_frames=20)
 
     # When it runs
     run_live_job(job, matter=matter)
@@ -685,10 +690,11 @@ def test_stats_json_has_the_documented_keys_and_types(clip45, bshm_dir, matter, 
     for key in ("frames_in", "frames_out", "dropped"):
         assert type(stats[key]) is int and stats[key] >= 0, key
     assert stats["frames_in"] == 20 and stats["frames_out"] >= 1
-    assert isinstance(stats["stages_ms"], dict) and {"model", "composite", "sink"} <= set(stats["stages_ms"])
+    assert isinstance(stats["stages_ms"], dict) and {"model", "motion", "composite", "sink"} <= set(stats["stages_ms"])
     assert all(type(name) is str and type(ms) is float for name, ms in stats["stages_ms"].items())
     assert type(stats["reused"]) is int and 0 <= stats["reused"] <= stats["composited"]
     assert type(stats["model_calls_per_s"]) is float and 0 < stats["model_calls_per_s"] <= stats["fps"] + 0.01
+    assert set(stats["result_age"]) == {"p50", "p95"} and 0 <= stats["result_age"]["p50"] <= stats["result_age"]["p95"]
     assert type(stats["cpu_percent"]) is float and stats["cpu_percent"] > 0
     # The governor's part: the level now and the timeline of changes, from the calibrated start
     # ("model" names a fallback rung's model)
@@ -698,4 +704,7 @@ def test_stats_json_has_the_documented_keys_and_types(clip45, bshm_dir, matter, 
     assert governor["timeline"][0]["reason"].startswith("calibrated: ") and governor["timeline"][0]["t"] == 0.0
     assert all({"t", "size", "stride", "reason"} <= set(change) <= {"t", "size", "stride", "model", "reason"}
                for change in governor["timeline"])
+    # And what each level is predicted to cost, against what the matte may use
+    assert governor["capacity_percent"] > 0 and governor["predicted"]
+    assert all(set(figures) == {"cpu_percent", "calls_per_s", "age", "mad"} for figures in governor["predicted"].values())
     assert [p.name for p in tmp_path.iterdir() if "part" in p.name] == []  # no temporary file left

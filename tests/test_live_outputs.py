@@ -22,9 +22,11 @@ def rvm(rvm_weights):
 
 
 def rvm_config(**output):
-    # No fallback model: a model slower than the camera must stay slow here, for the repeats
-    return livematte_config.load("live", overrides={"model": {"name": "rvm", "size": 160}, "live": {"fallback": ""},
-                                                    "output": output})
+    # Every frame through the model (--adapt off), no fallback: a model slower than the camera must
+    # hold its frames up here, for the repeats (governed, the model runs beside the frames and
+    # none waits for it: tests/test_governed_live.py)
+    return livematte_config.load("live", overrides={"model": {"name": "rvm", "size": 160},
+                                                    "live": {"fallback": "", "adapt": False}, "output": output})
 
 
 def test_stats_count_fresh_and_repeated_frames_apart(clip45, rvm, tmp_path):

@@ -175,9 +175,9 @@ def test_pause_holds_the_picture_and_frees_the_model(session):
 
 def test_preset_and_model_size_change_the_network(session):
     assert session.post_state({"preset": "live-fast"})["model_size"] == 320
-    wait_for(lambda: "adaptive: from 320px every frame" in session.log(), what="the live-fast ladder")
+    wait_for(lambda: "adaptive: from 320px whenever free" in session.log(), what="the live-fast ladder")
     assert session.post_state({"model_size": 256})["model_size"] == 256
-    wait_for(lambda: "adaptive: from 256px every frame" in session.log(), what="a 256 px ladder")
+    wait_for(lambda: "adaptive: from 256px whenever free" in session.log(), what="a 256 px ladder")
     state = session.post_state({"preset": "live"})
     assert state == {**state, "preset": "live", "model_size": 384}
     composited = session.stats()["composited"]

@@ -82,8 +82,11 @@ includes whatever earlier runs in the same process did not give back.
          "load_s": float,                # model load + warm-up, before the clock starts
          "elapsed_s": float,             # the timed run, first frame in to sink closed
          "reused": int,                  # frames whose matte was the last model result moved to them
-         "model_calls_per_s": float,     # model calls per second of output
-         "governor": dict | null}        # --realtime: level now, last window, timeline (see Stats)
+         "model_calls_per_s": float,     # model calls per second
+         "result_age": {"p50", "p95"},   # frames from a result's input to the frame it mattes
+         "governor": dict | null,        # --realtime: level now, last window, timeline (see Stats)
+         "outputs": dict | null}         # --encode --realtime: the recording on its own thread, as
+                                         # in live: {name: {fps, written, dropped, repeated, taken}}
       ]
     }
 
@@ -171,7 +174,9 @@ class RunResult:
     elapsed_s: float
     reused: int = 0
     model_calls_per_s: float = 0.0
+    result_age: dict | None = None
     governor: dict | None = None
+    outputs: dict | None = None
     latencies: list[float] = field(default_factory=list, repr=False)
 
     def to_json(self) -> dict:
@@ -181,7 +186,8 @@ class RunResult:
             "stages_ms": self.stages_ms, "cpu_percent": self.cpu_percent,
             "cpu_ms_per_frame": self.cpu_ms_per_frame, "rss_mb": self.rss_mb, "dropped": self.dropped,
             "load_s": self.load_s, "elapsed_s": self.elapsed_s, "reused": self.reused,
-            "model_calls_per_s": self.model_calls_per_s, "governor": self.governor,
+            "model_calls_per_s": self.model_calls_per_s, "result_age": self.result_age, "governor": self.governor,
+            "outputs": self.outputs,
         }
 
 
@@ -214,8 +220,12 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
         stats.governor = engine.governor
         load_s = time.perf_counter() - loading
         kind = sinks.FILE if encode else sinks.NULL
+        # Played as a camera, the recording is on its own thread at the source's rate, as in ``livematte live``.
         sink = assembly.sink(kind, config, source.width, source.height, source.info.rate,
-                             output=workdir / f"{config.preset}.mp4", audio=None if realtime else source.audio)
+                             output=workdir / f"{config.preset}.mp4", audio=None if realtime else source.audio,
+                             live=realtime)
+        if hasattr(sink, "figures"):
+            stats.add_output(sink.thread.name, sink.figures)
         total = min(frames, source.info.frame_count or frames)
         process = psutil.Process()
         with _MemorySampler(process) as memory:
@@ -248,7 +258,8 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
         cpu_percent=round(cpu_percent, 1), cpu_ms_per_frame=round(cpu_s * 1e3 / done, 2),
         rss_mb=round(memory.peak / 2**20, 1), dropped=snap["dropped"], load_s=round(load_s, 2),
         elapsed_s=round(elapsed, 2), reused=snap["reused"], model_calls_per_s=snap["model_calls_per_s"],
-        governor=snap.get("governor"), latencies=latencies,
+        result_age=snap["result_age"],
+        governor=snap.get("governor"), outputs=snap.get("outputs"), latencies=latencies,
     )
 
 

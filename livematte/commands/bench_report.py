@@ -10,7 +10,8 @@ from .. import __version__
 from ..machine import available_cores
 
 # The stages of a frame, in the order it meets them (``wait_*``: waiting, not working).
-STAGES = ("decode", "wait_capture", "prepare", "wait_model", "model", "smoothing", "refine", "composite", "sink")
+STAGES = ("decode", "wait_capture", "prepare", "wait_model", "motion", "model", "smoothing", "refine", "composite",
+          "sink")
 WORK_STAGES = tuple(s for s in STAGES if not s.startswith("wait_"))
 
 
@@ -30,7 +31,8 @@ def machine() -> dict:
 def _level(governor: dict | None) -> str:
     if not governor:
         return "fixed"
-    return f"{governor['level']['size']}px/{governor['level']['stride']}"
+    level = governor["level"]
+    return f"{level.get('model', '') + ' ' if level.get('model') else ''}{level['size']}px/{level['stride']}"
 
 
 def format_table(document: dict) -> str:
@@ -59,6 +61,8 @@ def format_table(document: dict) -> str:
                                        for r in runs]))
         rows.append(("model calls/s", [f"{r['model_calls_per_s']:.1f}" for r in runs]))
         rows.append(("reused frames", [str(r["reused"]) for r in runs]))
+        rows.append(("result age p50/p95", [f"{r['result_age']['p50']:.0f}/{r['result_age']['p95']:.0f}"
+                                            if r.get("result_age") else "-" for r in runs]))
     names = [s for s in STAGES if any(s in r["stages_ms"] for r in runs)]
     names += sorted({s for r in runs for s in r["stages_ms"]} - set(names))
     for name in names:

@@ -221,22 +221,26 @@ def add_overwrite_options(parser: argparse.ArgumentParser, outputs: str) -> None
 # What ``live``'s log line of figures (livematte.runtime.stats.Stats.line) means, for ``live --help``.
 LIVE_FIGURES = """\
 the figures in the log, every 5 s and once more at the end, e.g.
-  30.0 fps, latency 25 ms (p95 57), 384px every 4 frames, CPU 78%, 3 dropped
+  30.0 fps, latency 25 ms (p95 57), 384px every 2+ frames, age 2 (p95 3),
+  CPU 148%, 3 dropped
 fps      fresh frames per second: new frames composited, each with a matte
          of its own (repeats of the last frame, sent to keep a virtual
          camera's rate, do not count)
 latency  capture to output of those frames, the median, ms (p95: 19 frames
          in 20 were faster)
 level    played as a camera with --adapt on: the network's input size and
-         how often the model runs (the frames between move its last matte
-         with the picture); a model's name when the governor has stepped
-         down to a faster one
+         how often the model may take a frame (whenever free, or at most
+         every n frames); the model runs on its own thread and every frame
+         is finished from its newest result, moved with the picture; a
+         model's name when the governor has stepped down to a faster one
+age      how many frames before each frame the model's input was, for the
+         result it was finished from: the median (p95)
 CPU      the whole process since the first frame, percent of one core
          (100 = one core busy)
 dropped  frames skipped because a newer one was ready (shown when there are)
 -v adds the frame counts: in (from the source), fresh (reused: of those, the
-ones whose matte was moved from the last model call), repeated (the last
-frame sent again), dropped; sent: frames sent per second, repeats included
-(what a virtual camera receives); model calls per second; and each stage's
-mean ms (wait_*: waiting, not working). --stats-json writes them all.
+ones whose matte was moved from an earlier frame's model call), repeated (the
+last frame sent again), dropped; sent: frames sent per second, repeats
+included (what a virtual camera receives); model calls per second; and each
+stage's mean ms (wait_*: waiting, not working). --stats-json writes them all.
 """

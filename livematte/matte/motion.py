@@ -1,59 +1,97 @@
-"""Motion-compensated reuse: the last model result moved with the picture to a frame without a model call.
+"""Motion-compensated reuse: a model result moved with the picture to the frames after its input.
 
-Between two model calls the governor (:mod:`livematte.runtime.governor`) lets frames reuse the
-last result. A frame-old matte is right where the person is still and a ghost where they
-move fast (a swing moves ~85 px a frame at 720p), so the result is moved first: dense
-optical flow (OpenCV's DIS, ultrafast preset) from the frame to the keyframe, both grey at
-one size (:data:`FLOW_SIDE`, whatever the network's), then the keyframe's planes are remapped
-along it, resampled to their size (:func:`flow_at`). The backend's
-own full-resolution finish then puts the edges on this frame's picture.
+Live, the model runs on its own thread (:mod:`livematte.runtime.pipeline`) and every frame is
+finished from the newest result that has landed, a few frames old. A frame-old matte is right
+where the person is still and a ghost where they move fast (a swing moves ~85 px a frame at
+720p), so the result is moved first: dense optical flow (OpenCV's DIS, ultrafast preset) from
+the frame to the result's frame, both grey at one size (:data:`FLOW_SIDE`, whatever the
+network's), then the result's planes are remapped along it, resampled to their size
+(:func:`flow_at`). The backend's own full-resolution finish then puts the edges on this frame's
+picture.
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 import cv2
 import numpy as np
 
 
-class MotionEstimator:
-    """Flow from each frame back to the last keyframe; owned by one thread (the prepare thread).
+class Tracker:
+    """Flow from each frame back to the frame of the newest model result; owned by the frame thread.
 
-    Two measurements, and the one that explains the frame better is kept (:func:`mismatch`):
-    straight from the frame to the keyframe, and frame to frame composed back to the keyframe.
-    DIS (ultrafast) follows a few px a frame closely but can fall short of a displacement of
-    several frames; composed steps drift where the straight measurement holds. The figures on the
-    ground-truth clips: README, Measurements behind the code.
+    The model runs on its own thread (live), so a result lands some frames after its input: each
+    frame is finished from the newest result, moved from that result's frame to it. Two
+    measurements, and the one that explains the frame better is kept (:func:`mismatch`): straight
+    from the frame to the result's, and frame to frame composed back to it (the steps between the
+    frames this thread saw are kept for the last :data:`HISTORY` of them, so a result that lands
+    late is followed along them). DIS (ultrafast) follows a few px a frame closely but can fall
+    short of a displacement of several frames; composed steps drift where the straight measurement
+    holds. The figures on the ground-truth clips: README, Measurements behind the code.
     """
 
     def __init__(self):
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
-        self._key: np.ndarray | None = None  # the keyframe's grey
-        self._previous: np.ndarray | None = None  # the last frame's grey
-        self._previous_to_key: np.ndarray | None = None  # its flow to the keyframe; None: it is the keyframe
+        # The last frames seen, oldest first: (index, grey, flow from it to the frame before it or None).
+        self._seen: deque[tuple[int, np.ndarray, np.ndarray | None]] = deque(maxlen=HISTORY)
+        self._key_index: int | None = None  # the result's frame the last flow went to
+        self._previous_to_key: np.ndarray | None = None  # the last frame's flow to it; None: straight only
 
-    @property
-    def key(self) -> np.ndarray | None:
-        """The keyframe's grey, ``uint8 [h, w]``; None before the first."""
-        return self._key
+    def reset(self) -> None:
+        """Forget every frame seen (a restart: the next frames are another picture)."""
+        self._seen.clear()
+        self._key_index = self._previous_to_key = None
 
-    def keyframe(self, grey: np.ndarray | None) -> None:
-        """``grey`` (``uint8 [h, w]``) is the new keyframe; None forgets the last."""
-        self._key = self._previous = grey
-        self._previous_to_key = None
+    def see(self, index: int, grey: np.ndarray) -> None:
+        """Frame ``index`` (``uint8 [h, w]`` grey) seen with no result to move yet (a stream's first
+        frames, while its first call runs): its step is kept, so that the first result is followed
+        to the frames after it along every frame between."""
+        previous = self._seen[-1] if self._seen and self._seen[-1][1].shape == grey.shape else None
+        self._seen.append((index, grey, self._dis.calc(grey, previous[1], None) if previous is not None else None))
 
-    def to_keyframe(self, grey: np.ndarray) -> tuple[np.ndarray, float]:
-        """The next frame, ``uint8 [h, w]`` at the keyframe's size -> (``float32 [h, w, 2]``: for each
-        of its pixels, the (dx, dy) in px to where it was in the keyframe; the share of its pixels
-        that flow leaves unexplained, :func:`mismatch`)."""
-        frame, key = grey.astype(np.float32), self._key.astype(np.float32)
-        changed = np.count_nonzero(cv2.absdiff(key, frame) > MISMATCH_LEVELS)  # the same for both flows
-        flows = [self._dis.calc(grey, self._key, None)]
-        if self._previous_to_key is not None:
-            flows.append(compose(self._dis.calc(grey, self._previous, None), self._previous_to_key))
-        scored = [(mismatch(flow, frame, key, changed), flow) for flow in flows]
+    def to_result(self, index: int, grey: np.ndarray, key_index: int, key: np.ndarray) -> tuple[np.ndarray | None, float]:
+        """Frame ``index`` (``uint8 [h, w]`` grey, at :data:`FLOW_SIDE`) and the result's frame ``key_index``
+        (its grey ``key``, the same size) -> (``float32 [h, w, 2]``: for each of the frame's pixels the
+        (dx, dy) in px to where it was in the result's frame, None when it is that frame; the share of
+        its pixels the flow leaves unexplained, :func:`mismatch`). Call once per frame, in order
+        (a frame :meth:`see` saw last may come again)."""
+        if self._seen and self._seen[-1][0] == index:
+            self._seen.pop()
+        previous = self._seen[-1] if self._seen and self._seen[-1][1].shape == grey.shape else None
+        step = self._dis.calc(grey, previous[1], None) if previous is not None else None
+        self._seen.append((index, grey, step))
+        if key_index == index:
+            self._key_index, self._previous_to_key = index, None
+            return None, 0.0
+        if key_index != self._key_index:  # a new result: the steps from the last frame back to its frame
+            self._key_index, self._previous_to_key = key_index, self._chain_back(key_index)
+        frame, key_f = grey.astype(np.float32), key.astype(np.float32)
+        changed = np.count_nonzero(cv2.absdiff(key_f, frame) > MISMATCH_LEVELS)  # the same for both flows
+        flows = [self._dis.calc(grey, key, None)]
+        if step is not None and previous[0] == key_index:
+            flows.append(step)
+        elif step is not None and self._previous_to_key is not None:
+            flows.append(compose(step, self._previous_to_key))
+        scored = [(mismatch(flow, frame, key_f, changed), flow) for flow in flows]
         wrong, flow = min(scored, key=lambda pair: pair[0])  # the straight one on a tie
-        self._previous, self._previous_to_key = grey, flow
+        self._previous_to_key = flow
         return flow, wrong
+
+    def _chain_back(self, key_index: int) -> np.ndarray | None:
+        """The flow from the frame before the newest seen back to frame ``key_index``, composed from
+        the steps between; None when that frame is the key, or the key is no longer remembered."""
+        frames = list(self._seen)[:-1]
+        if not frames or frames[-1][0] == key_index:
+            return None
+        chain = None
+        for (index, _, step), (earlier, _, _) in zip(reversed(frames), reversed(frames[:-1])):
+            if step is None:
+                return None
+            chain = step if chain is None else compose(chain, step)
+            if earlier == key_index:
+                return chain
+        return None
 
 
 def compose(first: np.ndarray, then: np.ndarray) -> np.ndarray:
@@ -83,7 +121,7 @@ def grey_of(image_bgr: np.ndarray) -> np.ndarray:
 
 def warp(planes: np.ndarray, flow: np.ndarray) -> np.ndarray:
     """``float32 [k, h, w]`` keyframe planes -> the same moved to the frame ``flow`` was computed
-    for (``float32 [h, w, 2]``, from :meth:`MotionEstimator.flow`); edges repeat outward."""
+    for (``float32 [h, w, 2]``, from :meth:`Tracker.to_result`); edges repeat outward."""
     k, height, width = planes.shape
     if flow.shape[:2] != (height, width):
         raise ValueError(f"flow is {flow.shape[1]}x{flow.shape[0]}, the planes {width}x{height}")
@@ -113,6 +151,10 @@ def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
 # most of their reuse: the coarser picture trips the rules below far more often (README: "What
 # each level costs in quality").
 FLOW_SIDE = 384
+
+# Frames whose steps the tracker keeps: a result lands at most this many frames after its input
+# and is still followed frame by frame (older ones get the straight measurement alone).
+HISTORY = 16
 
 # A flow explains a frame when the keyframe moved along it matches the frame: at most this share
 # of pixels differs by more than MISMATCH_LEVELS grey levels. A frame it does not explain (a jump,

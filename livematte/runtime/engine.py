@@ -1,17 +1,22 @@
 """Frame in, matted frame out: model, temporal smoothing, refinement, and the finishing
 (:mod:`livematte.matte.finishing`: main person, edge controls, foreground colours, despill).
 
-``prepare`` runs on its own thread for the next frame while ``infer`` runs the model on
-the current one (the double buffer). Each keeps its own state across frames and must be
-called in frame order from one thread: ``prepare`` the last keyframe's picture (for motion)
-and the count since it, ``infer`` the model's recurrent state, the smoother's past and
-the last keyframe's result.
+Two ways to run it:
 
-With a governor (live), ``prepare`` asks it for the level (network size, model-call
-stride, and model: the configured one or a fast fallback) and makes each frame a keyframe,
-which gets a model call, or a reused frame, which gets the keyframe's result moved along
-the optical flow to it (:mod:`livematte.matte.motion`) and finished on its own full-resolution
-picture: every frame has a matte of its own. A change of model starts a new stream.
+- **Every frame through the model** (offline, stills, ``live --adapt off``): ``prepare`` runs on
+  its own thread for the next frame while ``infer`` runs the model on the current one (the double
+  buffer).
+- **The model on its own thread** (live, with a governor): ``model_call`` (the model thread)
+  takes the newest frame whenever the model is free and the governor's level allows, and returns
+  its smoothed result; ``finish_frame`` (the frame thread) finishes every frame from the newest
+  result that has landed, moved by the optical flow from that result's frame to this one
+  (:class:`livematte.matte.motion.Tracker`) and finished on the frame's own full-resolution
+  picture. No frame waits for a model call, and every frame has a matte of its own.
+
+Each method keeps its own state across frames and must be called in frame order from one thread:
+``prepare`` none; ``infer`` and ``model_call`` the model's recurrent state, the smoother's past
+(the two are never used in one run); ``finish_frame`` the tracker's frames; ``infer`` and
+``finish_frame`` the finishing's state.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from ..frames import Frame, GuidedMatte, Matted
 from ..matte.finishing import CompositeSettings, Finisher
 from .governor import Governor, Level
 from ..models.base import Matter, resize_to, scaled_size
-from ..matte.motion import FLOW_SIDE, MISMATCH_SHARE, MotionEstimator, flow_at, grey_of, warp
+from ..matte.motion import FLOW_SIDE, MISMATCH_SHARE, Tracker, flow_at, grey_of, warp
 from ..matte.refine import guide
 from ..matte.smoothing import SmoothingSettings, TemporalSmoother
 
@@ -38,17 +43,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A frame with its model input ready.
+    """A frame with its model input ready (every-frame runs).
 
-    model_input: the backend's input for the frame resized to ``input_size``, then padded up to
-    the backend's ``min_side``; None for a reused frame. guide: ``float32 [h, w]``, the mean of
-    R, G, B in 0..1 at ``input_size``, without the padding: its shape is the region of the
-    model's output that belongs to the frame (and it serves scene cuts, and the coarse matte
-    of a :class:`GuidedMatte`); full_guide: the same at the frame's size, for backends whose
-    matte is finished there (None otherwise). flow: for a reused frame, ``float32 [h, w, 2]``
-    from each of its pixels to where it was in the keyframe (None for a keyframe).
-    level: the governor's level it was prepared at (None without a governor: the configured
-    model at its own size).
+    model_input: the backend's input for the frame resized to the model's size, then padded up to
+    the backend's ``min_side``. guide: ``float32 [h, w]``, the mean of R, G, B in 0..1 at that
+    size, without the padding: its shape is the region of the model's output that belongs to the
+    frame (and it serves scene cuts, and the coarse matte of a :class:`GuidedMatte`); full_guide:
+    the same at the frame's size, for backends whose matte is finished there (None otherwise).
     """
 
     frame: Frame
@@ -57,18 +58,37 @@ class Prepared:
     full_guide: np.ndarray | None
     prepare_ms: float
     ready_at: float  # perf_counter() when prepared: the wait for the model starts here
-    flow: np.ndarray | None = None
-    level: Level | None = None
 
-    @property
-    def keyframe(self) -> bool:
-        return self.model_input is not None
+
+@dataclass(frozen=True, slots=True)
+class ModelResult:
+    """A model call's smoothed result, from which the frames after its input are finished (live).
+
+    index: the index of the frame it was made from; epoch: that frame's stream (the frame thread
+    counts the source's restarts; a result of another epoch is another picture). grey: that frame's
+    grey, ``uint8 [h, w]`` at :data:`~livematte.matte.motion.FLOW_SIDE`, what later frames' flows
+    are measured against. planes: ``float32 [k, h, w]`` at the network's output size without the
+    padding: the alpha (k = 1), or a :class:`GuidedMatte`'s a, b (k = 2) and its colour
+    coefficients (k = 8). level: the governor's level it was made at (``level.model`` names the
+    backend). model_ms, smoothing_ms: the call's and the smoothing's wall ms. stream: the count of
+    streams the engine's model has started (a new epoch, size or model, a scene cut): the frame
+    thread starts its finishing afresh with a result of a new stream.
+    """
+
+    index: int
+    epoch: int
+    stream: int
+    grey: np.ndarray
+    planes: np.ndarray
+    level: Level
+    model_ms: float
+    smoothing_ms: float
 
 
 class Engine:
-    """composite: the finishing's settings. governor: chooses each frame's level (live); None runs
-    the model on every frame at the backend's own size (offline, stills). fallback: the model
-    of the governor's fallback rung (a level whose ``model`` is its name)."""
+    """composite: the finishing's settings. governor: chooses the model's level (live: the model on
+    its own thread); None runs the model on every frame at the backend's own size (offline,
+    stills). fallback: the model of the governor's fallback rung (a level whose ``model`` is its name)."""
 
     def __init__(self, matter: Matter, smoothing: SmoothingSettings = SmoothingSettings(),
                  refine: str = "bilinear", composite: CompositeSettings = CompositeSettings(),
@@ -80,16 +100,13 @@ class Engine:
         self.matters: dict[str, Matter] = {"": matter, **({fallback.name: fallback} if fallback else {})}
         self.smoother = TemporalSmoother(smoothing)
         self.finisher = Finisher(composite)
-        self.cut_threshold = smoothing.cut_threshold
-        self._stream = ""  # infer's: the model of the stream running now (its state, the smoother's past)
+        self._stream = ""  # the model of the stream running now (its state, the smoother's past)
+        self._epoch = 0  # model_call's: the epoch of the stream running now
         self.state = matter.initial_state()
-        self._input_shape: tuple[int, int] | None = None  # the last frame's guide shape, (h, w)
-        self._key_planes: np.ndarray | None = None  # infer's: the last keyframe's smoothed result, [k, h, w]
-        # prepare's: the motion since the last keyframe (its grey picture too), its network
-        # input and the frames since it
-        self._motion = MotionEstimator() if governor is not None else None
-        self._key_input: tuple[tuple[int, ...], str] | None = None  # the keyframe's network input shape and model
-        self._since_key = 0
+        self._input_shape: tuple[int, int] | None = None  # the last model input's guide shape, (h, w)
+        self._streams = 0  # streams started by the model calls (ModelResult.stream)
+        self.tracker = Tracker() if governor is not None else None  # finish_frame's
+        self._finished_stream = 0  # finish_frame's: the stream of the last result it finished from
 
     def reset(self) -> None:
         """Forget the past: a new stream or a scene cut."""
@@ -97,120 +114,117 @@ class Engine:
         self.smoother.reset()
         self.finisher.reset()
 
+    # -- every frame through the model ----------------------------------------------------------
+
     def prepare(self, frame: Frame) -> Prepared:
         start = time.perf_counter()
         image = frame.image
-        level = self.governor.level if self.governor is not None else None
-        matter = self.matters[level.model] if level is not None else self.matter
-        small = resize_to(image, matter.input_size(image.shape[1], image.shape[0], level and level.size),
-                          matter.antialias)
+        matter = self.matter
+        small = resize_to(image, matter.input_size(image.shape[1], image.shape[0]), matter.antialias)
         # Both guides are made here, beside the running model, not on its thread.
         full_guide = guide(image) if matter.guided else None
-        flow = model_input = None
-        network_input = (small.shape, level.model) if level is not None else None
-        if level is not None and not self._is_keyframe(frame, grey := self._motion_grey(image, small),
-                                                       network_input, level.stride):
-            flow, unexplained = self._motion.to_keyframe(grey)
-            if unexplained > MISMATCH_SHARE:  # motion the flow cannot follow: the model runs
-                self._new_keyframe(grey, network_input)
-                flow = None
-            else:
-                flow = flow_at(flow, small.shape[:2])
-        if flow is None:
-            model_input = matter.prepare(pad_to(small, matter.min_side))
+        model_input = matter.prepare(pad_to(small, matter.min_side))
         done = time.perf_counter()
-        return Prepared(frame, model_input, guide(small), full_guide, (done - start) * 1e3, done, flow, level)
-
-    def _motion_grey(self, image: np.ndarray, small: np.ndarray) -> np.ndarray:
-        """The frame's grey at the motion's size (:data:`FLOW_SIDE`): ``small`` (the network's
-        input) when it is that size, else the frame reduced to it."""
-        size = scaled_size(image.shape[1], image.shape[0], FLOW_SIDE)
-        return grey_of(small if (small.shape[1], small.shape[0]) == size else resize_to(image, size))
-
-    def _is_keyframe(self, frame: Frame, grey: np.ndarray, network_input: tuple[tuple[int, ...], str],
-                     stride: int) -> bool:
-        """Whether this frame gets a model call: every ``stride``-th frame, and any that cannot
-        reuse the last keyframe's result (a restart, another network input shape or model,
-        whose planes the keyframe's are not, or a scene cut). ``network_input``: the frame's
-        (input shape, model)."""
-        key = self._motion.key
-        self._since_key += 1
-        if (frame.restart or key is None or key.shape != grey.shape or network_input != self._key_input
-                or self._since_key >= stride or cv2.absdiff(grey, key).mean() > 255 * self.cut_threshold):
-            self._new_keyframe(grey, network_input)
-            return True
-        return False
-
-    def _new_keyframe(self, grey: np.ndarray | None, network_input: tuple[tuple[int, ...], str] | None = None) -> None:
-        """``grey`` (None: none yet) starts the motion, on the results of ``network_input``
-        (input shape, model)."""
-        self._motion.keyframe(grey)
-        self._key_input, self._since_key = network_input, 0
+        return Prepared(frame, model_input, guide(small), full_guide, (done - start) * 1e3, done)
 
     def infer(self, prepared: Prepared) -> Matted:
-        if not prepared.keyframe:
-            return self._reuse(prepared)
         t0 = time.perf_counter()
-        model = prepared.level.model if prepared.level is not None else ""
+        streams = self._streams
+        planes, model_ms, smoothing_ms = self._call("", prepared.model_input, prepared.guide, prepared.frame.restart)
+        if self._streams != streams:
+            self.finisher.reset()
+        timings = {**_waits(prepared, t0), "model": model_ms, "smoothing": smoothing_ms}
+        return self._finish(prepared.frame, planes, self.matter, prepared.full_guide, timings, age=0)
+
+    def process(self, frame: Frame) -> Matted:
+        """Both steps on the calling thread (stills, tests, the serial baseline)."""
+        return self.infer(self.prepare(frame))
+
+    # -- the model on its own thread (live) -----------------------------------------------------
+
+    def motion_grey(self, image: np.ndarray) -> np.ndarray:
+        """``uint8 [H, W, 3]`` -> its grey at the motion's size (:data:`FLOW_SIDE`), ``uint8 [h, w]``."""
+        return grey_of(resize_to(image, scaled_size(image.shape[1], image.shape[0], FLOW_SIDE)))
+
+    def model_call(self, frame: Frame, grey: np.ndarray, level: Level, epoch: int) -> ModelResult:
+        """The model thread's work for one frame at ``level``: resized, run, smoothed -> its result.
+        ``grey``: the frame's :meth:`motion_grey`; ``epoch``: its stream (a new epoch, a new size
+        or another model starts a new stream)."""
+        matter = self.matters[level.model]
+        image = frame.image
+        small = resize_to(image, matter.input_size(image.shape[1], image.shape[0], level.size), matter.antialias)
+        model_input = matter.prepare(pad_to(small, matter.min_side))
+        new_stream = epoch != self._epoch
+        self._epoch = epoch
+        planes, model_ms, smoothing_ms = self._call(level.model, model_input, guide(small), new_stream)
+        return ModelResult(frame.index, epoch, self._streams, grey, planes, level, model_ms, smoothing_ms)
+
+    def finish_frame(self, frame: Frame, grey: np.ndarray, result: ModelResult) -> tuple[Matted, bool]:
+        """The frame thread's work for one frame: ``result`` (the newest landed, of the frame's
+        epoch) moved to it along the flow and finished on its picture -> (its Matted, whether the
+        flow left the frame unexplained: the model should take the next frame it can)."""
+        t0 = time.perf_counter()
+        if result.stream != self._finished_stream:  # another picture, or another model's matte
+            self._finished_stream = result.stream
+            self.finisher.reset()
+        flow, unexplained = self.tracker.to_result(frame.index, grey, result.index, result.grey)
+        planes = result.planes if flow is None else warp(result.planes, flow_at(flow, result.planes.shape[1:]))
+        timings = {"wait_capture": (t0 - frame.captured_at) * 1e3, "motion": (time.perf_counter() - t0) * 1e3}
+        matter = self.matters[result.level.model]
+        full_guide = guide(frame.image) if matter.guided else None
+        matted = self._finish(frame, planes, matter, full_guide, timings, age=frame.index - result.index)
+        return matted, unexplained > MISMATCH_SHARE
+
+    # -- shared -------------------------------------------------------------------------------
+
+    def _call(self, model: str, model_input: Any, small_guide: np.ndarray, new_stream: bool
+              ) -> tuple[np.ndarray, float, float]:
+        """One model call and the smoothing -> (``float32 [k, h, w]`` planes, as in
+        :class:`ModelResult`; model ms; smoothing ms)."""
+        t0 = time.perf_counter()
         matter = self.matters[model]
         # A restarted source, a new input size or another model starts a new stream: RVM's
         # recurrent state has the old size's shape (OpenVINO refuses it) and the smoother's
         # past is another picture, or another model's planes.
-        new_stream = prepared.frame.restart or prepared.guide.shape != self._input_shape or model != self._stream
-        self._input_shape, self._stream = prepared.guide.shape, model
-        if new_stream or self.smoother.is_cut(prepared.guide):
-            self.reset()
-            self.smoother.is_cut(prepared.guide)  # remember this frame as the new stream's first
-        matte, self.state = matter.infer(prepared.model_input, self.state)
+        new_stream = new_stream or small_guide.shape != self._input_shape or model != self._stream
+        self._input_shape, self._stream = small_guide.shape, model
+        if new_stream or self.smoother.is_cut(small_guide):
+            # Not the finishing: it belongs to the thread that finishes the frames, which starts it
+            # afresh when it sees this stream's first result.
+            self.state = matter.initial_state()
+            self.smoother.reset()
+            self.smoother.is_cut(small_guide)  # remember this frame as the new stream's first
+            self._streams += 1
+        matte, self.state = matter.infer(model_input, self.state)
         if isinstance(matte, GuidedMatte) and not self.finisher.settings.wants_colour:
             matte = GuidedMatte(matte.a, matte.b)  # colour coefficients nobody uses: not smoothed
-        matte = crop(matte, *prepared.guide.shape)
+        matte = crop(matte, *small_guide.shape)
         t1 = time.perf_counter()
         if isinstance(matte, GuidedMatte):
             # The coefficients are smoothed with the weights their coarse matte earns; the
-            # backend then applies them to this frame's own full-resolution guide. The coarse
+            # backend then applies them to each frame's own full-resolution guide. The coarse
             # matte is not clipped: where it saturates, a clipped gate would see no change and
             # hold old coefficients that still move the full-resolution edge (more flicker: README,
             # Measurements behind the code).
             # The colour coefficients, when present, are mixed with the same weights.
-            coarse = matte.a * prepared.guide + matte.b
+            coarse = matte.a * small_guide + matte.b
             planes = [coarse[None], matte.a[None], matte.b[None]]
             if matte.colour_a is not None:
                 planes += [matte.colour_a, matte.colour_b]
-            mixed = self.smoother.apply(np.concatenate(planes))
-            smoothed = _guided(mixed[1:])
-            self._key_planes = mixed[1:]
+            planes = self.smoother.apply(np.concatenate(planes))[1:]
         else:
-            smoothed = self.smoother.apply(np.clip(matte, 0.0, 1.0))
-            self._key_planes = smoothed[None]
-        t2 = time.perf_counter()
-        full = matter.finish(smoothed, prepared.frame.image, prepared.full_guide, self.refine)
-        t3 = time.perf_counter()
-        timings = {**_waits(prepared, t0), "model": (t1 - t0) * 1e3, "smoothing": (t2 - t1) * 1e3,
-                   "refine": (t3 - t2) * 1e3}
-        alpha, colours = self.finisher.apply(prepared.frame.image, full, smoothed, timings,
-                                             segmentation=matter.segmentation)
-        return Matted(prepared.frame, alpha, timings, colours)
+            planes = self.smoother.apply(np.clip(matte, 0.0, 1.0))[None]
+        return planes, (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
 
-    def _reuse(self, prepared: Prepared) -> Matted:
-        """A frame without a model call: the keyframe's result moved to it, finished on its picture."""
+    def _finish(self, frame: Frame, planes: np.ndarray, matter: Matter, full_guide: np.ndarray | None,
+                timings: dict[str, float], age: int) -> Matted:
+        """``planes`` (as in :class:`ModelResult`, at this frame's place) finished on the frame's picture."""
+        matte = _guided(planes) if matter.guided else planes[0]
         t0 = time.perf_counter()
-        matter = self.matters[self._stream]  # the keyframe's: a change of model is a keyframe
-        planes = warp(self._key_planes, prepared.flow)
-        if matter.guided:
-            matte = _guided(planes)
-            # The smoother's next comparison is with this frame's result, in this frame's place.
-            self.smoother.remember(np.concatenate([(matte.a * prepared.guide + matte.b)[None], planes]))
-        else:
-            matte = planes[0]
-            self.smoother.remember(matte)
-        t1 = time.perf_counter()
-        full = matter.finish(matte, prepared.frame.image, prepared.full_guide, self.refine)
-        t2 = time.perf_counter()
-        timings = {**_waits(prepared, t0), "reuse": (t1 - t0) * 1e3, "refine": (t2 - t1) * 1e3}
-        alpha, colours = self.finisher.apply(prepared.frame.image, full, matte, timings,
-                                             segmentation=matter.segmentation)
-        return Matted(prepared.frame, alpha, timings, colours, reused=True)
+        full = matter.finish(matte, frame.image, full_guide, self.refine)
+        timings["refine"] = (time.perf_counter() - t0) * 1e3
+        alpha, colours = self.finisher.apply(frame.image, full, matte, timings, segmentation=matter.segmentation)
+        return Matted(frame, alpha, timings, colours, reused=age > 0, result_age=age)
 
     def warm_up(self, width: int, height: int, runs: int = 3, composite=None) -> float:
         """Run the model on blank frames of the stream's size, at every size and model the
@@ -237,31 +251,31 @@ class Engine:
                 wall, cpu = time.perf_counter(), time.process_time()
                 matter.infer(model_input, matter.initial_state())
                 costs[level] = ((time.perf_counter() - wall) * 1e3, (time.process_time() - cpu) * 1e3)
-        # The finish, smoothing and the rest, at the top level, then the output's share: the
-        # least of three frames after a first (which pays for first calls; contention only adds),
-        # of a person, whose matte is soft only at her edge (a blank frame's is soft all over, and
-        # its foreground colours cost far more than a real frame's).
+        # The rest of a frame's work, at the top level, then the output's share: the least of three
+        # frames after a first (which pays for first calls; contention only adds), of a person,
+        # whose matte is soft only at her edge (a blank frame's is soft all over, and its
+        # foreground colours cost far more than a real frame's). Timed by the clock, not the
+        # process's CPU time: the source's decoder may already be at work on its own threads, and
+        # this work runs on this one.
         person = _warm_up_picture(width, height)
-        top_wall = costs[levels[0]][0]
-        # Timed by the clock, not the process's CPU time: the source's decoder may already be at
-        # work on its own threads, and this work runs on this one.
-        rests = []  # per frame: the infer thread's ms and the whole frame's, both without the model
-        for _ in range(4 if self.governor is not None else 1):
-            start_frame = time.perf_counter()
-            matted = self.process(Frame(-1, person, 0.0, time.perf_counter()))
-            infer_ms = (time.perf_counter() - start_frame) * 1e3 - matted.timings.get("model", top_wall)
-            if composite is not None:
-                composite(person, matted.alpha)
-            rests.append((infer_ms, (time.perf_counter() - start_frame) * 1e3 - matted.timings.get("model", top_wall)))
+        rests = []  # per frame: the frame thread's ms and the whole frame's, both without the model
+        if self.governor is None:
+            self.process(Frame(-1, person, 0.0, time.perf_counter()))
+        else:
+            top = self.governor.levels[0]
+            result = self.model_call(Frame(-1, person, 0.0, 0.0), self.motion_grey(person), top, epoch=-1)
+            for k in range(4):
+                start_frame = time.perf_counter()
+                matted, _ = self.finish_frame(Frame(k, person, 0.0, start_frame), self.motion_grey(person), result)
+                frame_ms = (time.perf_counter() - start_frame) * 1e3
+                if composite is not None:
+                    composite(person, matted.alpha)
+                rests.append((frame_ms, (time.perf_counter() - start_frame) * 1e3))
+            self.tracker.reset()
         self.reset()
         if self.governor is not None:
-            self._new_keyframe(None)
             self.governor.calibrate(costs, tuple(max(0.0, min(figures)) for figures in zip(*rests[1:])))
         return time.perf_counter() - start
-
-    def process(self, frame: Frame) -> Matted:
-        """Both steps on the calling thread (stills, tests, the serial baseline)."""
-        return self.infer(self.prepare(frame))
 
 
 def _warm_up_picture(width: int, height: int) -> np.ndarray:

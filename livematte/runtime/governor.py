@@ -1,28 +1,40 @@
-"""The live governor: the operating point that holds the source's frame rate on this machine, now.
+"""The live governor: the model's level that the matte's CPU budget allows on this machine, now.
 
-A :class:`Level` is the network's input size and how often the model runs (``stride``: one
-model call every ``stride`` frames; the frames between reuse the last result, moved with
-the picture's motion, see :mod:`livematte.matte.motion`), and which model: the configured one, or
-a fast fallback (Selfie Segmentation) as the last rung. :func:`ladder` orders the levels
-from the preset's (the top) down, each cheaper than the one above.
+Live, the model runs on its own thread and every frame is finished from the newest result that
+has landed, moved along the optical flow (:mod:`livematte.runtime.engine`). A :class:`Level` is
+the network's input size and how often the model may run (``stride``: a call takes a frame at
+least ``stride`` frames after the last call's; 1: whenever the model is free), and which model:
+the configured one, or a fast fallback (Selfie Segmentation) as the last rung, for a machine that
+cannot run the configured model at its smallest size at all. :func:`ladder` lists the levels:
+three network sizes, four strides, and the fallback.
 
-The run starts at the highest level that the warm-up's measured costs predict will fit
-(:meth:`Governor.calibrate`), not at the top: on a slow machine the top level drops most
-frames, and walking down from it takes seconds of late, dropped frames.
+What a level costs is CPU: the model thread's (one call's CPU ms times the calls a second it
+makes: ``fps / stride``, or as many as it can when its calls take longer) plus the rest of the
+matte's work (capture, motion, finishing, compositing), which does not depend on the level. The
+outputs' encoders are not the matte's: they run on threads of their own at a lower priority
+(:mod:`livematte.sinks.threaded`) and drop frames of their own when they cannot keep up, so a
+slow encoder never moves the level. What a level gives is a matte whose error grows with the
+age of the results the frames are finished from (:func:`result_ages`: a call's time in frames,
+and the stride), measured (:data:`QUALITY`): on a machine whose 384 px call takes two frame
+periods, 288 px whenever free (results a frame old) beats 384 px (two to three frames old), at
+less CPU. The governor holds the level with the best predicted matte among those whose
+predicted CPU fits the budget (``--max-cpu``) and the cores there are.
 
-:class:`Governor` is fed a :class:`Sample` of the run's counters (frames in, dropped, the
-infer thread's busy time, process CPU, latency) about every ``WINDOW_S`` and by the infer
-thread's per-frame costs, and answers :meth:`Governor.level`. It steps down at once when
-the run falls behind (frames dropped, the infer thread never idle, latency or CPU over
-budget) and steps up only when the measured costs predict the level above fits with room
-to spare, held for a while; a step up that fails soon after doubles the wait before the
-next try at that level (hysteresis). Time comes in with every call: the decisions can be
-replayed on a recorded or synthetic trace.
+The run starts at the best level the warm-up's measured costs predict will fit
+(:meth:`Governor.calibrate`). :class:`Governor` is then fed a :class:`Sample` of the run's
+counters about every ``WINDOW_S`` and the model thread's per-call costs, and answers
+:meth:`Governor.level`. It steps down at once when the run falls behind (frames dropped, the
+frame thread never idle, latency, CPU over budget, results far older than predicted: a starved
+model), to the best level cheaper than the CPU it uses now, and steps up only when the measured
+costs predict a better level fits with room to spare, held for a while; a step up that fails
+soon after doubles the wait before the next try at that level (hysteresis). Time
+comes in with every call: the decisions can be replayed on a recorded or synthetic trace.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -44,55 +56,83 @@ MIN_LADDER_SIZE = 128  # px: below, RVM's matte is a blob (the README's measurem
 
 # Thresholds, as fractions of the budget. Down when over; up only when the level above is
 # predicted under the lower ones: the gap between them is the hysteresis.
-BUSY_DOWN, BUSY_UP = 0.92, 0.72  # of the infer thread's time
+BUSY_DOWN = 0.92  # of the frame thread's time
 DROPS_DOWN = 0.03  # of the frames in
 LATENCY_UP = 0.8  # of the latency target
 CPU_UP = 0.9  # of --max-cpu, and of the cores there are
-# The start: the highest level whose warm-up costs use at most this much of the budget.
-# Lower than the step-up thresholds: decoding and the run's threads contending for the
-# cores are not in the warm-up's figures.
-START_SHARE = 0.7
+CPU_WINDOWS = 4  # the CPU against the budget: the mean of this many windows
+BETTER_BY = 0.1  # MAD x1e3: a level predicted better by less is not worth a change
+# The start: the highest level whose warm-up costs are predicted to use at most this much of the
+# budget. Below CPU_UP: decoding is not in the warm-up's figures.
+START_SHARE = 0.85
 
 
 @dataclass(frozen=True, order=True)
 class Level:
-    """size: the network's input, longest side in px; stride: frames per model call (1 = every
-    frame); model: the backend's name for a fallback rung, "" for the configured model."""
+    """size: the network's input, longest side in px; stride: the fewest frames from one model
+    call's input to the next's (1: the model takes a frame whenever it is free); model: the
+    backend's name for a fallback rung, "" for the configured model."""
 
     size: int
     stride: int
     model: str = ""
 
     def __str__(self) -> str:
-        every = "frame" if self.stride == 1 else f"{self.stride} frames"
-        return f"{self.model + ' ' if self.model else ''}{self.size}px every {every}"
+        every = "whenever free" if self.stride == 1 else f"every {self.stride}+ frames"
+        return f"{self.model + ' ' if self.model else ''}{self.size}px {every}"
 
 
 def ladder(top_size: int, min_size: int = MIN_LADDER_SIZE, fallback: Level | None = None) -> list[Level]:
-    """The levels from the preset's (``top_size``, every frame) down, each cheaper than the last.
-
-    Reuse comes first, at the preset's size: with motion-compensated reuse, fewer model calls
-    at the full size lose less than a smaller network (the README's "What each level costs in
-    quality"). Then the network shrinks (0.75x, 0.5x) at the longest stride. ``fallback``, a
-    faster model's level, comes last.
-    """
+    """The levels the governor chooses from: the preset's size (``top_size``) and 0.75x and 0.5x
+    of it, each taking a frame whenever free or at most every 2, 3 or 4 frames, top first;
+    ``fallback``, a faster model's level, last. Which is best depends on the machine: a smaller
+    network whose results land sooner can beat a larger one whose results are older
+    (:func:`predicted_mad`)."""
     sizes = [top_size]
     for factor in (0.75, 0.5):
         size = max(min_size, int(round(top_size * factor / 16)) * 16)
         if size < sizes[-1]:
             sizes.append(size)
-    levels = [Level(top_size, stride) for stride in (1, 2, 3, 4)] + [Level(size, 4) for size in sizes[1:]]
+    levels = [Level(size, stride) for size in sizes for stride in (1, 2, 3, 4)]
     return levels + ([fallback] if fallback is not None else [])
+
+
+# The matte's error against the result's age, measured (scripts/eval_levels.py on the nine ground-
+# truth clips, RVM, results landing a fixed number of frames after their input; README: "What
+# each level costs in quality"): mean MAD x1e3 = base + per_frame x the results' mean age in
+# frames, by network size as a share of the preset's. A fallback model's matte: FALLBACK_MAD.
+QUALITY = {1.0: (3.64, 0.80), 0.75: (4.82, 0.57), 0.5: (7.68, 0.55)}
+FALLBACK_MAD = (11.1, 0.3)
+
+
+def predicted_mad(level: Level, top_size: int, mean_age: float) -> float:
+    """The matte's predicted MAD (x1e3) at ``level`` with results ``mean_age`` frames old on average."""
+    if level.model:
+        base, per_frame = FALLBACK_MAD
+    else:
+        share = level.size / top_size
+        base, per_frame = QUALITY[min(QUALITY, key=lambda known: abs(known - share))]
+    return base + per_frame * mean_age
+
+
+def result_ages(level: Level, call_frames: float) -> tuple[float, float]:
+    """The (mean, oldest) age in frames of the results frames use at ``level`` when a call takes
+    ``call_frames`` frame periods: a result lands ``lag`` frames after its input (its call, rounded
+    up), and calls take a frame every ``max(stride, lag)`` frames."""
+    lag = max(1, math.ceil(call_frames + 0.1))
+    interval = max(level.stride, lag)
+    return lag + (interval - 1) / 2, lag + interval - 1
 
 
 @dataclass(frozen=True)
 class Sample:
-    """The run's counters at ``time`` (seconds, any monotonic clock), all cumulative except latency.
+    """The run's counters at ``time`` (seconds, any monotonic clock), all cumulative except the p95s.
 
-    frames_in: frames the source delivered; dropped: frames never processed;
-    busy_s: seconds the infer thread spent working (not waiting for a frame);
-    cpu_s: process CPU seconds (all threads); latency_p95_ms: capture-to-output p95 over the
-    last window (None before the first output).
+    frames_in: frames the source delivered; dropped: frames never processed; busy_s: seconds the
+    frame thread spent working (not waiting for a frame); cpu_s: CPU seconds of the matte's threads
+    (capture, frames, model, output; not the encoders'); model_cpu_s: of those, the model thread's;
+    latency_p95_ms: capture-to-output p95 over the last window (None before the first output);
+    age_p95: the p95 of the recent frames' result ages, frames (None before the first).
     """
 
     time: float
@@ -100,7 +140,9 @@ class Sample:
     dropped: int
     busy_s: float
     cpu_s: float
+    model_cpu_s: float
     latency_p95_ms: float | None
+    age_p95: float | None = None
 
 
 @dataclass(frozen=True)
@@ -113,12 +155,13 @@ class Change:
 
 
 class Governor:
-    """Chooses the level; thread-safe (the prepare thread reads, the infer thread feeds).
+    """Chooses the level; thread-safe (the model thread reads it and feeds call costs, the frame
+    thread feeds samples).
 
     levels: the ladder, top first. period_s: the source's frame period. latency_ms: the
-    p95 target, capture to output. max_cpu: the process's CPU budget in percent of one
-    core (0: none); max_cpu_default: it is the default, not one the user set (for the
-    messages). cores: the cores this process may run on.
+    p95 target, capture to output. max_cpu: the matte's CPU budget in percent of one core (0:
+    none); max_cpu_default: it is the default, not one the user set (for the messages). cores:
+    the cores this process may run on.
     """
 
     def __init__(self, levels: list[Level], period_s: float, *, latency_ms: float = 100.0,
@@ -140,13 +183,15 @@ class Governor:
         self._headroom_since: float | None = None
         self._up_hold = {i: UP_HOLD_S for i in range(len(levels))}
         self._last_up: tuple[float, int] | None = None  # (time, index stepped up to)
-        # Model calls' costs: each (model, size)'s ms at the machine's speed when it was first
-        # seen (the warm-up's, or the run's), times ``_slowdown``, the recent calls' ratio to
-        # theirs. One factor for all: a hog that slows the level running now slows the others
-        # too, and a level left while the machine was slow is not priced slow for ever after.
-        self._model_ms: dict[tuple[str, int], float] = {}
+        # Model calls' costs, (wall, CPU) ms: each (model, size)'s at the machine's speed when it
+        # was first seen (the warm-up's, or the run's), times ``_slowdown``, the recent calls'
+        # ratio to theirs. One factor for all: a hog that slows the level running now slows the
+        # others too, and a level left while the machine was slow is not priced slow for ever after.
+        self._model_ms: dict[tuple[str, int], tuple[float, float]] = {}
         self._slowdown = 1.0
-        self._reuse_ms: float | None = None  # a reused frame's, on the infer thread
+        self._stretch = 1.0  # the recent calls' wall / CPU against the first ones'
+        self._rest_percent: float | None = None  # the matte's CPU besides the model, % of a core
+        self._recent_cpu: list[float] = []  # the last windows' CPU %, newest last
         self._window: dict[str, float] = {}  # the last window's figures, for the stats
 
     def begin(self, now: float) -> None:
@@ -161,69 +206,100 @@ class Governor:
         with self._lock:
             return self.levels[self._index]
 
+    @property
+    def capacity(self) -> float:
+        """The CPU the matte may use, percent of one core: the budget, or the cores there are."""
+        cores = 100.0 * self.cores
+        return min(cores, self.max_cpu) if self.max_cpu else cores
+
     def calibrate(self, model_ms: dict[Level, tuple[float, float]], frame_ms: tuple[float, float]) -> Level:
         """Start at the highest level the warm-up's costs predict will fit; -> that level.
 
-        model_ms: per level (stride ignored), one model call's (wall, CPU) ms, as the run's
-        threads would make it. frame_ms: the (infer thread's wall, whole process's CPU) ms
-        per frame of the rest: preparing, finishing, compositing. A level fits when its infer
-        thread's ms per frame and its CPU per frame both stay within ``START_SHARE`` of the
-        frame period, the CPU's scaled by the cores or the ``max_cpu`` budget. The lowest
-        level is taken when none fits.
+        model_ms: per level (stride ignored), one model call's (wall, CPU) ms. frame_ms: the
+        (frame thread's, whole frame's with the output's share) ms per frame of the rest: motion,
+        finishing, compositing. Of the levels that fit (the frame thread keeps up within
+        ``START_SHARE`` of the frame period, the predicted CPU within ``START_SHARE`` of
+        :attr:`capacity`), the one with the best predicted matte; the last (the fallback's, or the
+        smallest network's at the longest stride) when none fits.
         """
         with self._lock:
-            for level, (wall, _) in model_ms.items():
-                self._model_ms[(level.model, level.size)] = wall
-            self._slowdown = 1.0
-            cores = min(self.cores, self.max_cpu / 100.0) if self.max_cpu else self.cores
-            budget_ms = START_SHARE * self.period_s * 1e3
-            index = len(self.levels) - 1
-            for i, level in enumerate(self.levels):
-                wall, cpu = model_ms.get(Level(level.size, 1, level.model), (None, None))
-                if wall is None:
-                    continue
-                infer = wall / level.stride + frame_ms[0]
-                process = cpu / level.stride + frame_ms[1]
-                if infer <= budget_ms and process <= budget_ms * cores:
-                    index = i
-                    break
-            self._index = index
+            for level, costs in model_ms.items():
+                self._model_ms[(level.model, level.size)] = costs
+            self._slowdown = self._stretch = 1.0
+            self._rest_percent = frame_ms[1] / (self.period_s * 10.0)
+            index = None
+            if frame_ms[0] <= START_SHARE * self.period_s * 1e3:
+                index = self._best(START_SHARE)
+            self._index = index if index is not None else len(self.levels) - 1
             reason = (f"calibrated: {_model_ms_text(model_ms)}; the rest {frame_ms[0]:.0f} ms a frame, "
-                      f"CPU {frame_ms[1]:.0f} ms")
-            self.timeline = [Change(0.0, self.levels[index], reason)]
-            return self.levels[index]
+                      f"{frame_ms[1]:.0f} ms with the output")
+            self.timeline = [Change(0.0, self.levels[self._index], reason)]
+            return self.levels[self._index]
 
-    def frame_cost(self, ms: float, *, model: bool, level: Level) -> None:
-        """One frame's time on the infer thread: a model call at ``level``, or a reused result."""
+    def model_cost(self, level: Level, wall_ms: float, cpu_ms: float) -> None:
+        """One model call at ``level``: its wall and CPU ms on the model thread."""
         with self._lock:
-            if model:
-                key = (level.model, level.size)
-                if key in self._model_ms:
-                    self._slowdown = 0.8 * self._slowdown + 0.2 * ms / self._model_ms[key]
-                else:
-                    self._model_ms[key] = ms / self._slowdown
+            key = (level.model, level.size)
+            if key in self._model_ms:
+                wall, cpu = self._model_ms[key]
+                self._slowdown = 0.8 * self._slowdown + 0.2 * cpu_ms / cpu
+                self._stretch = 0.8 * self._stretch + 0.2 * (wall_ms / max(cpu_ms, 1e-3)) / (wall / cpu)
             else:
-                self._reuse_ms = ms if self._reuse_ms is None else 0.8 * self._reuse_ms + 0.2 * ms
+                self._model_ms[key] = (wall_ms / (self._slowdown * self._stretch), cpu_ms / self._slowdown)
 
-    def _model_cost(self, level: Level) -> float | None:
-        """One model call's ms at ``level`` now: measured, or scaled by area from the nearest size
-        measured for the same model; None before any."""
+    def _model_cost(self, level: Level) -> tuple[float, float] | None:
+        """One model call's (wall, CPU) ms at ``level`` now: measured, or scaled by area from the
+        nearest size measured for the same model; None before any. The wall ms is stretched by
+        how much longer than their CPU time the recent calls took against the first ones (a model
+        thread that gets less than a core, beside the frames)."""
         if (level.model, level.size) in self._model_ms:
-            return self._model_ms[(level.model, level.size)] * self._slowdown
-        seen = [size for model, size in self._model_ms if model == level.model]
-        if not seen:
-            return None
-        nearest = min(seen, key=lambda s: abs(s - level.size))
-        return self._model_ms[(level.model, nearest)] * (level.size / nearest) ** 2 * self._slowdown
+            wall, cpu = self._model_ms[(level.model, level.size)]
+            scale = self._slowdown
+        else:
+            seen = [size for model, size in self._model_ms if model == level.model]
+            if not seen:
+                return None
+            nearest = min(seen, key=lambda s: abs(s - level.size))
+            scale = (level.size / nearest) ** 2 * self._slowdown
+            wall, cpu = self._model_ms[(level.model, nearest)]
+        return wall * scale * self._stretch, cpu * scale
 
-    def _cost_ms(self, level: Level) -> float | None:
-        """Predicted infer-thread ms per frame at ``level``: measured costs, model sizes not yet
-        seen scaled from the nearest seen one by area; None before any measurement."""
-        model = self._model_cost(level)
-        if model is None:
+    def calls_per_s(self, level: Level) -> float | None:
+        """The model calls a second at ``level``: one every ``stride`` frames, or back to back
+        when a call takes longer; None before any cost is known."""
+        cost = self._model_cost(level)
+        if cost is None:
             return None
-        reuse = self._reuse_ms if self._reuse_ms is not None else 0.1 * model
-        return (model + (level.stride - 1) * reuse) / level.stride
+        return min(1.0 / (self.period_s * level.stride), 1e3 / max(cost[0], 1e-3))
+
+    def _ages(self, level: Level) -> tuple[float, float] | None:
+        """The (mean, oldest) result age predicted at ``level`` (:func:`result_ages`); None before any cost."""
+        cost = self._model_cost(level)
+        return None if cost is None else result_ages(level, cost[0] / (self.period_s * 1e3))
+
+    def _quality(self, level: Level) -> float:
+        """``level``'s predicted MAD with its predicted ages (infinite before any cost is known)."""
+        ages = self._ages(level)
+        return math.inf if ages is None else predicted_mad(level, self.levels[0].size, ages[0])
+
+    def _fits(self, level: Level, share: float) -> bool:
+        """Whether ``level``'s predicted CPU is within ``share`` of :attr:`capacity`."""
+        predicted = self._predicted_cpu(level)
+        return predicted is not None and predicted <= share * self.capacity
+
+    def _best(self, share: float, cheaper_than: float | None = None) -> int | None:
+        """The index of the level with the best predicted matte among those that fit within ``share``
+        of the capacity (and cost under ``cheaper_than`` % of a core); None when none does."""
+        fitting = [i for i, level in enumerate(self.levels) if self._fits(level, share)
+                   and (cheaper_than is None or self._predicted_cpu(level) < cheaper_than)]
+        return min(fitting, key=lambda i: (self._quality(self.levels[i]), i)) if fitting else None
+
+    def _predicted_cpu(self, level: Level) -> float | None:
+        """The matte's CPU at ``level``, percent of one core: the rest's, measured, and the model's."""
+        cost, calls = self._model_cost(level), self.calls_per_s(level)
+        if cost is None or self._rest_percent is None:
+            return None
+        return self._rest_percent + cost[1] * calls / 10.0
 
     def update(self, sample: Sample) -> Change | None:
         """Feed the counters; -> the change made, if any. Call about every ``WINDOW_S``."""
@@ -239,33 +315,48 @@ class Governor:
             drops = (sample.dropped - last.dropped) / frames
             busy = (sample.busy_s - last.busy_s) / span
             cpu = 100.0 * (sample.cpu_s - last.cpu_s) / span
+            model_cpu = 100.0 * (sample.model_cpu_s - last.model_cpu_s) / span
+            rest = max(0.0, cpu - model_cpu)
+            self._rest_percent = rest if self._rest_percent is None else 0.8 * self._rest_percent + 0.2 * rest
             self._window = {"busy": round(busy, 3), "drops": round(drops, 3), "cpu_percent": round(cpu, 1),
-                            "latency_p95_ms": sample.latency_p95_ms}
+                            "model_cpu_percent": round(model_cpu, 1), "latency_p95_ms": sample.latency_p95_ms,
+                            "age_p95": sample.age_p95}
             if sample.time < self._next_decision:
                 return None
-            over = self._overload(drops, busy, cpu, sample.latency_p95_ms)
+            # The CPU budget is judged on the last CPU_WINDOWS windows, not one half-second's noise.
+            self._recent_cpu = (self._recent_cpu + [cpu])[-CPU_WINDOWS:]
+            recent_cpu = sum(self._recent_cpu) / len(self._recent_cpu)
+            over = self._overload(drops, busy, recent_cpu, sample.latency_p95_ms, sample.age_p95)
             if over:
                 self._headroom_since = None
-                return self._move(sample.time, self._steps_down(over), over)
-            if self._fits_above(busy, cpu, sample.latency_p95_ms):
+                # The best matte among the levels cheaper than what this one costs now.
+                now_cost = max(recent_cpu, self._predicted_cpu(self.levels[self._index]) or 0.0)
+                cheaper = self._best(CPU_UP, cheaper_than=0.9 * now_cost)
+                return self._move(sample.time, cheaper if cheaper is not None else self._cheaper(), over)
+            better = self._better(sample.latency_p95_ms)
+            if better is not None:
                 if self._headroom_since is None:
                     self._headroom_since = sample.time
-                if sample.time - self._headroom_since >= self._up_hold[self._index - 1]:
+                if sample.time - self._headroom_since >= self._up_hold[better]:
                     self._headroom_since = None
-                    return self._move(sample.time, -1, "headroom")
+                    return self._move(sample.time, better, "headroom")
             else:
                 self._headroom_since = None
             return None
 
-    def _overload(self, drops: float, busy: float, cpu: float, latency: float | None) -> str | None:
+    def _overload(self, drops: float, busy: float, cpu: float, latency: float | None, age: float | None) -> str | None:
         if drops > DROPS_DOWN:
             return f"{drops:.0%} of frames dropped"
         if busy > BUSY_DOWN:
-            return f"model thread {busy:.0%} busy"
+            return f"frame thread {busy:.0%} busy"
         if latency is not None and latency > self.latency_ms:
             return f"latency p95 {latency:.0f} ms"
         if self.max_cpu and cpu > self.max_cpu:
             return f"CPU {cpu:.0f}% over {self.budget_text()}"
+        ages = self._ages(self.levels[self._index])
+        if age is not None and ages is not None and age > 2 * ages[1] + 2:
+            # The model gets far less CPU than its calls were measured with: it is starved.
+            return f"results {age:.0f} frames old at p95, over {2 * ages[1] + 2:.0f}"
         return None
 
     def budget_text(self) -> str:
@@ -274,60 +365,56 @@ class Governor:
             return f"the default budget of {self.max_cpu:.0f}%, all cores but one (--max-cpu; 0 lifts it)"
         return f"the budget of {self.max_cpu:.0f}% (--max-cpu or [live] max_cpu; 0 lifts it)"
 
-    def _steps_down(self, reason: str) -> int:
-        """How far down to go for ``reason``: one level, or for latency alone to the next level
-        with a cheaper model call (a longer stride leaves each keyframe's latency as it is)."""
-        if not reason.startswith("latency"):
-            return 1
-        here = self.levels[self._index]
-        for steps, level in enumerate(self.levels[self._index + 1:], 1):
-            if level.size < here.size or level.model != here.model:
-                return steps
-        return 1
+    def _better(self, latency: float | None) -> int | None:
+        """The level to step up to: the best predicted matte that fits with room to spare, when it
+        is better than this level's by ``BETTER_BY``; None otherwise."""
+        if latency is not None and latency > LATENCY_UP * self.latency_ms:
+            return None
+        best = self._best(CPU_UP)
+        if best is None or self._quality(self.levels[best]) > self._quality(self.levels[self._index]) - BETTER_BY:
+            return None
+        return best
 
-    def _fits_above(self, busy: float, cpu: float, latency: float | None) -> bool:
-        """Whether the level above is predicted to fit with room to spare."""
-        if self._index == 0:
-            return False
-        here, above = self._cost_ms(self.levels[self._index]), self._cost_ms(self.levels[self._index - 1])
-        if here is None or above is None or here <= 0:
-            return False
-        extra_ms_per_s = (above - here) / self.period_s  # more infer time per second of video, ms
-        if busy + extra_ms_per_s / 1e3 > BUSY_UP:
-            return False
-        cpu_above = cpu + extra_ms_per_s / 10.0  # ms per s -> percent of a core
-        if cpu_above > CPU_UP * 100.0 * self.cores or (self.max_cpu and cpu_above > CPU_UP * self.max_cpu):
-            return False
-        if latency is not None:
-            model_here = self._model_cost(self.levels[self._index]) or 0.0
-            model_above = self._model_cost(self.levels[self._index - 1]) or 0.0
-            if latency + model_above - model_here > LATENCY_UP * self.latency_ms:
-                return False
-        return True
+    def _cheaper(self) -> int:
+        """The next level down the list (cheaper by construction), for when no cost predicts one."""
+        return min(self._index + 1, len(self.levels) - 1)
 
-    def _move(self, now: float, step: int, reason: str) -> Change | None:
-        index = min(max(self._index + step, 0), len(self.levels) - 1)
+    def _move(self, now: float, index: int, reason: str) -> Change | None:
+        """Go to level ``index``: up when the reason is headroom, else down."""
         if index == self._index:
             return None
-        if step > 0 and self._last_up is not None:
+        up = reason == "headroom"
+        if not up and self._last_up is not None:
             up_time, up_index = self._last_up
             if up_index == self._index and now - up_time < FAILED_WITHIN_S:
                 # The step up did not hold: wait longer before trying that level again.
                 self._up_hold[up_index] = min(MAX_UP_HOLD_S, 2 * self._up_hold[up_index])
-        if step < 0:
+        if up:
             self._last_up = (now, index)
         self._index = index
         self._next_decision = now + SETTLE_S
+        self._recent_cpu = []  # the new level's CPU only
         change = Change(round(now - self._start, 3), self.levels[index], reason)
         self.timeline.append(change)
         return change
 
     def snapshot(self) -> dict:
-        """For ``--stats-json``: the level now, the last window's figures and every change."""
+        """For ``--stats-json``: the level now, the last window's figures, what each level is
+        predicted to cost (CPU % of a core, model calls a second) against the capacity, and every change."""
         with self._lock:
             level = self.levels[self._index]
-            return {"level": _level_json(level), "window": dict(self._window),
+            predicted = {str(each): {"cpu_percent": _rounded(self._predicted_cpu(each)),
+                                     "calls_per_s": _rounded(self.calls_per_s(each)),
+                                     "age": _rounded((self._ages(each) or (None,))[0]),
+                                     "mad": _rounded(self._quality(each) if self._ages(each) else None)}
+                         for each in self.levels}
+            return {"level": _level_json(level), "window": dict(self._window), "capacity_percent": self.capacity,
+                    "predicted": predicted,
                     "timeline": [{"t": c.time, **_level_json(c.level), "reason": c.reason} for c in self.timeline]}
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
 
 
 def _level_json(level: Level) -> dict:

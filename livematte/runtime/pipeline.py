@@ -1,20 +1,36 @@
 """The pipeline's threads, for live use and for offline files.
 
+Every frame through the model (offline, stills, ``live --adapt off``)::
+
     capture thread --frames--> prepare thread --prepared(1)--> infer thread --matted--> caller's thread
     (decode / camera)          (resize, layout)                (model, smoothing,        (livematte.runtime.output:
                                                                  refine)                   composite, sink,
                                                                                            alpha-out, stats)
 
-The one-slot hand-off between prepare and infer is the double buffer: frame
-N+1 is prepared while the model runs on frame N. The prepare thread takes a
-frame only once that slot is free (``_buffer_free``), so it always prepares
-the newest frame and never holds a second one: at most one frame waits for
-the model. Live pipelines use
-small fresh-frame buffers for ``captured`` and ``matted`` (a frame that has
-waited longer than ``max_lag`` is dropped, never processed late); offline pipelines use bounded queues (back-pressure, nothing
-dropped, order kept), each bounded in bytes as well as in frames (:data:`QUEUE_BYTES`), so that
-large pictures do not pile up. The caller's thread owns the stop event: any worker's
-exception stops every stage and is re-raised to the caller, which takes the
+The one-slot hand-off between prepare and infer is the double buffer: frame N+1 is prepared
+while the model runs on frame N. The prepare thread takes a frame only once that slot is free
+(``_buffer_free``), so it always prepares the newest frame and never holds a second one.
+
+Live with a governor, the model on its own thread::
+
+    capture thread --frames--> frame thread -------------------------------matted--> caller's thread
+                               |  ^ (motion, finishing: every frame, from
+                  newest frame v  | the newest result, moved to it)
+                               model thread (the governor's level; its
+                               recurrent state and smoothing)
+
+The frame thread posts each frame to the model thread (newest wins) and finishes it from the
+newest result that has landed, so no frame ever waits for a model call (the frames before a
+stream's first result has landed are dropped: there is no matte for them yet). The model thread takes the newest frame whenever it is free
+and the level's stride allows, or at once when the flow could not explain a frame; it runs at a
+lower priority (``MODEL_NICE``), so on a busy core the frames go first and the model takes what
+is left.
+
+Live pipelines use small fresh-frame buffers for ``captured`` and ``matted`` (a frame that has
+waited longer than ``max_lag`` is dropped, never processed late); offline pipelines use bounded
+queues (back-pressure, nothing dropped, order kept), each bounded in bytes as well as in frames
+(:data:`QUEUE_BYTES`), so that large pictures do not pile up. The caller's thread owns the stop
+event: any worker's exception stops every stage and is re-raised to the caller, which takes the
 matted frames with :meth:`Pipeline.next` (:func:`livematte.runtime.output.output_loop`;
 :func:`livematte.runtime.run.run` wires a whole run).
 """
@@ -24,6 +40,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -32,7 +49,8 @@ from .engine import Engine
 from ..frames import Frame, Matted
 from .governor import WINDOW_S, Sample
 from .stats import Stats
-from .workers import END, Channel, FreshBuffer, Stopped, Worker, first_error, join_all, return_freed_pictures
+from .workers import (END, Channel, FreshBuffer, Latest, Stopped, Worker, first_error, join_all, lower_priority,
+                      return_freed_pictures, thread_cpu_s)
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +58,21 @@ log = logging.getLogger(__name__)
 # with its float32 matte and foreground is nine times a 720p one, so a depth that costs little at
 # 720p would hold hundreds of MB at 4K. A bigger item still goes, alone.
 QUEUE_BYTES = 64 * 2**20
+
+# The model thread's niceness (Linux): on a core the frames and the model both want, the frame
+# thread, capture and the output go first and the model's calls stretch instead of the frames.
+MODEL_NICE = 5
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRequest:
+    """A frame offered to the model thread: its grey at the motion's size, its stream (epoch), and
+    whether the flow could not explain the frame before it (the model should take it at once)."""
+
+    frame: Frame
+    grey: np.ndarray
+    epoch: int
+    urgent: bool
 
 
 def picture_bytes(item) -> int:
@@ -63,14 +96,27 @@ class Pipeline:
         # Live: up to two frames wait, in order, and none older than max_lag is started
         # while a newer one waits; the model's occasional slow call costs no frame.
         self.captured = FreshBuffer(self.stop, 2, max_lag) if live else self._queue(depth)
-        self.prepared = Channel(self.stop, 1)
-        self._buffer_free = threading.Semaphore(1)
         self.matted = FreshBuffer(self.stop) if live else self._queue(depth)
+        self._unmatted = 0  # frames that came before their stream's first result (live, the model on its thread)
         if live:
-            stats.count_dropped_by(lambda: self.captured.replaced + self.matted.replaced)
-        self.workers = [Worker("capture", self._capture, self.stop),
-                        Worker("prepare", self._prepare, self.stop),
-                        Worker("infer", self._infer, self.stop)]
+            stats.count_dropped_by(lambda: self.captured.replaced + self.matted.replaced + self._unmatted)
+        # The model on its own thread: live, with a governor to choose its level.
+        self.asynchronous = live and engine.governor is not None
+        if self.asynchronous:
+            self.requests, self.results = Latest(self.stop), Latest(self.stop)
+            self.workers = [Worker("capture", self._capture, self.stop),
+                            Worker("frames", self._frames, self.stop),
+                            Worker("model", self._model, self.stop)]
+            self._channels = [self.captured, self.requests, self.results, self.matted]
+        else:
+            self.prepared = Channel(self.stop, 1)
+            self._buffer_free = threading.Semaphore(1)
+            self.workers = [Worker("capture", self._capture, self.stop),
+                            Worker("prepare", self._prepare, self.stop),
+                            Worker("infer", self._infer, self.stop)]
+            self._channels = [self.captured, self.prepared, self.matted]
+        self._output_thread = threading.current_thread()  # the caller's: it composites and sends
+        self._cpu_seen: dict[threading.Thread, float] = {}
 
     def _queue(self, depth: int) -> Channel:
         """An offline hand-off: up to ``depth`` frames and :data:`QUEUE_BYTES` of pictures."""
@@ -89,7 +135,7 @@ class Pipeline:
 
     def close(self) -> None:
         self.stop.set()
-        join_all(self.workers, [self.captured, self.prepared, self.matted])
+        join_all(self.workers, self._channels)
         # The source is left open: whoever opened it closes it.
 
     def next(self, timeout: float | None = None) -> Matted | object:
@@ -139,25 +185,93 @@ class Pipeline:
         self.prepared.put(END)
 
     def _infer(self) -> None:
-        governor = self.engine.governor
-        busy_s, next_sample = 0.0, time.perf_counter()
         while (prepared := self.prepared.get()) is not END:
             self._buffer_free.release()
-            start = time.perf_counter()
             matted = self.engine.infer(prepared)
             self.stats.stages(matted.timings)
-            if governor is not None:
-                now = time.perf_counter()
-                busy_s += now - start
-                governor.frame_cost((now - start) * 1e3, model=prepared.keyframe, level=prepared.level)
-                if now >= next_sample:
-                    next_sample = now + WINDOW_S / 2
-                    change = governor.update(Sample(now, self.stats.frames_in, self.stats.dropped_total, busy_s,
-                                                    time.process_time(), self.stats.recent_latency_p95()))
-                    if change is not None:
-                        log.info("level: %s (%s)", change.level, change.reason)
             self.matted.put(matted)
         self.matted.put(END)
+
+    def _frames(self) -> None:
+        """Every frame: offered to the model, finished from the newest result (see the module doc)."""
+        engine, governor = self.engine, self.engine.governor
+        epoch, urgent = 0, False
+        busy_s, next_sample = 0.0, time.perf_counter()
+        unmatted = None  # the last frame dropped for want of its stream's first result, with its grey
+        while (frame := self.captured.get()) is not END:
+            start = time.perf_counter()
+            if frame.restart:
+                epoch += 1
+                engine.tracker.reset()
+            grey = engine.motion_grey(frame.image)
+            self.requests.put(ModelRequest(frame, grey, epoch, urgent))
+            result = self.results.peek(lambda landed: landed.epoch == epoch)
+            if result is None:
+                # The stream's first call has not landed: nothing to matte this frame with. Its
+                # motion is kept, so the first result is followed to the frames after it.
+                engine.tracker.see(frame.index, grey)
+                self._unmatted += 1
+                unmatted = (frame, grey)
+                busy_s += time.perf_counter() - start
+                continue
+            unmatted = None
+            matted, urgent = engine.finish_frame(frame, grey, result)
+            self.stats.stages(matted.timings)
+            now = time.perf_counter()
+            busy_s += now - start
+            if now >= next_sample:
+                next_sample = now + WINDOW_S / 2
+                change = governor.update(Sample(now, self.stats.frames_in, self.stats.dropped_total, busy_s,
+                                                self.matte_cpu_s(), thread_cpu_s(self.workers[2]) or 0.0,
+                                                self.stats.recent_latency_p95(), self.stats.recent_age_p95()))
+                if change is not None:
+                    log.info("level: %s (%s)", change.level, change.reason)
+            self.matted.put(matted)
+        if unmatted is not None:
+            # The source ended before its stream's first result landed (a run of a few frames): its
+            # last frame waits for it, so that the run has at least that frame.
+            result = self.results.get(lambda landed: landed.epoch == epoch)
+            if result is not END:
+                self._unmatted -= 1
+                self.matted.put(engine.finish_frame(*unmatted, result)[0])
+        self.requests.close()
+        self.matted.put(END)
+
+    def _model(self) -> None:
+        """The newest frame the level allows, through the model; each result published as it lands."""
+        lower_priority(MODEL_NICE)
+        engine, governor = self.engine, self.engine.governor
+        last: tuple[int, int] | None = None  # the last call's (frame index, epoch)
+
+        def ready(request: ModelRequest) -> bool:
+            return (last is None or request.urgent or request.epoch != last[1]
+                    or request.frame.index >= last[0] + governor.level.stride)
+
+        while (request := self.requests.get(ready, take=True)) is not END:
+            level = governor.level
+            wall, cpu = time.perf_counter(), time.thread_time()
+            result = engine.model_call(request.frame, request.grey, level, request.epoch)
+            wall_ms, cpu_ms = (time.perf_counter() - wall) * 1e3, (time.thread_time() - cpu) * 1e3
+            governor.model_cost(level, wall_ms, cpu_ms)
+            self.stats.model_call({"model": result.model_ms, "smoothing": result.smoothing_ms})
+            self.results.put(result)
+            last = (request.frame.index, request.epoch)
+        self.results.close()
+
+    def matte_cpu_s(self) -> float:
+        """CPU seconds of the matte's threads: capture, the pipeline's, and the output's (which
+        composites); not the encoders', which run on threads of their own. Where the platform
+        cannot tell a thread's CPU time, the whole process's."""
+        total = 0.0
+        for thread in [*self.workers, self._output_thread]:
+            seconds = thread_cpu_s(thread)
+            if seconds is None:
+                seconds = self._cpu_seen.get(thread)  # a thread that has ended: its last figure
+                if seconds is None:
+                    return time.process_time()
+            self._cpu_seen[thread] = seconds
+            total += seconds
+        return total
 
 
 def fit_into(image: np.ndarray, width: int, height: int) -> np.ndarray:

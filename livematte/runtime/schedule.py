@@ -1,0 +1,41 @@
+"""The live pipeline's model thread replayed on a schedule instead of a clock: for evaluation and tests.
+
+Live (:mod:`livematte.runtime.pipeline`), the model thread takes the newest frame whenever it is
+free and the governor's stride allows (or at once after a frame the flow could not explain), and
+every frame is finished from the newest result that has landed. :func:`on_schedule` does the same
+with the time a call takes given in frames (``lag``): a call takes frame k and its result lands
+for frame k + lag. Every frame is finished exactly as live finishes it; only the timing is fixed,
+so a level's quality can be scored apart from a machine's speed, and a test is repeatable.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Iterator
+
+from ..frames import Frame, Matted
+from .engine import Engine, ModelResult
+
+
+def on_schedule(engine: Engine, frames: Iterable[Frame], lag: int) -> Iterator[Matted]:
+    """``frames`` in order -> each one's Matted, the model's results landing ``lag`` frames (0 or
+    more) after their input, at the level ``engine.governor`` holds at each call. A stream's
+    first frame (the first, or one with ``restart``) waits for its own result, as live."""
+    pending: tuple[int, ModelResult] | None = None  # (frame index it lands at, the result)
+    result: ModelResult | None = None
+    last_input: int | None = None
+    epoch, urgent = 0, False
+    for frame in frames:
+        if frame.restart:
+            epoch += 1
+            engine.tracker.reset()
+        grey = engine.motion_grey(frame.image)
+        if pending is not None and pending[0] <= frame.index:
+            result, pending = pending[1], None
+        stride = engine.governor.level.stride
+        if pending is None and (last_input is None or urgent or frame.restart or frame.index >= last_input + stride):
+            pending = (frame.index + lag, engine.model_call(frame, grey, engine.governor.level, epoch))
+            last_input = frame.index
+            if lag == 0 or result is None or result.epoch != epoch:
+                result, pending = pending[1], None
+        matted, urgent = engine.finish_frame(frame, grey, result)
+        yield matted
