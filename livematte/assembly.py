@@ -30,7 +30,6 @@ from .media.formats import ALPHA_KINDS, output_kind
 from .models.base import Matter, ModelSettings
 from .runtime.engine import Engine
 from .runtime.governor import Governor
-from .machine import available_cores
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +67,18 @@ def check_alpha_support(compositor: Compositor, sink) -> None:
                              f"or {opaque_hint()}")
 
 
+# A governed live run's model threads: one. The model runs on a thread of its own beside the frames;
+# a second runtime thread waits on the first whenever the frames take its core (a 288 px RVM call
+# took 82 ms on two threads in a live run on two cores, against 26 ms at the warm-up).
+LIVE_MODEL_THREADS = 1
+
+
 def live_model_settings(config: Config) -> ModelSettings:
-    """The model's settings for a governed live run: its threads within the CPU budget."""
-    threads = config.live.model_threads(config.model.threads, available_cores())
-    if threads != config.model.threads:
-        log.info("model threads %d -> %d: the CPU budget is %.0f%%", config.model.threads, threads,
-                 config.live.cpu_budget(available_cores()))
-    return dataclasses.replace(config.model, threads=threads)
+    """The model's settings for a governed live run: one thread (:data:`LIVE_MODEL_THREADS`)."""
+    if config.model.threads != LIVE_MODEL_THREADS:
+        log.debug("model threads %d -> %d: live, the model runs on a thread of its own beside the frames",
+                  config.model.threads, LIVE_MODEL_THREADS)
+    return dataclasses.replace(config.model, threads=LIVE_MODEL_THREADS)
 
 
 def load_models(config: Config, stack: contextlib.ExitStack, *, governed: bool,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import types
 import tomllib
 import typing
@@ -116,17 +115,6 @@ class LiveSettings:
         if self.max_cpu is not None:
             return self.max_cpu
         return 100.0 * (cores - 1) if cores > 1 else 0.0
-
-    def model_threads(self, threads: int, cores: int) -> int:
-        """The model's threads (``[model] threads``, 0: the runtime's choice) under the CPU budget:
-        no more than the budget's whole cores, at least one. A second thread buys less wall time
-        than it costs in CPU (README: Measurements behind the code), so within a budget it leaves
-        less for everything else."""
-        budget = self.cpu_budget(cores)
-        if not budget:
-            return threads
-        most = max(1, math.ceil(budget / 100.0 - 1e-9))
-        return min(threads, most) if threads else most
 
 
 @dataclass(frozen=True)

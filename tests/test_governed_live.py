@@ -186,26 +186,33 @@ def test_results_landing_frames_late_in_a_live_run_still_give_every_frame_its_ow
     assert checked >= figures["composited"] - 1 >= 30
 
 
-def test_a_model_far_too_slow_for_the_camera_runs_live_on_the_fallback(long_clip, live_rvm, selfie_weights, tmp_path):
-    # Given RVM made 200 ms slower a call (not even 192 px every fourth frame holds 30 fps) and
-    # the live preset's fallback, Selfie Segmentation
+def test_a_model_far_slower_than_the_camera_still_gives_fresh_frames_at_the_cameras_rate(
+        long_clip, live_rvm, selfie_weights, tmp_path):
+    # Given RVM made 200 ms slower a call (six frames at 30 fps) and the live preset's fallback,
+    # Selfie Segmentation. The delay is a wait, not CPU: the machine can run RVM, only late, so
+    # the governor weighs RVM's old results against the fallback's fresh ones
+    # (tests/test_governor.py has a machine too slow to run RVM at all, which takes the fallback)
     config = livematte_config.load("live", overrides={"model": {"name": "rvm"}, "live": {"adapt": True},
                                                       "output": {"background": "color:#00ff00"}})
     assert config.live.fallback == "selfie"
     stats_json = tmp_path / "stats.json"
     job = LiveJob(config=config, source=str(long_clip), realtime=True, sink="null", stats_json=stats_json,
-                  max_frames=60)
+                  max_frames=90)
 
     # When it runs
     run_live_job(job, matter=Slowed(live_rvm, 0.2))
 
-    # Then the warm-up's costs start it on the fallback, and the frames are mostly fresh
+    # Then it starts on the warm-up's costs, and the frames are fresh: no frame waits for the model
     import json
 
     figures = json.loads(stats_json.read_text())
     start = figures["governor"]["timeline"][0]
-    assert start["model"] == "selfie" and start["reason"].startswith("calibrated: "), start
-    assert figures["composited"] >= 0.8 * figures["frames_in"], figures
+    assert start["reason"].startswith("calibrated: "), start
+    assert figures["composited"] >= 0.85 * figures["frames_in"], figures
+    # And the figures say what the governor weighed: RVM's results far older than the fallback's
+    predicted = figures["governor"]["predicted"]
+    rvm_ages = [figures["age"] for name, figures in predicted.items() if not name.startswith("selfie")]
+    assert predicted["selfie 256px whenever free"]["age"] < min(rvm_ages), predicted
 
 
 def test_the_flow_is_composed_frame_by_frame_so_a_far_result_is_followed(rvm, person):

@@ -342,14 +342,3 @@ def test_the_live_section_of_a_config_file_is_typed(tmp_path):
     bad.write_text('[live]\nmax_cpu = "lots"\n')
     with pytest.raises(LivematteError, match=r"bad.toml \[live\] max_cpu got 'lots', expected float"):
         config.load("live", bad)
-
-
-@pytest.mark.parametrize("max_cpu, cores, threads, expected", [
-    (None, 2, 2, 1),    # the default budget on two cores is one core: one model thread
-    (None, 1, 2, 2),    # no budget on one core (the runtime's threads are clamped to the cores elsewhere)
-    (150, 2, 2, 2), (100, 4, 4, 1), (0, 2, 2, 2), (250, 4, 0, 3),
-])
-def test_the_model_runs_on_no_more_threads_than_the_cpu_budgets_cores(max_cpu, cores, threads, expected):
-    from livematte.config import LiveSettings
-
-    assert LiveSettings(max_cpu=max_cpu).model_threads(threads, cores) == expected

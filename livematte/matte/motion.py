@@ -68,12 +68,18 @@ class Tracker:
             self._key_index, self._previous_to_key = key_index, self._chain_back(key_index)
         frame, key_f = grey.astype(np.float32), key.astype(np.float32)
         changed = np.count_nonzero(cv2.absdiff(key_f, frame) > MISMATCH_LEVELS)  # the same for both flows
-        flows = [self._dis.calc(grey, key, None)]
         if step is not None and previous[0] == key_index:
-            flows.append(step)
+            composed = step  # the result's frame is the last one: the step is the straight measurement
         elif step is not None and self._previous_to_key is not None:
-            flows.append(compose(step, self._previous_to_key))
-        scored = [(mismatch(flow, frame, key_f, changed), flow) for flow in flows]
+            composed = compose(step, self._previous_to_key)
+        else:
+            composed = None
+        scored = [] if composed is None else [(mismatch(composed, frame, key_f, changed), composed)]
+        # The straight measurement only when the composed one leaves more than a little unexplained:
+        # a second DIS a frame is most of the motion's cost.
+        if not scored or (scored[0][0] > GOOD_ENOUGH_SHARE and composed is not step):
+            straight = self._dis.calc(grey, key, None)
+            scored.insert(0, (mismatch(straight, frame, key_f, changed), straight))
         wrong, flow = min(scored, key=lambda pair: pair[0])  # the straight one on a tie
         self._previous_to_key = flow
         return flow, wrong
@@ -163,6 +169,8 @@ HISTORY = 16
 # the model and buys nothing (README: Measurements behind the code).
 MISMATCH_LEVELS = 24
 MISMATCH_SHARE = 0.15
+# A composed flow that leaves at most this share unexplained is kept without measuring the straight one.
+GOOD_ENOUGH_SHARE = 0.05
 # ... and the move must put right at least half of the pixels that changed since the keyframe (at
 # least CHANGE_FLOOR of the frame: noise): a small subject that jumps changes few pixels in all,
 # and a flow that cannot follow it leaves most of them wrong.

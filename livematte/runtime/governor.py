@@ -191,6 +191,7 @@ class Governor:
         self._slowdown = 1.0
         self._stretch = 1.0  # the recent calls' wall / CPU against the first ones'
         self._rest_percent: float | None = None  # the matte's CPU besides the model, % of a core
+        self._rest_measured = False  # _rest_percent is the run's own figure, not the warm-up's
         self._recent_cpu: list[float] = []  # the last windows' CPU %, newest last
         self._window: dict[str, float] = {}  # the last window's figures, for the stats
 
@@ -317,7 +318,9 @@ class Governor:
             cpu = 100.0 * (sample.cpu_s - last.cpu_s) / span
             model_cpu = 100.0 * (sample.model_cpu_s - last.model_cpu_s) / span
             rest = max(0.0, cpu - model_cpu)
-            self._rest_percent = rest if self._rest_percent is None else 0.8 * self._rest_percent + 0.2 * rest
+            # The first window's figure replaces the warm-up's estimate (which has no decoding in it).
+            self._rest_percent = rest if not self._rest_measured else 0.8 * self._rest_percent + 0.2 * rest
+            self._rest_measured = True
             self._window = {"busy": round(busy, 3), "drops": round(drops, 3), "cpu_percent": round(cpu, 1),
                             "model_cpu_percent": round(model_cpu, 1), "latency_p95_ms": sample.latency_p95_ms,
                             "age_p95": sample.age_p95}

@@ -260,7 +260,7 @@ class ThreadedSink(Sink):
         self.thread.abort()
 
 
-class ThreadedWriter:
+class ThreadedWriter(Sink):  # a sink's close/abort and context protocol; it writes mattes, not pictures
     """The matte writer (``AlphaWriter``) writing on an :class:`EncoderThread`; a context manager
     (closed on success, aborted on an error) like the writer."""
 
@@ -284,13 +284,3 @@ class ThreadedWriter:
 
     def abort(self) -> None:
         self.thread.abort()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-        return False
