@@ -275,15 +275,15 @@ def test_score_files_holds_the_last_matte_over_a_dropped_frame(tmp_path, eval_qu
     assert seg["gap"]["dtssd"] == pytest.approx(STEP * 1e2, rel=1e-5)
 
 
-def test_score_files_uses_zeros_before_the_first_matte_and_holds_at_the_end(tmp_path, eval_quality):
+def test_score_files_uses_the_first_matte_before_it_and_holds_at_the_end(tmp_path, eval_quality):
     truth = truth_frames()
     pred = {i: a for i, a in truth.items() if i not in (0, 9)}
     result = eval_quality.score_files(
         write_gray_mkv(tmp_path / "pred.mkv", pred), write_gray_mkv(tmp_path / "truth.mkv", truth), fps=FPS
     )
     assert result["held_frames"] == 2
-    # Frame 0: empty matte against grey 10; frame 9: frame 8's grey against one step more.
-    assert result["overall"]["mad"] == pytest.approx((10 / 255 + STEP) * 1e3 / 10, rel=1e-5)
+    # Frame 0: frame 1's grey, one step off (a live run's start); frame 9: frame 8's, one step off.
+    assert result["overall"]["mad"] == pytest.approx(2 * STEP * 1e3 / 10, rel=1e-5)
     assert result["segments"] == {}
 
 

@@ -62,6 +62,7 @@ LATENCY_UP = 0.8  # of the latency target
 CPU_UP = 0.9  # of --max-cpu, and of the cores there are
 CPU_WINDOWS = 4  # the CPU against the budget: the mean of this many windows
 BETTER_BY = 0.1  # MAD x1e3: a level predicted better by less is not worth a change
+DOWN_TO = 0.75  # a step down goes to a level that costs at most this share of the CPU used now
 # The start: the highest level whose warm-up costs are predicted to use at most this much of the
 # budget. Below CPU_UP: decoding is not in the warm-up's figures.
 START_SHARE = 0.85
@@ -334,7 +335,7 @@ class Governor:
                 self._headroom_since = None
                 # The best matte among the levels cheaper than what this one costs now.
                 now_cost = max(recent_cpu, self._predicted_cpu(self.levels[self._index]) or 0.0)
-                cheaper = self._best(CPU_UP, cheaper_than=0.9 * now_cost)
+                cheaper = self._best(CPU_UP, cheaper_than=DOWN_TO * now_cost)
                 return self._move(sample.time, cheaper if cheaper is not None else self._cheaper(), over)
             better = self._better(sample.latency_p95_ms)
             if better is not None:

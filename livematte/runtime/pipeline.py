@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..machine import available_cores
 from .engine import Engine
 from ..frames import Frame, Matted
 from .governor import WINDOW_S, Sample
@@ -61,7 +62,10 @@ QUEUE_BYTES = 64 * 2**20
 
 # The model thread's niceness (Linux): on a core the frames and the model both want, the frame
 # thread, capture and the output go first and the model's calls stretch instead of the frames.
-MODEL_NICE = 5
+# On one core the frames' work is most of it, and a model at 5 still took a quarter of the core
+# from them (39 of 282 frames of s18 dropped); with more cores the model has one mostly to itself.
+MODEL_NICE = {1: 10}
+MODEL_NICE_MANY_CORES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +243,7 @@ class Pipeline:
 
     def _model(self) -> None:
         """The newest frame the level allows, through the model; each result published as it lands."""
-        lower_priority(MODEL_NICE)
+        lower_priority(MODEL_NICE.get(available_cores(), MODEL_NICE_MANY_CORES))
         engine, governor = self.engine, self.engine.governor
         last: tuple[int, int] | None = None  # the last call's (frame index, epoch)
 
