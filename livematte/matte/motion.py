@@ -44,9 +44,10 @@ class Tracker:
         self._key_index = self._previous_to_key = None
 
     def see(self, index: int, grey: np.ndarray) -> None:
-        """Frame ``index`` (``uint8 [h, w]`` grey) seen with no result to move yet (a stream's first
-        frames, while its first call runs): its step is kept, so that the first result is followed
-        to the frames after it along every frame between."""
+        """Frame ``index`` (``uint8 [h, w]`` grey) seen: its step from the frame seen before it is
+        kept. Called alone for a frame with no result to move yet (a stream's first frames, while
+        its first call runs), so that the first result is followed to the frames after it along
+        every frame between; :meth:`to_result` calls it for the others."""
         previous = self._seen[-1] if self._seen and self._seen[-1][1].shape == grey.shape else None
         self._seen.append((index, grey, self._dis.calc(grey, previous[1], None) if previous is not None else None))
 
@@ -56,11 +57,10 @@ class Tracker:
         (dx, dy) in px to where it was in the result's frame, None when it is that frame; the share of
         its pixels the flow leaves unexplained, :func:`mismatch`). Call once per frame, in order
         (a frame :meth:`see` saw last may come again)."""
-        if self._seen and self._seen[-1][0] == index:
-            self._seen.pop()
-        previous = self._seen[-1] if self._seen and self._seen[-1][1].shape == grey.shape else None
-        step = self._dis.calc(grey, previous[1], None) if previous is not None else None
-        self._seen.append((index, grey, step))
+        if not self._seen or self._seen[-1][0] != index:
+            self.see(index, grey)
+        step = self._seen[-1][2]
+        previous_index = self._seen[-2][0] if step is not None else None  # the frame the step goes to
         if key_index == index:
             self._key_index, self._previous_to_key = index, None
             return None, 0.0
@@ -68,7 +68,7 @@ class Tracker:
             self._key_index, self._previous_to_key = key_index, self._chain_back(key_index)
         frame, key_f = grey.astype(np.float32), key.astype(np.float32)
         changed = np.count_nonzero(cv2.absdiff(key_f, frame) > MISMATCH_LEVELS)  # the same for both flows
-        if step is not None and previous[0] == key_index:
+        if step is not None and previous_index == key_index:
             composed = step  # the result's frame is the last one: the step is the straight measurement
         elif step is not None and self._previous_to_key is not None:
             composed = compose(step, self._previous_to_key)

@@ -402,22 +402,25 @@ class Governor:
         self.timeline.append(change)
         return change
 
+    def _prediction(self, level: Level) -> dict:
+        """What ``level`` is predicted to cost and give, for the snapshot (None where nothing is known yet)."""
+        ages = self._ages(level)
+        return {"cpu_percent": _rounded(self._predicted_cpu(level)), "calls_per_s": _rounded(self.calls_per_s(level)),
+                "age": _rounded(ages and ages[0]), "mad": _rounded(ages and self._quality(level))}
+
     def snapshot(self) -> dict:
         """For ``--stats-json``: the level now, the last window's figures, what each level is
         predicted to cost (CPU % of a core, model calls a second) against the capacity, and every change."""
         with self._lock:
             level = self.levels[self._index]
-            predicted = {str(each): {"cpu_percent": _rounded(self._predicted_cpu(each)),
-                                     "calls_per_s": _rounded(self.calls_per_s(each)),
-                                     "age": _rounded((self._ages(each) or (None,))[0]),
-                                     "mad": _rounded(self._quality(each) if self._ages(each) else None)}
-                         for each in self.levels}
+            predicted = {str(each): self._prediction(each) for each in self.levels}
             return {"level": _level_json(level), "window": dict(self._window), "capacity_percent": self.capacity,
                     "predicted": predicted,
                     "timeline": [{"t": c.time, **_level_json(c.level), "reason": c.reason} for c in self.timeline]}
 
 
 def _rounded(value: float | None) -> float | None:
+    """``value`` to one decimal, None as it is."""
     return None if value is None else round(value, 1)
 
 

@@ -79,6 +79,14 @@ class ModelRequest:
     urgent: bool
 
 
+def model_takes(last: tuple[int, int] | None, index: int, epoch: int, urgent: bool, stride: int) -> bool:
+    """Whether the model, free, takes frame ``index`` of stream ``epoch``: the first frame, a new
+    stream's, one after a frame the flow could not explain (``urgent``), or one ``stride`` frames on
+    from the last call's input ``last`` (its index, epoch). The live pipeline's rule, and the
+    schedule's (:mod:`livematte.runtime.schedule`)."""
+    return last is None or urgent or epoch != last[1] or index >= last[0] + stride
+
+
 def picture_bytes(item) -> int:
     """The bytes of full-size pictures a hand-off item carries: a Frame's or a Matted's (END: 0)."""
     if isinstance(item, Matted):
@@ -108,9 +116,9 @@ class Pipeline:
         self.asynchronous = live and engine.governor is not None
         if self.asynchronous:
             self.requests, self.results = Latest(self.stop), Latest(self.stop)
+            self._model_worker = Worker("model", self._model, self.stop)
             self.workers = [Worker("capture", self._capture, self.stop),
-                            Worker("frames", self._frames, self.stop),
-                            Worker("model", self._model, self.stop)]
+                            Worker("frames", self._frames, self.stop), self._model_worker]
             self._channels = [self.captured, self.requests, self.results, self.matted]
         else:
             self.prepared = Channel(self.stop, 1)
@@ -226,7 +234,7 @@ class Pipeline:
             if now >= next_sample:
                 next_sample = now + WINDOW_S / 2
                 change = governor.update(Sample(now, self.stats.frames_in, self.stats.dropped_total, busy_s,
-                                                self.matte_cpu_s(), thread_cpu_s(self.workers[2]) or 0.0,
+                                                self.matte_cpu_s(), thread_cpu_s(self._model_worker) or 0.0,
                                                 self.stats.recent_latency_p95(), self.stats.recent_age_p95()))
                 if change is not None:
                     log.info("level: %s (%s)", change.level, change.reason)
@@ -248,8 +256,7 @@ class Pipeline:
         last: tuple[int, int] | None = None  # the last call's (frame index, epoch)
 
         def ready(request: ModelRequest) -> bool:
-            return (last is None or request.urgent or request.epoch != last[1]
-                    or request.frame.index >= last[0] + governor.level.stride)
+            return model_takes(last, request.frame.index, request.epoch, request.urgent, governor.level.stride)
 
         while (request := self.requests.get(ready, take=True)) is not END:
             level = governor.level

@@ -14,6 +14,7 @@ from typing import Iterable, Iterator
 
 from ..frames import Frame, Matted
 from .engine import Engine, ModelResult
+from .pipeline import model_takes
 
 
 def on_schedule(engine: Engine, frames: Iterable[Frame], lag: int) -> Iterator[Matted]:
@@ -22,7 +23,7 @@ def on_schedule(engine: Engine, frames: Iterable[Frame], lag: int) -> Iterator[M
     first frame (the first, or one with ``restart``) waits for its own result, as live."""
     pending: tuple[int, ModelResult] | None = None  # (frame index it lands at, the result)
     result: ModelResult | None = None
-    last_input: int | None = None
+    last: tuple[int, int] | None = None  # the last call's (frame index, epoch)
     epoch, urgent = 0, False
     for frame in frames:
         if frame.restart:
@@ -31,10 +32,9 @@ def on_schedule(engine: Engine, frames: Iterable[Frame], lag: int) -> Iterator[M
         grey = engine.motion_grey(frame.image)
         if pending is not None and pending[0] <= frame.index:
             result, pending = pending[1], None
-        stride = engine.governor.level.stride
-        if pending is None and (last_input is None or urgent or frame.restart or frame.index >= last_input + stride):
+        if pending is None and model_takes(last, frame.index, epoch, urgent, engine.governor.level.stride):
             pending = (frame.index + lag, engine.model_call(frame, grey, engine.governor.level, epoch))
-            last_input = frame.index
+            last = (frame.index, epoch)
             if lag == 0 or result is None or result.epoch != epoch:
                 result, pending = pending[1], None
         matted, urgent = engine.finish_frame(frame, grey, result)

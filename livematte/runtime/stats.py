@@ -78,8 +78,7 @@ class Stats:
             if self._first_call is None:
                 self._first_call = now
             self._last_call = now
-            for name, ms in timings.items():
-                self._stage_ms[name].append(ms)
+        self.stages(timings)
 
     def output(self, captured_at: float | None, repeated: bool = False, reused: bool = False,
                age: int | None = None) -> None:

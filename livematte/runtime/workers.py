@@ -195,7 +195,7 @@ class FreshBuffer:
 class Latest:
     """The newest of a stream of items, for threads that only ever want the newest.
 
-    ``put`` replaces whatever is there (``replaced`` counts the items nobody took); ``get(accept)``
+    ``put`` replaces whatever is there; ``get(accept)``
     waits until the item there satisfies ``accept(item)`` and returns it, removing it with
     ``take=True``; after :meth:`close`, a get that finds nothing acceptable returns ``END``.
     """
@@ -205,11 +205,9 @@ class Latest:
         self._cond = threading.Condition()
         self._item: Any = None
         self._closed = False
-        self.replaced = 0
 
     def put(self, item: Any) -> None:
         with self._cond:
-            self.replaced += self._item is not None
             self._item = item
             self._cond.notify_all()
 
