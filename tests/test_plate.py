@@ -117,7 +117,7 @@ def test_the_plate_steps_aside_while_the_camera_pans_and_learns_again_once_it_st
 
         # Then it is forgotten and stays out of the way: the matte and the colours are today's
         assert plate.resets == 1
-        assert plate.known_share == 0
+        assert plate.known_share == 0 and plate.plate() is None  # nothing kept while it moves
         assert plate.refine(image, alpha) is alpha
         colours = image.copy()
         plate.decontaminate(image, alpha, colours, plate.points(alpha))

@@ -71,7 +71,7 @@ class BackgroundPlate:
         # The light now against the plate's, per channel: the plate is kept at one light and seen
         # at this one, so the pixels the person hides follow a change of light too.
         self._gain = np.ones(3, np.float32)
-        self._grey: np.ndarray | None = None  # the last frame's grey at a quarter of the plate's size
+        self._grey: np.ndarray | None = None  # the last learnt frame's grey at an eighth of its size
         self._grey_mask: np.ndarray | None = None  # its background
         self._lookup: np.ndarray | None = None  # float32 [h, w, 4]: the plate (B, G, R) and 1 where known
         self._frames = 0  # frames offered to ``update``
@@ -97,20 +97,27 @@ class BackgroundPlate:
             self._frames += 1  # a plate learns slowly: every ``every``-th frame is enough, at that share of the cost
             return
         self._frames += 1
-        size = (max(1, width // self.scale), max(1, height // self.scale))
-        small = cv2.resize(frame_bgr, size, interpolation=cv2.INTER_AREA).astype(np.float32)
-        if self._mean is None or self._frame_size != (width, height):
+        if self._frame_size != (width, height):
             self.reset()
             self._frame_size, self._frames = (width, height), 1
-            self._mean = small.copy()
+        # The camera's move is checked first, on an eighth-size copy: while it moves (a handheld
+        # or drifting camera: every frame) nothing else is computed, so the plate costs little
+        # where it cannot help.
+        half = _halved(frame_bgr)
+        if self._shift(_halved(_halved(half)), _halved(_halved(_halved(alpha)))) > MOVED_PX:
+            self._forget()  # the camera moves: nothing learnt holds
+            return
+        size = (max(1, width // self.scale), max(1, height // self.scale))
+        small = (half if half.shape[1::-1] == size
+                 else cv2.resize(frame_bgr, size, interpolation=cv2.INTER_AREA)).astype(np.float32)
+        if self._mean is None:  # the first frame, or the first still one after a move: the plate starts from it
+            self._mean = small
             self._count = np.zeros(small.shape[:2], np.uint8)
             self._noise = np.full(small.shape[:2], 2.0, np.float32)
+            return
         person = cv2.compare(cv2.resize(alpha, size, interpolation=cv2.INTER_AREA), _LOW, cv2.CMP_GT)
         reach = 2 * max(1, round(self.margin / self.scale)) + 1
         background = cv2.bitwise_not(cv2.dilate(person, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (reach, reach))))
-        if self._shift(small, background) > MOVED_PX:
-            self._restart(small)  # the camera moves: nothing learnt holds
-            return
         checked = cv2.bitwise_and(background, cv2.compare(self._count, self.confirm, cv2.CMP_GE))
         checked_count = cv2.countNonZero(checked)
         enough = checked_count > 0.05 * checked.size
@@ -125,7 +132,7 @@ class BackgroundPlate:
         agrees = cv2.compare(difference, np.minimum(self._noise, np.float32(MAX_NOISE)) * np.float32(3)
                              + np.float32(6), cv2.CMP_LE)
         if enough and checked_count - cv2.countNonZero(cv2.bitwise_and(checked, agrees)) > self.moved * checked_count:
-            self._restart(small * self._gain)  # another scene, or the camera jumped
+            self._forget()  # another scene, or the camera jumped: the next frame starts the plate
             return
         learn = cv2.bitwise_and(background, agrees)
         # Known pixels follow the light at ``rate``; new ones settle on the mean of their first frames.
@@ -142,21 +149,21 @@ class BackgroundPlate:
         self._lookup = (np.dstack([self._mean, known.astype(np.float32) * np.float32(1 / 255)])
                         if cv2.countNonZero(known) else None)
 
-    def _restart(self, small: np.ndarray) -> None:
-        """Forget the plate (the camera moved); ``small``, the frame at the plate's size, starts the next."""
-        if np.any(self._count):
+    def _forget(self) -> None:
+        """Forget the plate (the camera moved): the next still frame starts the next one."""
+        if self._count is not None and np.any(self._count):
             self.resets += 1
-        self._mean, self._count[:] = small, 0
-        self._noise[:] = 2.0
-        self._gain[:] = 1.0
-        self._lookup = None
+        self._mean = self._count = self._noise = self._lookup = None
+        self._gain = np.ones(3, np.float32)
 
-    def _shift(self, small: np.ndarray, background: np.ndarray) -> float:
-        """How far the background moved since the last frame, full-size px: one Lucas-Kanade step of
-        the whole background (the person left out) at a quarter of the plate's size. 0 where the
-        background has too little texture to tell (then a still plate is right anyway)."""
-        grey = cv2.pyrDown(cv2.pyrDown(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)))
-        mask = cv2.pyrDown(cv2.pyrDown(background))
+    def _shift(self, eighth_bgr: np.ndarray, eighth_alpha: np.ndarray) -> float:
+        """How far the background moved since the last frame learnt from, full-size px, from that
+        frame and its matte at an eighth of their size: one Lucas-Kanade step of the whole
+        background (the person and a margin left out). 0 where the background has too little
+        texture to tell (then a still plate is right anyway)."""
+        grey = cv2.cvtColor(eighth_bgr, cv2.COLOR_BGR2GRAY).astype(np.float32)
+        person = cv2.compare(eighth_alpha, _LOW, cv2.CMP_GT)
+        mask = cv2.bitwise_not(cv2.dilate(person, np.ones((3, 3), np.uint8)))
         previous, previous_mask = self._grey, self._grey_mask
         self._grey, self._grey_mask = grey, mask
         if previous is None or previous.shape != grey.shape:
@@ -174,7 +181,7 @@ class BackgroundPlate:
         if weight.sum() < 0.01 * weight.size or det <= 1e-6 * (xx + yy) ** 2 or det <= 0:
             return 0.0
         dx, dy = -(yy * bx - xy * by) / det, -(xx * by - xy * bx) / det
-        return float(np.hypot(dx, dy)) * 4 * self.scale
+        return float(np.hypot(dx, dy)) * 8
 
     def _at(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The plate and its confidence at full-size ``points`` (``int32 [N, 2]`` x, y) ->
@@ -232,6 +239,14 @@ class BackgroundPlate:
         k = known[:, None]
         mixed = k * clean + (1 - k) * colours[ys, xs].astype(np.float32)
         colours[ys, xs] = np.clip(mixed + np.float32(0.5), 0, 255).astype(np.uint8)
+
+
+def _halved(picture: np.ndarray) -> np.ndarray:
+    """``picture`` at half its size (at least 1 px), each pixel the mean of the 2 x 2 it covers.
+    Three of these reach an eighth in a third of the time of one eighth-size step: OpenCV
+    averages 2 x 2 blocks on a fast path."""
+    height, width = picture.shape[:2]
+    return cv2.resize(picture, (max(1, width // 2), max(1, height // 2)), interpolation=cv2.INTER_AREA)
 
 
 def _solid_colour(frame_bgr: np.ndarray, alpha: np.ndarray, points: np.ndarray) -> np.ndarray:
