@@ -2,7 +2,11 @@
 
 - s18.mp4 (a talking head, hair over a bright wall) on a white and on a dark background: the
   raw frame's colours (``--foreground off``, before) against the estimated foreground (after).
-- d0.mp4 (a green screen) on a dark background: foreground colours without and with ``--despill``.
+- s18.mp4 on ``--background blur`` (``live``'s default): the old blur of the whole frame, whose
+  person spreads a halo of their own colours into the background beside them (an aura), against
+  the person-free blur (the matte left out of the blur), around the head and shoulder.
+- d0.mp4 (a green screen) on a dark background: foreground colours without and with ``--despill``
+  (``auto``: the screen's colour measured from the frame).
 - a fixed camera's clip (scripts/make_fixed_camera_clips.py's ``fixed00_home``: dark curly hair over
   a bright sky, built into a temporary folder) on white: the estimated foreground without and with
   the background plate (``--plate auto``), which has learnt the sky from the earlier frames. (s18's
@@ -28,6 +32,7 @@ import cv2
 import numpy as np
 
 from livematte import assembly, config, models
+from livematte.compose.backgrounds import parse_background
 from livematte.compose.compositor import blend
 from livematte.frames import Frame
 from livematte.matte.finishing import CompositeSettings
@@ -59,6 +64,18 @@ def hair_box(alpha: np.ndarray, size: int) -> tuple[int, int]:
     """Top-left (x, y) of a ``size`` square centred on the densest soft part of the matte."""
     soft = ((alpha > 0.05) & (alpha < 0.95)).astype(np.float32)
     density = cv2.blur(soft, (size, size))
+    y, x = np.unravel_index(np.argmax(density), density.shape)
+    h, w = alpha.shape
+    return int(np.clip(x - size // 2, 0, w - size)), int(np.clip(y - size // 2, 0, h - size))
+
+
+def edge_box(alpha: np.ndarray, size: int) -> tuple[int, int]:
+    """Top-left (x, y) of a ``size`` square that is about half person, half background, centred
+    on as much of the matte's edge as such a square holds: where a blur's aura would show."""
+    soft = ((alpha > 0.05) & (alpha < 0.95)).astype(np.float32)
+    density = cv2.blur(soft, (size, size))
+    cover = cv2.blur(alpha, (size, size))
+    density[np.abs(cover - 0.5) > 0.15] = -1  # mostly person or mostly wall: no use
     y, x = np.unravel_index(np.argmax(density), density.shape)
     h, w = alpha.shape
     return int(np.clip(x - size // 2, 0, w - size)), int(np.clip(y - size // 2, 0, h - size))
@@ -102,6 +119,14 @@ def main(argv: list[str] | None = None) -> int:
             path = args.output / f"s18_frame{k}_{name}_foreground.png"
             cv2.imwrite(str(path), side_by_side(before, after, box, 160, ("raw frame colours", "foreground colours")))
             written.append(path)
+        # The blur's edge: half person, half wall, so the ring the aura lies in shows.
+        blur = parse_background("blur")
+        whole = blend(m.colours, blur.render(m.frame.image, k / 30), m.alpha)
+        person_free = blend(m.colours, blur.render(m.frame.image, k / 30, m.alpha), m.alpha)
+        path = args.output / f"s18_frame{k}_blur_edge.png"
+        cv2.imwrite(str(path), side_by_side(whole, person_free, edge_box(m.alpha, 240), 240,
+                                            ("whole-frame blur", "person-free blur")))
+        written.append(path)
 
     picks = [30, 60]
     with tempfile.TemporaryDirectory() as folder:
