@@ -221,8 +221,7 @@ class Governor:
         (frame thread's, whole frame's with the output's share) ms per frame of the rest: motion,
         finishing, compositing. Of the levels that fit (the frame thread keeps up within
         ``START_SHARE`` of the frame period, the predicted CPU within ``START_SHARE`` of
-        :attr:`capacity`), the one with the best predicted matte; the last (the fallback's, or the
-        smallest network's at the longest stride) when none fits.
+        :attr:`capacity`), the one with the best predicted matte; the cheapest when none fits.
         """
         with self._lock:
             for level, costs in model_ms.items():
@@ -232,7 +231,7 @@ class Governor:
             index = None
             if frame_ms[0] <= START_SHARE * self.period_s * 1e3:
                 index = self._best(START_SHARE)
-            self._index = index if index is not None else len(self.levels) - 1
+            self._index = index if index is not None else self._cheapest()
             reason = (f"calibrated: {_model_ms_text(model_ms)}; the rest {frame_ms[0]:.0f} ms a frame, "
                       f"{frame_ms[1]:.0f} ms with the output")
             self.timeline = [Change(0.0, self.levels[self._index], reason)]
@@ -380,8 +379,23 @@ class Governor:
         return best
 
     def _cheaper(self) -> int:
-        """The next level down the list (cheaper by construction), for when no cost predicts one."""
-        return min(self._index + 1, len(self.levels) - 1)
+        """For a step down when none fits: the next level down the list predicted to cost less
+        than this one (any next one where no cost is known), or this one, the cheapest there is."""
+        now = self._predicted_cpu(self.levels[self._index])
+        for index in range(self._index + 1, len(self.levels)):
+            cost = self._predicted_cpu(self.levels[index])
+            if now is None or cost is None or cost < now:
+                return index
+        return self._index
+
+    def _cheapest(self) -> int:
+        """The level predicted to cost the least CPU, to the percent, with the better matte among
+        those; the last (the fallback, or the smallest network at the longest stride) where no
+        cost is known. The fallback model is the cheapest only where RVM's smallest calls are
+        dear: a fallback call every frame can cost as much as 192 px every fourth."""
+        known = [(round(cost), self._quality(level), index) for index, level in enumerate(self.levels)
+                 if (cost := self._predicted_cpu(level)) is not None]
+        return min(known)[2] if known else len(self.levels) - 1
 
     def _move(self, now: float, index: int, reason: str) -> Change | None:
         """Go to level ``index``: up when the reason is headroom, else down."""
