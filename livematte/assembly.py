@@ -26,7 +26,7 @@ from .compose.compositor import Compositor
 from .config import X264_PRESETS, Config
 from .errors import LivematteError
 from .matte.smoothing import SmoothingSettings
-from .media.formats import ALPHA_KINDS, output_kind
+from .media.formats import ALPHA_KINDS, WEBM_CRF_MAX, output_kind, vp9_speed
 from .models.base import Matter, ModelSettings
 from .runtime.engine import Engine
 from .runtime.governor import Governor
@@ -181,7 +181,12 @@ def _recording_advice(file_kind: str, config: Config) -> tuple[str, str]:
     if file_kind == "webm":
         if settings.webm_crf is None:
             return "VP9 lossless", "webm_crf = 30 under [output] in a --config file encodes faster, or record .mp4"
-        return f"VP9 crf {settings.webm_crf}", f"{preset} encodes faster, or record .mp4"
+        # Presets map onto libvpx's speeds, several onto its fastest: name only those that are faster.
+        speed = vp9_speed(settings.encoder_preset)
+        faster = [name for name in X264_PRESETS if vp9_speed(name) > speed][-2:][::-1]
+        advice = (f"a faster encoder_preset ({' or '.join(faster)})" if faster else
+                  f"a higher webm_crf ({min(WEBM_CRF_MAX, settings.webm_crf + 10)})") + " under [output] in a --config file"
+        return f"VP9 crf {settings.webm_crf}", f"{advice} encodes faster, or record .mp4"
     if file_kind == "mov":
         return (f"ProRes {settings.prores}",
                 ".webm (with webm_crf = 30 under [output] in a --config file) or .mp4 (no transparency) encode faster")

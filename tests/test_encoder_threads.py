@@ -305,3 +305,18 @@ def test_a_recording_that_cannot_be_written_is_a_clear_error_and_leaves_nothing(
     assert f"livematte: error: cannot write {out}: File too large" in result.stderr
     assert "Traceback" not in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_advice_for_a_slow_vp9_recording_names_only_what_encodes_faster():
+    import dataclasses
+
+    def advice(preset: str, crf: int) -> tuple[str, str]:
+        config = livematte_config.load("live")
+        output = dataclasses.replace(config.output, encoder_preset=preset, webm_crf=crf)
+        return assembly._recording_advice("webm", dataclasses.replace(config, output=output))
+
+    # `live` records at superfast, libvpx's fastest speed already (as ultrafast): a higher crf is what is left
+    what, text = advice("superfast", 30)
+    assert what == "VP9 crf 30" and "a higher webm_crf (40) under [output]" in text and "encoder_preset" not in text
+    # From medium (speed 4), the next presets that map onto faster speeds
+    assert "a faster encoder_preset (fast or faster)" in advice("medium", 30)[1]

@@ -87,6 +87,11 @@ def check_encoding(crf: int, webm_crf: int | None, prores: str) -> None:
         raise ValueError(f"prores got {prores!r}, expected one of {', '.join(PRORES_PROFILES)}")
 
 
+def vp9_speed(preset: str) -> int:
+    """libvpx's speed (cpu-used, 0..8) for an x264 preset name."""
+    return _VP9_SPEED.get(preset, 6)
+
+
 def codec_options(spec: ContainerKind, crf: int, preset: str, webm_crf: int | None, prores: str) -> dict[str, str]:
     """The codec options of ``spec``'s encoder for the settings :func:`check_encoding` took."""
     if spec.codec == "libx264":
@@ -94,7 +99,7 @@ def codec_options(spec: ContainerKind, crf: int, preset: str, webm_crf: int | No
     if spec.codec == "libvpx-vp9":
         # Lossless by default: libvpx codes alpha with the colour planes' settings, so a
         # constant-quality file moves sharp matte edges too (see the README's table).
-        speed = _VP9_SPEED.get(preset, 6)
+        speed = vp9_speed(preset)
         quality = {"lossless": "1"} if webm_crf is None else {"crf": str(webm_crf), "b": "0"}
         return {**quality, "cpu-used": str(speed), "row-mt": "1", "deadline": "realtime" if speed > 5 else "good"}
     if spec.codec == "prores_ks":

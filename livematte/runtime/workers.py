@@ -248,6 +248,15 @@ def lower_priority(niceness: int) -> None:
         pass
 
 
+def idle_priority(niceness: int) -> None:
+    """The calling thread, and the threads it starts, run only on CPU the process's other threads
+    leave idle (Linux's SCHED_IDLE); where that policy is missing, :func:`lower_priority`."""
+    try:
+        os.sched_setscheduler(threading.get_native_id(), os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        lower_priority(niceness)
+
+
 def thread_cpu_s(thread: threading.Thread) -> float | None:
     """CPU seconds ``thread`` (running) has used; None where the platform cannot tell."""
     try:

@@ -37,7 +37,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..runtime.workers import lower_priority
+from ..runtime.workers import idle_priority
 from .base import Sink
 
 log = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ class EncoderThread:
                         kept / span, asked / span, self.what, lost, self.advice)
 
     def _run(self) -> None:
-        lower_priority(NICE)
+        idle_priority(NICE)
         try:
             while True:
                 with self._ready:
