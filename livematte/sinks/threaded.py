@@ -8,9 +8,10 @@ In ``live`` the recording, the virtual camera and ``--alpha-out`` each get one
 that output frames of its own, never the output loop its rate. The offline ``video`` command
 keeps its outputs inline: there every frame must go out, and back-pressure is right.
 
-The thread lowers its own priority (niceness +10, as the web page's encoder) before it opens
-the codec, so the encoder's own threads (x264's, libvpx's) inherit it and the matte's threads
-go first when they compete for a core. PyAV opens the codec at the first encode, which
+The thread takes the idle scheduling class (Linux's SCHED_IDLE; elsewhere niceness +10, as the
+web page's encoder) before it opens the codec, so the encoder's own threads (x264's, libvpx's)
+inherit it and run only on CPU the matte's threads leave: at nice 10 libvpx's threads still
+took enough of two cores to drop the camera's frames (README: Live recordings). PyAV opens the codec at the first encode, which
 happens on this thread.
 
 A constant-rate recording (``VideoWriter``'s ``constant_rate``) gets each fresh frame's source
@@ -42,7 +43,7 @@ from .base import Sink
 
 log = logging.getLogger(__name__)
 
-NICE = 10  # the encoder threads' niceness: under contention the matte's threads go first
+NICE = 10  # the encoder threads' niceness where the idle class is missing
 QUEUE_FRAMES = 4  # a recording's queue: a few frames of slack for an encoder's uneven frame times
 WARN_WINDOW_S = 2.0
 WARN_SHARE = 0.02  # the share of frames dropped over a window that is worth a warning (and 3 frames at least)
