@@ -10,6 +10,7 @@ model is the real RVM.
 from __future__ import annotations
 
 import itertools
+import os
 import logging
 import resource
 import signal
@@ -320,3 +321,33 @@ def test_the_advice_for_a_slow_vp9_recording_names_only_what_encodes_faster():
     assert what == "VP9 crf 30" and "a higher webm_crf (40) under [output]" in text and "encoder_preset" not in text
     # From medium (speed 4), the next presets that map onto faster speeds
     assert "a faster encoder_preset (fast or faster)" in advice("medium", 30)[1]
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="Linux's idle scheduling class")
+def test_video_encoders_run_in_the_idle_class_and_the_matte_file_at_nice_10(tmp_path):
+    from livematte.media.writing import AlphaWriter
+    from livematte.sinks.threaded import ThreadedWriter
+
+    def policy_of(encoder) -> tuple[int, int]:
+        """(scheduling policy, niceness) of an EncoderThread's thread, read from inside it."""
+        seen = []
+        original = encoder._deliver
+        encoder._deliver = lambda item: (seen.append((os.sched_getscheduler(0),
+                                                      os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))),
+                                         original(item))[1]
+        return seen
+
+    # Given a live recording and a live matte file, each on its encoder thread
+    sink = assembly.sink(sinks.FILE, rvm_config(), 64, 48, Fraction(FPS), output=tmp_path / "out.mp4", live=True)
+    writer = ThreadedWriter(AlphaWriter(tmp_path / "m.mkv", width=64, height=48, rate=Fraction(FPS)),
+                            name="alpha", label="matte file", what="FFV1", advice="-")
+    video_seen, matte_seen = policy_of(sink.thread), policy_of(writer.thread)
+
+    # When each gets a frame
+    with sink, writer:
+        sink.send(gradient(0, 64, 48), 0.0)
+        writer.write(np.zeros((48, 64), np.uint8), 0.0)
+
+    # Then the video encoder ran in the idle class and the matte writer at nice 10
+    assert video_seen and video_seen[0][0] == os.SCHED_IDLE
+    assert matte_seen and matte_seen[0] == (os.SCHED_OTHER, 10)

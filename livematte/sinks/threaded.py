@@ -11,7 +11,8 @@ keeps its outputs inline: there every frame must go out, and back-pressure is ri
 The thread takes the idle scheduling class (Linux's SCHED_IDLE; elsewhere niceness +10, as the
 web page's encoder) before it opens the codec, so the encoder's own threads (x264's, libvpx's)
 inherit it and run only on CPU the matte's threads leave: at nice 10 libvpx's threads still
-took enough of two cores to drop the camera's frames (README: Live recordings). PyAV opens the codec at the first encode, which
+took enough of two cores to drop the camera's frames (README: Live recordings). The matte file's
+writer (:class:`ThreadedWriter`, FFV1: a few ms a frame) stays at nice 10. PyAV opens the codec at the first encode, which
 happens on this thread.
 
 A constant-rate recording (``VideoWriter``'s ``constant_rate``) gets each fresh frame's source
@@ -38,7 +39,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..runtime.workers import idle_priority
+from ..runtime.workers import idle_priority, lower_priority
 from .base import Sink
 
 log = logging.getLogger(__name__)
@@ -67,8 +68,9 @@ class EncoderThread:
 
     def __init__(self, deliver: Callable, finish: Callable[[], None], discard: Callable[[], None], *,
                  name: str, label: str, what: str, advice: str, depth: int = QUEUE_FRAMES,
-                 extra: Callable[[], tuple[int, int]] = lambda: (0, 0)):
+                 extra: Callable[[], tuple[int, int]] = lambda: (0, 0), idle: bool = True):
         self.name, self.label, self.what, self.advice = name, label, what, advice
+        self._idle = idle
         self._deliver, self._finish, self._discard, self._extra = deliver, finish, discard, extra
         self._depth = depth
         self._items: deque = deque()
@@ -162,7 +164,10 @@ class EncoderThread:
                         kept / span, asked / span, self.what, lost, self.advice)
 
     def _run(self) -> None:
-        idle_priority(NICE)
+        if self._idle:
+            idle_priority(NICE)
+        else:
+            lower_priority(NICE)
         try:
             while True:
                 with self._ready:
@@ -267,8 +272,10 @@ class ThreadedWriter(Sink):  # a sink's close/abort and context protocol; it wri
 
     def __init__(self, inner, *, name: str, label: str, what: str, advice: str, depth: int = QUEUE_FRAMES):
         self.inner = inner
+        # At nice 10, not idle: a matte costs a few ms (FFV1), and under SCHED_IDLE a matte file on
+        # a busy core kept a third of its frames or fewer (README: Live recordings).
         self.thread = EncoderThread(self._deliver, inner.close, inner.abort, name=name, label=label, what=what,
-                                    advice=advice, depth=depth)
+                                    advice=advice, depth=depth, idle=False)
 
     def write(self, alpha: np.ndarray, pts: float | None = None, *, repeat: bool = False) -> None:
         self.thread.put((alpha, pts, repeat))
