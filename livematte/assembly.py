@@ -26,7 +26,7 @@ from .compose.compositor import Compositor
 from .config import X264_PRESETS, Config
 from .errors import LivematteError
 from .matte.smoothing import SmoothingSettings
-from .media.formats import ALPHA_KINDS, WEBM_CRF_MAX, output_kind, vp9_speed
+from .media.formats import WEBM_CRF_MAX, alpha_kind, output_kind, vp9_speed
 from .models.base import Matter, ModelSettings
 from .runtime.engine import Engine
 from .runtime.governor import Governor
@@ -197,8 +197,8 @@ def _recording_advice(file_kind: str, config: Config) -> tuple[str, str]:
 
 def check_alpha_path(path: Path | None) -> None:
     """LivematteError unless ``path`` (``--alpha-out``) names a format mattes are written in."""
-    if path is not None and output_kind(path) not in ALPHA_KINDS:
-        raise LivematteError(f"{path}: mattes are written as .mkv (FFV1) or to a folder of PNGs")
+    if path is not None:
+        alpha_kind(path)
 
 
 def alpha_writer(stack: contextlib.ExitStack, path: Path | None, width: int, height: int, rate: Fraction, *,
@@ -215,7 +215,7 @@ def alpha_writer(stack: contextlib.ExitStack, path: Path | None, width: int, hei
         return stack.enter_context(writer)
     from .sinks.threaded import ThreadedWriter
 
-    what = "FFV1" if writer.kind == "mkv" else "PNG"
+    what = {"mkv": "FFV1", "nut": "raw", "png": "PNG"}[writer.kind]
     return stack.enter_context(ThreadedWriter(
         writer, name=f"alpha-out {path}", label=f"matte file {path}", what=what,
         advice="leave --alpha-out out, or a smaller camera picture (--width/--height) costs less"))

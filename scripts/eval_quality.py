@@ -124,6 +124,14 @@ def find_clips(clips_dir: Path, names: Sequence[str] | None = None) -> list[Clip
     return [load_clip(f) for f in folders]
 
 
+def matte_file(mode: str, workdir: Path) -> Path:
+    """Where a run of ``mode`` writes its mattes. Live, the matte file is written on a thread of its
+    own that drops mattes it cannot keep up with (each then scored against the matte before it,
+    "held"); raw mattes (``.nut``, about 1 ms a frame against FFV1's 4-12) keep every one even on
+    one busy core, so each frame is scored on its own matte."""
+    return workdir / ("alpha.nut" if mode == "live" else "alpha.mkv")
+
+
 def livematte_command(
     mode: str,
     clip_input: Path,
@@ -133,7 +141,7 @@ def livematte_command(
     extra: Sequence[str] = (),
 ) -> list[str]:
     """The livematte command line that writes ``workdir/alpha.mkv`` for one clip (an argv list, no shell)."""
-    alpha_out = str(workdir / "alpha.mkv")
+    alpha_out = str(matte_file(mode, workdir))
     if mode == "video":
         cmd = [sys.executable, "-m", "livematte", "video", str(clip_input), "-o", str(workdir / "out.mp4"),
                "--alpha-out", alpha_out, "--quiet"]
@@ -241,7 +249,7 @@ def evaluate(clip: Clip, preset: str | None, mode: str, model: str | None, extra
     with tempfile.TemporaryDirectory(prefix="livematte-eval-") as tmp:
         workdir = Path(tmp)
         run_livematte(livematte_command(mode, clip.input, workdir, preset, model, extra))
-        pred = workdir / "alpha.mkv"
+        pred = matte_file(mode, workdir)
         if not pred.is_file():
             raise RuntimeError(f"livematte wrote no {pred.name}")
         scores = score_files(pred, clip.truth, clip.segments, clip.fps)

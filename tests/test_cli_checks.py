@@ -37,7 +37,7 @@ def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     (["-o", "out.xyz"], "unknown video extension '.xyz'"),
     (["-o", "out.mp4", "--sink", "null"], "-o is the file for --sink file, but the sink is null"),
     (["--sink", "null", "--fps", "15"], "--fps sets the rate of a virtual camera or preview"),
-    (["--sink", "null", "--alpha-out", "m.mp4"], "mattes are written as .mkv (FFV1) or to a folder of PNGs"),
+    (["--sink", "null", "--alpha-out", "m.mp4"], "mattes are written as .mkv (FFV1), .nut (raw, uncompressed) or to a folder of PNGs"),
     (["--sink", "vcam"], "no virtual camera device (v4l2loopback)"),
 ])
 def test_live_checks_that_need_no_model_come_first(clip, tmp_path, args, message):

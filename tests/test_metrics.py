@@ -313,6 +313,7 @@ def test_livematte_commands_follow_the_contract(tmp_path, eval_quality):
     live = eval_quality.livematte_command("live", Path("c/input.mp4"), tmp_path, None, None)
     assert live[3:6] == ["live", "--source", "c/input.mp4"]
     assert {"--realtime", "--stats-json"} <= set(live) and "--preset" not in live and "--model" not in live
+    assert live[live.index("--alpha-out") + 1] == str(tmp_path / "alpha.nut")  # raw: every matte kept
 
 
 def one_clip(tmp_path: Path) -> tuple[Path, dict]:

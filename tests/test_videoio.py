@@ -175,7 +175,7 @@ def test_png_sequence(tmp_path, clip, caplog):
     np.testing.assert_array_equal(back[2], images[2])
 
 
-@pytest.mark.parametrize("name", ["alpha.mkv", "alpha_frames"])
+@pytest.mark.parametrize("name", ["alpha.mkv", "alpha.nut", "alpha_frames"])
 def test_alpha_writer_round_trip_is_exact(tmp_path, rng, name):
     alphas = [rng.integers(0, 256, (H - 1, W + 1), dtype=np.uint8) for _ in range(4)]
     pts = [0.0, 0.04, 0.1, 0.25]
@@ -186,7 +186,7 @@ def test_alpha_writer_round_trip_is_exact(tmp_path, rng, name):
     assert len(back) == 4
     for got, want in zip(back, alphas):
         np.testing.assert_array_equal(got, want)
-    if name.endswith(".mkv"):
+    if name.endswith((".mkv", ".nut")):
         assert [t for _, t in read_alpha_with_pts(tmp_path / name)] == pytest.approx(pts, abs=1e-6)
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
 

@@ -21,7 +21,8 @@ from . import PathLike
 # Output kind by file extension; a path with no extension (or ending in "/") is a PNG folder.
 OUTPUT_SUFFIXES = {".mp4": "mp4", ".m4v": "mp4", ".mkv": "mkv", ".webm": "webm", ".mov": "mov"}
 OUTPUT_KINDS = ("mp4", "mkv", "webm", "mov", "png")
-ALPHA_KINDS = ("mkv", "png")
+ALPHA_KINDS = ("mkv", "nut", "png")
+ALPHA_FORMATS = ".mkv (FFV1), .nut (raw, uncompressed) or to a folder of PNGs"
 
 WEBM_CRF_MAX = 63  # libvpx-vp9's crf scale, 0..63; None (the default) is lossless
 # ProRes profiles that carry alpha -> prores_ks's profile number. Alpha is coded losslessly in both;
@@ -73,6 +74,20 @@ def output_kind(path: PathLike) -> str:
     choices = ", ".join(sorted(OUTPUT_SUFFIXES))
     raise LivematteError(f"{text}: unknown video extension {suffix!r}; use one of {choices}, "
                          "or a folder name for a PNG sequence")
+
+
+def alpha_kind(path: PathLike) -> str:
+    """The matte file a path asks for: ``"mkv"`` (FFV1), ``"nut"`` (raw 8-bit gray in FFmpeg's NUT:
+    uncompressed, the cheapest to write) or ``"png"`` (a folder); a clear error for anything else."""
+    if Path(os.fspath(path)).suffix.lower() == ".nut":
+        return "nut"
+    try:
+        kind = output_kind(path)
+    except LivematteError:
+        kind = None
+    if kind not in ALPHA_KINDS:
+        raise LivematteError(f"{os.fspath(path)}: mattes are written as {ALPHA_FORMATS}")
+    return kind
 
 
 def check_encoding(crf: int, webm_crf: int | None, prores: str) -> None:
