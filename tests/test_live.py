@@ -693,7 +693,9 @@ def test_stats_json_has_the_documented_keys_and_types(clip45, bshm_dir, matter, 
     assert isinstance(stats["stages_ms"], dict) and {"model", "motion", "composite", "sink"} <= set(stats["stages_ms"])
     assert all(type(name) is str and type(ms) is float for name, ms in stats["stages_ms"].items())
     assert type(stats["reused"]) is int and 0 <= stats["reused"] <= stats["composited"]
-    assert type(stats["model_calls_per_s"]) is float and 0 < stats["model_calls_per_s"] <= stats["fps"] + 0.01
+    # At most a call a frame; the two rates are timed on different threads over their own first
+    # and last events, so over 20 frames one frame's jitter moves them about 5 % apart
+    assert type(stats["model_calls_per_s"]) is float and 0 < stats["model_calls_per_s"] <= 1.1 * stats["fps"]
     assert set(stats["result_age"]) == {"p50", "p95"} and 0 <= stats["result_age"]["p50"] <= stats["result_age"]["p95"]
     assert type(stats["cpu_percent"]) is float and stats["cpu_percent"] > 0
     # The governor's part: the level now and the timeline of changes, from the calibrated start
