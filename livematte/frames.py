@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 
@@ -73,6 +74,17 @@ class Matted:
 def alpha_to_u8(alpha: np.ndarray) -> np.ndarray:
     """``float32 [H, W]`` in [0, 1] -> ``uint8 [H, W]`` in [0, 255], rounded."""
     return np.clip(alpha * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def halved(picture: np.ndarray, times: int = 1) -> np.ndarray:
+    """``picture`` (``[H, W]`` or ``[H, W, C]``) halved ``times`` times, at least 1 px a side: each
+    pixel the mean of the 2 x 2 it covers. Three halvings reach an eighth in a third of the time of
+    one eighth-size step: OpenCV averages 2 x 2 blocks on a fast path (README: Measurements behind
+    the code)."""
+    for _ in range(times):
+        height, width = picture.shape[:2]
+        picture = cv2.resize(picture, (max(1, width // 2), max(1, height // 2)), interpolation=cv2.INTER_AREA)
+    return picture
 
 
 def u8_to_alpha(alpha_u8: np.ndarray) -> np.ndarray:

@@ -60,22 +60,13 @@ def matted(images: dict[int, np.ndarray], composite: CompositeSettings, settings
     return out
 
 
-def hair_box(alpha: np.ndarray, size: int) -> tuple[int, int]:
-    """Top-left (x, y) of a ``size`` square centred on the densest soft part of the matte."""
+def hair_box(alpha: np.ndarray, size: int, half_person: bool = False) -> tuple[int, int]:
+    """Top-left (x, y) of a ``size`` square centred on the densest soft part of the matte;
+    ``half_person``: among squares about half person, half background (where a blur's aura shows)."""
     soft = ((alpha > 0.05) & (alpha < 0.95)).astype(np.float32)
     density = cv2.blur(soft, (size, size))
-    y, x = np.unravel_index(np.argmax(density), density.shape)
-    h, w = alpha.shape
-    return int(np.clip(x - size // 2, 0, w - size)), int(np.clip(y - size // 2, 0, h - size))
-
-
-def edge_box(alpha: np.ndarray, size: int) -> tuple[int, int]:
-    """Top-left (x, y) of a ``size`` square that is about half person, half background, centred
-    on as much of the matte's edge as such a square holds: where a blur's aura would show."""
-    soft = ((alpha > 0.05) & (alpha < 0.95)).astype(np.float32)
-    density = cv2.blur(soft, (size, size))
-    cover = cv2.blur(alpha, (size, size))
-    density[np.abs(cover - 0.5) > 0.15] = -1  # mostly person or mostly wall: no use
+    if half_person:
+        density[np.abs(cv2.blur(alpha, (size, size)) - 0.5) > 0.15] = -1  # mostly person or mostly wall
     y, x = np.unravel_index(np.argmax(density), density.shape)
     h, w = alpha.shape
     return int(np.clip(x - size // 2, 0, w - size)), int(np.clip(y - size // 2, 0, h - size))
@@ -124,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         whole = blend(m.colours, blur.render(m.frame.image, k / 30), m.alpha)
         person_free = blend(m.colours, blur.render(m.frame.image, k / 30, m.alpha), m.alpha)
         path = args.output / f"s18_frame{k}_blur_edge.png"
-        cv2.imwrite(str(path), side_by_side(whole, person_free, edge_box(m.alpha, 240), 240,
+        cv2.imwrite(str(path), side_by_side(whole, person_free, hair_box(m.alpha, 240, half_person=True), 240,
                                             ("whole-frame blur", "person-free blur")))
         written.append(path)
 

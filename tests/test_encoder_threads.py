@@ -328,13 +328,16 @@ def test_video_encoders_run_in_the_idle_class_and_the_matte_file_at_nice_10(tmp_
     from livematte.media.writing import AlphaWriter
     from livematte.sinks.threaded import ThreadedWriter
 
-    def policy_of(encoder) -> tuple[int, int]:
-        """(scheduling policy, niceness) of an EncoderThread's thread, read from inside it."""
+    def policy_of(encoder) -> list[tuple[int, int]]:
+        """(scheduling policy, niceness) of an EncoderThread's thread, read from inside it at each delivery."""
         seen = []
         original = encoder._deliver
-        encoder._deliver = lambda item: (seen.append((os.sched_getscheduler(0),
-                                                      os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))),
-                                         original(item))[1]
+
+        def deliver(item):
+            seen.append((os.sched_getscheduler(0), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+            return original(item)
+
+        encoder._deliver = deliver
         return seen
 
     # Given a live recording and a live matte file, each on its encoder thread

@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from ..errors import LivematteError
+from ..frames import halved
 from ..media import image_header, images as image_files, net
 from .colors import parse_color
 
@@ -126,29 +127,19 @@ class Blur(Background):
         # Blur an eighth-size copy: a wide Gaussian at full size costs many times more and
         # looks the same once it is this soft (README: Measurements behind the code).
         h, w = image.shape[:2]
-        small = _eighth(image)
+        small = halved(image, 3)  # an eighth
         if alpha is None:
             weight = np.ones(small.shape[:2], np.float32)
         else:
             # An eighth-size cell's colour mixes the person's in as much as the matte covers it:
             # a cell half person or more counts for nothing, a partly covered one for less.
-            cover = _eighth(alpha)
+            cover = halved(alpha, 3)
             weight = np.clip(1.0 - 2.0 * cover, 0.0, 1.0) + self._FLOOR
         sigma = self.strength / 8.0
         weighted = cv2.GaussianBlur(small * weight[..., None], (0, 0), sigmaX=sigma, sigmaY=sigma)
         total = cv2.GaussianBlur(weight, (0, 0), sigmaX=sigma, sigmaY=sigma)
         small = cv2.divide(weighted, cv2.merge([total] * 3), dtype=cv2.CV_8U)  # rounded, within 0..255
         return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-
-
-def _eighth(picture: np.ndarray) -> np.ndarray:
-    """``picture`` (``[H, W]`` or ``[H, W, C]``) at an eighth of its size, at least 1 px: each
-    pixel the mean of the 8 x 8 it covers. Three halvings: OpenCV averages 2 x 2 blocks on a
-    fast path, so they cost less than one eighth-size step (README: Measurements behind the code)."""
-    for _ in range(3):
-        h, w = picture.shape[:2]
-        picture = cv2.resize(picture, (max(1, w // 2), max(1, h // 2)), interpolation=cv2.INTER_AREA)
-    return picture
 
 
 class LoopingVideo(Background):

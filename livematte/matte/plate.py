@@ -36,6 +36,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..frames import halved
 from .foreground import sample
 
 PLATE_MODES = ("auto", "off")
@@ -103,8 +104,8 @@ class BackgroundPlate:
         # The camera's move is checked first, on an eighth-size copy: while it moves (a handheld
         # or drifting camera: every frame) nothing else is computed, so the plate costs little
         # where it cannot help.
-        half = _halved(frame_bgr)
-        if self._shift(_halved(_halved(half)), _halved(_halved(_halved(alpha)))) > MOVED_PX:
+        half = halved(frame_bgr)
+        if self._shift(halved(half, 2), halved(alpha, 3)) > MOVED_PX:
             self._forget()  # the camera moves: nothing learnt holds
             return
         size = (max(1, width // self.scale), max(1, height // self.scale))
@@ -239,14 +240,6 @@ class BackgroundPlate:
         k = known[:, None]
         mixed = k * clean + (1 - k) * colours[ys, xs].astype(np.float32)
         colours[ys, xs] = np.clip(mixed + np.float32(0.5), 0, 255).astype(np.uint8)
-
-
-def _halved(picture: np.ndarray) -> np.ndarray:
-    """``picture`` at half its size (at least 1 px), each pixel the mean of the 2 x 2 it covers.
-    Three of these reach an eighth in a third of the time of one eighth-size step: OpenCV
-    averages 2 x 2 blocks on a fast path."""
-    height, width = picture.shape[:2]
-    return cv2.resize(picture, (max(1, width // 2), max(1, height // 2)), interpolation=cv2.INTER_AREA)
 
 
 def _solid_colour(frame_bgr: np.ndarray, alpha: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -12,8 +12,8 @@ The thread takes the idle scheduling class (Linux's SCHED_IDLE; elsewhere nicene
 web page's encoder) before it opens the codec, so the encoder's own threads (x264's, libvpx's)
 inherit it and run only on CPU the matte's threads leave: at nice 10 libvpx's threads still
 took enough of two cores to drop the camera's frames (README: Live recordings). The matte file's
-writer (:class:`ThreadedWriter`, FFV1: a few ms a frame) stays at nice 10. PyAV opens the codec at the first encode, which
-happens on this thread.
+writer (:class:`ThreadedWriter`, FFV1: a few ms a frame) stays at nice 10: in the idle class it
+was starved on a busy core. PyAV opens the codec at the first encode, which happens on this thread.
 
 A constant-rate recording (``VideoWriter``'s ``constant_rate``) gets each fresh frame's source
 time. The ticks a frame skips over show the last frame again when the encoder has no other frame
