@@ -17,7 +17,8 @@ timing-free counterpart of ``eval_quality.py --mode live``: it says what each le
 live run mixes with the machine's speed.
 
 ``--levels`` scores the levels given (``288/6``: 288 px, calls at least six frames apart;
-``selfie``: the fallback rung) instead of the preset's ladder.
+``384/2w``: 384 px every second frame, each keyframe waiting for its own result; ``selfie``: the
+fallback rung) instead of the preset's ladder.
 
 Printed: one row per level (and lag), the mean over clips, the model calls a frame and the
 results' mean age in frames.
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="live")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--levels", nargs="+", default=None, metavar="SIZE/STRIDE",
-                        help="levels to score instead of the ladder: 288/6, or the fallback's model name")
+                        help="levels to score instead of the ladder: 288/6, 384/2w (keyframes wait), or the fallback's model name")
     parser.add_argument("--lag", nargs="+", type=int, default=None, metavar="FRAMES",
                         help="frames from a model call's input to its result (default: the call's measured time)")
     args = parser.parse_args(argv)
@@ -123,14 +124,15 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _level(text: str, parser: argparse.ArgumentParser) -> Level:
-    """``"288/6"`` -> Level(288, 6)."""
+    """``"288/6"`` -> Level(288, 6); ``"384/2w"`` -> Level(384, 2, waits=True)."""
+    waits = text.endswith("w")
     try:
-        size, stride = (int(part) for part in text.split("/"))
+        size, stride = (int(part) for part in text.removesuffix("w").split("/"))
     except ValueError:
-        parser.error(f"--levels: got {text!r}, expected SIZE/STRIDE (288/6) or the fallback's name")
+        parser.error(f"--levels: got {text!r}, expected SIZE/STRIDE[w] (288/6, 384/2w) or the fallback's name")
     if size < 16 or stride < 1:
         parser.error(f"--levels: got {text!r}, expected a size of at least 16 px and a stride of at least 1")
-    return Level(size, stride)
+    return Level(size, stride, waits=waits)
 
 
 def _mean(per_clip: list[dict]) -> dict:

@@ -61,6 +61,35 @@ def test_results_that_land_frames_late_are_moved_to_each_frames_own_picture(rvm,
             assert "model" not in result.timings and result.timings["motion"] >= 0
 
 
+def test_where_keyframes_wait_each_keyframe_has_its_own_result_and_the_frames_between_follow_it(rvm, person):
+    # Given the person moving 8 px a frame, a level of a call every third frame whose keyframes
+    # wait for their own results, and calls that would otherwise land two frames late
+    images = [scene(person, 8 + STEP * k) for k in range(10)]
+    every_frame = Engine(rvm, SMOOTHING)
+    own = [every_frame.process(frame(k, image)).alpha for k, image in enumerate(images)]
+    offset = np.mean([centroid_x(alpha) - (8 + STEP * k) for k, alpha in enumerate(own)])
+    engine = Engine(rvm, SMOOTHING, governor=held_at(Level(384, 3, waits=True)))
+
+    # When the frames go through it in order
+    results = scheduled(engine, images, lag=2)
+
+    # Then every third frame is matted from its own call and the two after it from that result,
+    # moved along the flow to their own picture
+    assert [r.result_age for r in results] == [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]
+    for k, result in enumerate(results):
+        assert abs(centroid_x(result.alpha) - (8 + STEP * k + offset)) < 1.5, f"frame {k}"
+
+
+def test_where_keyframes_wait_a_jump_the_flow_cannot_follow_waits_for_the_next_keyframe(rvm, person):
+    # Given keyframes every third frame that wait, and the person jumping 60 px at frame 4
+    engine = Engine(rvm, SMOOTHING, governor=held_at(Level(384, 3, waits=True)))
+    positions = [4, 8, 12, 16, 76, 80, 84]
+    results = scheduled(engine, [scene(person, x) for x in positions], lag=0)
+    # Then no call of its own for the frame after the jump (it would make every frame of a fast
+    # swing wait): the next keyframe, two frames on, has one
+    assert [r.result_age for r in results] == [0, 1, 2, 0, 1, 2, 0]
+
+
 def test_a_jump_the_flow_cannot_follow_sends_the_next_frame_to_the_model_whatever_the_stride(rvm, person):
     # Given a stride of 4 frames, results landing at once, and the person jumping 64 px at frame 3
     engine = Engine(rvm, SMOOTHING, governor=held_at(Level(384, 4)))
@@ -210,8 +239,11 @@ def test_a_model_far_slower_than_the_camera_still_gives_fresh_frames_at_the_came
     assert start["reason"].startswith("calibrated: "), start
     assert figures["composited"] >= 0.85 * figures["frames_in"], figures
     # And the figures say what the governor weighed: RVM's results far older than the fallback's
+    # (at the levels whose keyframes wait they would be young, but a 200 ms call fits none of them)
     predicted = figures["governor"]["predicted"]
-    rvm_ages = [figures["age"] for name, figures in predicted.items() if not name.startswith("selfie")]
+    rvm_ages = [figures["age"] for name, figures in predicted.items()
+                if not name.startswith("selfie") and not name.endswith(", waits")]
+    assert not any(change.get("waits") for change in figures["governor"]["timeline"])
     assert predicted["selfie 256px whenever free"]["age"] < min(rvm_ages), predicted
 
 
@@ -261,3 +293,58 @@ def test_a_flow_moved_to_another_size_keeps_its_motion_in_that_sizes_px():
     half = flow_at(flow, (108, 192))
     assert half.shape == (108, 192, 2) and np.allclose(half, (4.0, -2.0))
     assert flow_at(flow, (216, 384)) is flow
+
+
+def governed_live_run(clip, engine: Engine) -> list:
+    """``clip`` played as a camera through the live pipeline -> every Matted that came out."""
+    from livematte.runtime.pipeline import Pipeline
+    from livematte.runtime.stats import Stats
+    from livematte.runtime.workers import END
+
+    out = []
+    with Pipeline(FileSource(str(clip), realtime=True), engine, Stats(), live=True) as pipeline:
+        while (matted := pipeline.next(timeout=10)) is not END:
+            out.append(matted)
+    return out
+
+
+def test_a_live_run_whose_keyframes_wait_mattes_them_from_their_own_call(long_clip, live_rvm):
+    # Given the live pipeline with the governor held at a call every second frame, keyframes
+    # waiting (RVM at this clip's 160x128 takes a few ms a call: every wait ends in time)
+    engine = Engine(live_rvm, live_config().smoothing, governor=held_at(Level(160, 2, waits=True)))
+
+    # When the clip plays through it in real time
+    results = governed_live_run(long_clip, engine)
+
+    # Then the frames came out at the camera's rate, in order, and about every second one was
+    # matted from a call on its own picture, after waiting for it; the others from the frame before
+    assert len(results) >= 0.9 * 180 and [r.frame.index for r in results] == sorted(r.frame.index for r in results)
+    own = [r for r in results if r.result_age == 0]
+    assert len(own) >= 0.4 * len(results) and all(r.result_age <= 2 for r in results)
+    assert all("wait_model" in r.timings for r in own[1:])
+    assert not any("wait_model" in r.timings for r in results if r.result_age > 0)
+    # And every matte sits on its own frame's person
+    offline = Engine(live_rvm, live_config().smoothing)
+    decoded = list(FileSource(str(long_clip)).frames())
+    offset = float(np.median([centroid_x(offline.process(frame(k, image)).alpha) - sweep(k)
+                              for k, (image, _) in enumerate(decoded[:18])]))
+    for result in results:
+        k = result.frame.index
+        assert abs(centroid_x(result.alpha) - (sweep(k) + offset)) < STEP / 2, f"frame {k}, age {result.result_age}"
+
+
+def test_a_keyframe_waits_no_longer_than_the_governors_give_up_time(long_clip, live_rvm):
+    # Given keyframes every eighth frame that wait, on a model made 120 ms slower a call: the
+    # model is free at each keyframe, and no call lands within the give-up time
+    governor = held_at(Level(160, 8, waits=True))
+    engine = Engine(Slowed(live_rvm, 0.12), live_config().smoothing, governor=governor)
+    assert governor.give_up_s() < 0.12
+
+    # When the clip plays through the live pipeline
+    results = governed_live_run(long_clip, engine)
+
+    # Then each keyframe gave up at the governor's time after its capture and was finished from
+    # the newest result there was, moved to it: the frames still came at the camera's rate
+    waits = [r.timings["wait_model"] for r in results if "wait_model" in r.timings]
+    assert waits and max(waits) <= governor.give_up_s() * 1e3 + 10, max(waits)
+    assert len(results) >= 0.8 * 180 and np.median([r.result_age for r in results]) >= 2

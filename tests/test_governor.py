@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from livematte.runtime.governor import (BETTER_BY, FAILED_WITHIN_S, Governor, Level, Sample, WINDOW_S, ladder,
-                                        predicted_mad, result_ages)
+from livematte.runtime.governor import (BETTER_BY, FAILED_WITHIN_S, WAIT_BUSY, WAIT_LATENCY, WAIT_REST, Governor, Level,
+                                        Sample, WINDOW_S, ladder, predicted_mad, result_ages)
 
 FPS = 30.0
 PERIOD = 1 / FPS
@@ -43,6 +43,7 @@ class Machine:
     busy_s: float = 0.0
     cpu_s: float = 0.0
     model_cpu_s: float = 0.0
+    waited_s: float = 0.0
     log: list = field(default_factory=list)
 
     def model_ms(self, size: int, model: str = "") -> float:
@@ -59,9 +60,15 @@ class Machine:
         wall = cpu / share
         calls = min(FPS / level.stride, 1e3 / wall)
         busy = 0.6 * rest / 100.0 / min(1.0, self.cores)  # the frame thread's share of the rest
+        frame_ms = busy * PERIOD * 1e3
+        # Where keyframes wait, the frame thread waits for one call a stride, and a keyframe's
+        # latency is its call and the rest of the work, as the governor predicts it
+        waited = wall / (level.stride * PERIOD * 1e3) if level.waits else 0.0
+        latency = max(self.latency_ms, wall + WAIT_REST * rest * PERIOD * 10) if level.waits else self.latency_ms
         return {"cpu": cpu, "wall": wall, "calls": calls, "model_percent": calls * cpu / 10.0, "rest": rest,
-                "age": result_ages(level, wall / (PERIOD * 1e3))[1], "busy": min(1.0, busy),
-                "dropped": FPS * max(0.0, busy - 1.0)}
+                "age": result_ages(level, wall / (PERIOD * 1e3))[1], "busy": min(1.0, busy + waited),
+                "waited": waited, "frame_ms": frame_ms, "latency": latency,
+                "dropped": FPS * max(0.0, busy + waited - 1.0)}
 
     def run(self, governor: Governor, seconds: float, start: float) -> float:
         """Play ``seconds`` of video from ``start`` in half-second windows; -> the end time."""
@@ -77,16 +84,21 @@ class Machine:
             self.busy_s += w["busy"] * WINDOW_S
             self.cpu_s += (w["rest"] + w["model_percent"]) / 100.0 * WINDOW_S
             self.model_cpu_s += w["model_percent"] / 100.0 * WINDOW_S
+            self.waited_s += w["waited"] * WINDOW_S
             now += WINDOW_S
             governor.update(Sample(now, self.frames_in, round(self.dropped), self.busy_s, self.cpu_s, self.model_cpu_s,
-                                   self.latency_ms, w["age"]))
+                                   w["latency"], w["age"], self.waited_s))
             self.log.append((now, governor.level))
         return now
 
-    def fits(self, level: Level, capacity: float) -> bool:
-        """Whether ``level``'s CPU here is within 90 % of ``capacity`` (% of a core)."""
+    def fits(self, level: Level, capacity: float, latency_ms: float = 100.0) -> bool:
+        """Whether ``level``'s CPU here is within 90 % of ``capacity`` (% of a core), and where its
+        keyframes wait, whether a keyframe lands within 90 % of its share of the latency and the
+        frame thread keeps up."""
         w = self.window(level)
-        return w["rest"] + w["model_percent"] <= 0.9 * capacity
+        waiting = not level.waits or (w["latency"] <= 0.9 * WAIT_LATENCY * latency_ms and
+                                      w["wall"] + level.stride * w["frame_ms"] <= WAIT_BUSY * level.stride * PERIOD * 1e3)
+        return w["rest"] + w["model_percent"] <= 0.9 * capacity and waiting
 
     def mad(self, level: Level) -> float:
         """The matte ``level`` is predicted to give here, with its calls' time on this machine."""
@@ -100,7 +112,8 @@ def new_governor(fallback: Level | None = None, **kwargs) -> Governor:
 def test_the_ladder_has_three_sizes_four_strides_and_each_longer_stride_or_smaller_size_is_cheaper():
     levels = ladder(384)
     assert levels[0] == Level(384, 1)
-    assert levels == [Level(size, stride) for size in (384, 288, 192) for stride in (1, 2, 3, 4)]
+    assert levels == [Level(size, stride, "", waits) for size in (384, 288, 192) for stride in (1, 2, 3, 4)
+                      for waits in (False, True)]
     machine = Machine(top_ms=40)
     for size in (384, 288, 192):
         costs = [machine.window(Level(size, stride))["model_percent"] for stride in (1, 2, 3, 4)]
@@ -109,8 +122,9 @@ def test_the_ladder_has_three_sizes_four_strides_and_each_longer_stride_or_small
 
 
 def test_small_presets_keep_a_ladder_above_the_floor():
-    assert ladder(160) == [Level(size, stride) for size in (160, 128) for stride in (1, 2, 3, 4)]
-    assert ladder(64) == [Level(64, stride) for stride in (1, 2, 3, 4)]
+    assert ladder(160) == [Level(size, stride, "", waits) for size in (160, 128) for stride in (1, 2, 3, 4)
+                           for waits in (False, True)]
+    assert ladder(64) == [Level(64, stride, "", waits) for stride in (1, 2, 3, 4) for waits in (False, True)]
 
 
 def test_the_predicted_matte_grows_worse_with_the_results_age_and_a_smaller_network():
@@ -123,18 +137,57 @@ def test_the_predicted_matte_grows_worse_with_the_results_age_and_a_smaller_netw
     assert predicted_mad(Level(256, 1, "selfie"), 384, 1.0) > predicted_mad(Level(192, 4), 384, 2.5)
 
 
+def test_where_keyframes_wait_their_results_are_their_own_and_the_frames_between_a_stride_old():
+    # Whatever the call takes (it fits, or the level is not chosen)
+    assert result_ages(Level(384, 2, waits=True), 1.5) == (0.5, 1)
+    assert result_ages(Level(384, 1, waits=True), 0.8) == (0.0, 0)
+    assert result_ages(Level(288, 4, waits=True), 0.9) == (1.5, 3)
+
+
+def test_keyframes_wait_only_where_the_call_and_the_rest_fit_the_latency_and_never_on_one_core():
+    # 384 px at 25 ms a call: on two cores, waiting every second frame is the best matte
+    two = new_governor()
+    Machine(top_ms=25, rest=45).run(two, 10, 0.0)
+    assert two.level == Level(384, 2, waits=True)
+    # On one core the model runs behind the frames: no level there waits
+    one, machine = Governor(ladder(384), PERIOD, cores=1), Machine(top_ms=25, rest=45, cores=1)
+    machine.run(one, 10, 0.0)
+    assert not any(change.level.waits for change in one.timeline), [str(c.level) for c in one.timeline]
+    # A latency target of 50 ms leaves no room for a 25 ms call and twice the rest's 15 ms
+    tight = new_governor(latency_ms=50.0)
+    Machine(top_ms=25, rest=45).run(tight, 10, 0.0)
+    assert not tight.level.waits
+
+
+def test_a_waiting_level_over_its_latency_steps_to_one_that_waits_less():
+    # Held at 384 px every second frame, waiting; the keyframes' latency p95 reads 90 ms (over 85 %
+    # of the 100 ms target, under the target itself)
+    governor, machine = new_governor(), Machine(top_ms=25, rest=45)
+    now = machine.run(governor, 10, 0.0)
+    assert governor.level == Level(384, 2, waits=True)
+    machine.latency_ms = 90.0
+    machine.run(governor, 2, now)
+    change = governor.timeline[-1]
+    assert change.reason == "latency p95 90 ms with keyframes waiting"
+    # To a level that waits for no call at all, or for a call at most 3/4 of this one's
+    assert not change.level.waits or change.level.size <= 0.87 * 384, change.level
+
+
 def test_with_no_budget_it_holds_the_best_predicted_matte_the_cores_allow():
     # 384 px takes 50 ms a call (two frames: results 2-3 frames old); 288 px 28 ms (a frame old):
-    # with two cores and no budget both fit, and 288 px whenever free gives the better matte
+    # with two cores and no budget both fit. Best: 288 px every second frame, each keyframe waiting
+    # for its own result (MAD 5.1 predicted, against 5.4 for 288 px whenever free, results a frame
+    # old); a keyframe waiting for a 384 px call would be over the latency allowed
     governor, machine = new_governor(), Machine(top_ms=50, rest=45)
     machine.run(governor, 30, 0.0)
-    assert governor.level == Level(288, 1), [f"{c.time:.1f} {c.level} {c.reason}" for c in governor.timeline]
+    assert governor.level == Level(288, 2, waits=True), [f"{c.time:.1f} {c.level} {c.reason}" for c in governor.timeline]
     best = min((level for level in governor.levels if machine.fits(level, 200.0)), key=machine.mad)
     assert governor.level == best
-    # On a machine whose 384 px call lands within a frame, the top level is the best
+    # On a machine whose 384 px call lands within a frame, the top size every second frame, its
+    # keyframes waiting, is the best (a wait every frame would leave the frame thread no time)
     governor, machine = new_governor(), Machine(top_ms=25, rest=45)
     machine.run(governor, 30, 0.0)
-    assert governor.level == Level(384, 1), [f"{c.time:.1f} {c.level} {c.reason}" for c in governor.timeline]
+    assert governor.level == Level(384, 2, waits=True), [f"{c.time:.1f} {c.level} {c.reason}" for c in governor.timeline]
 
 
 @pytest.mark.parametrize("top_ms, rest", [(50, 45), (95, 45), (50, 70), (30, 20)])
@@ -187,19 +240,19 @@ def test_a_failed_step_up_doubles_the_wait_before_the_next_try():
 def test_a_hog_taking_a_core_moves_the_level_within_seconds_and_it_recovers_after_it():
     governor, machine = new_governor(), Machine(top_ms=25, rest=45)
     now = machine.run(governor, 10, 0.0)
-    assert governor.level == Level(384, 1)
+    assert governor.level == Level(384, 2, waits=True)
     machine.cores = 0.8  # a hog takes more than a core: the model's calls stretch, results age
     hog_start = now
     now = machine.run(governor, 10, now)
     first = next(c.time for c in governor.timeline if c.time > hog_start)
     assert first - hog_start <= 3.0
-    assert governor.level != Level(384, 1)
+    assert governor.level != Level(384, 2, waits=True)
     machine.cores = 2.0  # it stops
     hog_end = now
     machine.run(governor, 40, now)
-    back = [c.time for c in governor.timeline if c.time > hog_end and c.level == Level(384, 1)]
+    back = [c.time for c in governor.timeline if c.time > hog_end and c.level == Level(384, 2, waits=True)]
     assert back, [f"{c.time:.1f} {c.level} {c.reason}" for c in governor.timeline]
-    assert governor.level == Level(384, 1)
+    assert governor.level == Level(384, 2, waits=True)
 
 
 def test_a_cpu_budget_steps_down_until_the_matte_fits_it():
@@ -258,14 +311,16 @@ def warm_up_costs(machine: Machine, levels: list[Level], cpu_per_wall: float = 1
 def test_the_run_starts_at_the_highest_level_the_warm_up_predicts_fits():
     # The default budget on two cores; 384 px costs 50 ms a call, the rest of a frame 10 ms (30 %):
     # within 85 % of it, 384 px every 3+ frames (results 2-4 frames old, 80 %) and 288 px every 2+
-    # (28 ms a call, 1-2 frames old, 72 %) fit; the second gives the better matte
+    # (28 ms a call, 1-2 frames old, 72 %) fit; the second gives the better matte, and better still
+    # with its keyframes waiting for their own results (28 ms and twice the rest's 10 ms, within
+    # 85 % of the 70 ms allowed; a 384 px call, 50 ms, is not)
     governor, machine = new_governor(max_cpu=100.0), Machine(top_ms=50, rest=30)
     start = governor.calibrate(warm_up_costs(machine, governor.levels), (8.0, 10.0))
-    assert start == Level(288, 2) == governor.level
-    assert [c.level for c in governor.timeline] == [Level(288, 2)] and "calibrated" in governor.timeline[0].reason
+    assert start == Level(288, 2, waits=True) == governor.level
+    assert [c.level for c in governor.timeline] == [start] and "calibrated" in governor.timeline[0].reason
     # And from there it holds
     machine.run(governor, 10, 0.0)
-    assert governor.level == Level(288, 2)
+    assert governor.level == Level(288, 2, waits=True)
 
 
 def test_the_start_honours_the_cpu_budget_and_takes_the_cheapest_level_when_nothing_fits():
@@ -273,7 +328,8 @@ def test_the_start_honours_the_cpu_budget_and_takes_the_cheapest_level_when_noth
     # Two model threads: each call's CPU is twice its wall time; a budget of half a core
     budgeted = new_governor(max_cpu=50.0)
     start = budgeted.calibrate(warm_up_costs(machine, budgeted.levels, cpu_per_wall=2.0), (5.0, 8.0))
-    assert start == Level(192, 3)  # 24 % for the rest, 15 % for the model; 192/2 would be 46 %, 288/4 49 %
+    # 24 % for the rest, 15 % for the model (192/2 would be 46 %, 288/4 49 %); its keyframes waiting
+    assert start == Level(192, 3, waits=True)
     # When nothing fits (the frames alone take more than a period), the cheapest level: 192 px
     # every fourth frame (7.5 ms a call, 6 % of a core) costs less than the fallback every frame
     # (3 ms a call, 9 %), so the fallback model is not the answer to a busy machine

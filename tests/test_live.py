@@ -699,12 +699,12 @@ def test_stats_json_has_the_documented_keys_and_types(clip45, bshm_dir, matter, 
     assert set(stats["result_age"]) == {"p50", "p95"} and 0 <= stats["result_age"]["p50"] <= stats["result_age"]["p95"]
     assert type(stats["cpu_percent"]) is float and stats["cpu_percent"] > 0
     # The governor's part: the level now and the timeline of changes, from the calibrated start
-    # ("model" names a fallback rung's model)
+    # ("model" names a fallback rung's model; "waits": true where keyframes wait for their own results)
     governor = stats["governor"]
-    assert {"size", "stride"} <= set(governor["level"]) <= {"size", "stride", "model"}
+    assert {"size", "stride"} <= set(governor["level"]) <= {"size", "stride", "model", "waits"}
     assert governor["level"]["stride"] >= 1
     assert governor["timeline"][0]["reason"].startswith("calibrated: ") and governor["timeline"][0]["t"] == 0.0
-    assert all({"t", "size", "stride", "reason"} <= set(change) <= {"t", "size", "stride", "model", "reason"}
+    assert all({"t", "size", "stride", "reason"} <= set(change) <= {"t", "size", "stride", "model", "waits", "reason"}
                for change in governor["timeline"])
     # And what each level is predicted to cost, against what the matte may use
     assert governor["capacity_percent"] > 0 and governor["predicted"]

@@ -21,7 +21,7 @@ from livematte.models.base import ModelSettings
 from livematte.machine import available_cores
 
 SHORT_LINE = re.compile(r"^livematte: done: \d+\.\d fps, latency \d+ ms \(p95 \d+\), "
-                        r"(selfie )?\d+px (whenever free|every \d\+ frames), "
+                        r"(selfie )?\d+px (whenever free|every \d\+ frames)(, waits)?, "
                         r"age \d+ \(p95 \d+\), CPU \d+%(, \d+ dropped)?$")
 
 

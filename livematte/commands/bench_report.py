@@ -32,7 +32,7 @@ def _level(governor: dict | None) -> str:
     if not governor:
         return "fixed"
     level = governor["level"]
-    return f"{level.get('model', '') + ' ' if level.get('model') else ''}{level['size']}px/{level['stride']}"
+    return f"{level.get('model', '') + ' ' if level.get('model') else ''}{level['size']}px/{level['stride']}{'w' if level.get('waits') else ''}"
 
 
 def format_table(document: dict) -> str:

@@ -8,15 +8,17 @@ Two ways to run it:
   buffer).
 - **The model on its own thread** (live, with a governor): ``model_call`` (the model thread)
   takes the newest frame whenever the model is free and the governor's level allows, and returns
-  its smoothed result; ``finish_frame`` (the frame thread) finishes every frame from the newest
-  result that has landed, moved by the optical flow from that result's frame to this one
-  (:class:`livematte.matte.motion.Tracker`) and finished on the frame's own full-resolution
-  picture. No frame waits for a model call, and every frame has a matte of its own.
+  its smoothed result; ``move`` (the frame thread) moves the newest result that has landed to
+  every frame along the optical flow from that result's frame to this one
+  (:class:`livematte.matte.motion.Tracker`), and ``finish`` (the finish thread) finishes it on
+  the frame's own full-resolution picture (``finish_frame`` does both). Every frame has a matte
+  of its own; a frame waits for a model call only where the governor's level has keyframes
+  wait for their own results.
 
 Each method keeps its own state across frames and must be called in frame order from one thread:
 ``prepare`` none; ``infer`` and ``model_call`` the model's recurrent state, the smoother's past
-(the two are never used in one run); ``finish_frame`` the tracker's frames; ``infer`` and
-``finish_frame`` the finishing's state.
+(the two are never used in one run); ``move`` the tracker's frames; ``infer`` and ``finish``
+the finishing's state.
 """
 
 from __future__ import annotations
@@ -85,6 +87,24 @@ class ModelResult:
     smoothing_ms: float
 
 
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """A frame with the newest result moved to it (live): from the frame thread to the finish thread.
+
+    planes: as in :class:`ModelResult`, at this frame's place; model: the backend's name in the
+    engine (``level.model``); stream: the result's :attr:`ModelResult.stream`; age: frames from the
+    result's input to this frame; timings: the frame thread's ms (wait_capture, motion, and
+    wait_model where the frame waited for its own result).
+    """
+
+    frame: Frame
+    planes: np.ndarray
+    model: str
+    stream: int
+    age: int
+    timings: dict[str, float]
+
+
 class Engine:
     """composite: the finishing's settings. governor: chooses the model's level (live: the model on
     its own thread); None runs the model on every frame at the backend's own size (offline,
@@ -105,8 +125,8 @@ class Engine:
         self.state = matter.initial_state()
         self._input_shape: tuple[int, int] | None = None  # the last model input's guide shape, (h, w)
         self._streams = 0  # streams started by the model calls (ModelResult.stream)
-        self.tracker = Tracker() if governor is not None else None  # finish_frame's
-        self._finished_stream = 0  # finish_frame's: the stream of the last result it finished from
+        self.tracker = Tracker() if governor is not None else None  # move's
+        self._finished_stream = 0  # finish's: the stream of the last result it finished from
 
     def reset(self) -> None:
         """Forget the past: a new stream or a scene cut."""
@@ -160,20 +180,33 @@ class Engine:
         return ModelResult(frame.index, epoch, self._streams, grey, planes, level, model_ms, smoothing_ms)
 
     def finish_frame(self, frame: Frame, grey: np.ndarray, result: ModelResult) -> tuple[Matted, bool]:
+        """:meth:`move` then :meth:`finish` on the calling thread -> (its Matted, whether the flow
+        left the frame unexplained)."""
+        moved, unexplained = self.move(frame, grey, result)
+        return self.finish(moved), unexplained
+
+    def move(self, frame: Frame, grey: np.ndarray, result: ModelResult, started: float | None = None
+             ) -> tuple[Moved, bool]:
         """The frame thread's work for one frame: ``result`` (the newest landed, of the frame's
-        epoch) moved to it along the flow and finished on its picture -> (its Matted, whether the
-        flow left the frame unexplained: the model should take the next frame it can)."""
+        epoch) moved to it along the flow -> (the planes at the frame's place, whether the flow
+        left the frame unexplained: the model should take the next frame it can). ``started``:
+        ``perf_counter()`` when the frame thread took the frame (its wait for capture ends there)."""
         t0 = time.perf_counter()
-        if result.stream != self._finished_stream:  # another picture, or another model's matte
-            self._finished_stream = result.stream
-            self.finisher.reset()
         flow, unexplained = self.tracker.to_result(frame.index, grey, result.index, result.grey)
         planes = result.planes if flow is None else warp(result.planes, flow_at(flow, result.planes.shape[1:]))
-        timings = {"wait_capture": (t0 - frame.captured_at) * 1e3, "motion": (time.perf_counter() - t0) * 1e3}
-        matter = self.matters[result.level.model]
-        full_guide = guide(frame.image) if matter.guided else None
-        matted = self._finish(frame, planes, matter, full_guide, timings, age=frame.index - result.index)
-        return matted, unexplained > MISMATCH_SHARE
+        timings = {"wait_capture": ((started or t0) - frame.captured_at) * 1e3, "motion": (time.perf_counter() - t0) * 1e3}
+        moved = Moved(frame, planes, result.level.model, result.stream, frame.index - result.index, timings)
+        return moved, unexplained > MISMATCH_SHARE
+
+    def finish(self, moved: Moved) -> Matted:
+        """The finish thread's work for one frame: its moved planes finished on its full-resolution
+        picture (refinement, then :class:`Finisher`) -> its Matted."""
+        if moved.stream != self._finished_stream:  # another picture, or another model's matte
+            self._finished_stream = moved.stream
+            self.finisher.reset()
+        matter = self.matters[moved.model]
+        full_guide = guide(moved.frame.image) if matter.guided else None
+        return self._finish(moved.frame, moved.planes, matter, full_guide, moved.timings, age=moved.age)
 
     # -- shared -------------------------------------------------------------------------------
 
@@ -258,7 +291,9 @@ class Engine:
         # process's CPU time: the source's decoder may already be at work on its own threads, and
         # this work runs on this one.
         person = _warm_up_picture(width, height)
-        rests = []  # per frame: the frame thread's ms and the whole frame's, both without the model
+        # Per frame, without the model: the busier of the frame and finish threads' ms, the whole
+        # frame's with the output's, and the frame thread's (motion).
+        rests = []
         if self.governor is None:
             self.process(Frame(-1, person, 0.0, time.perf_counter()))
         else:
@@ -266,11 +301,14 @@ class Engine:
             result = self.model_call(Frame(-1, person, 0.0, 0.0), self.motion_grey(person), top, epoch=-1)
             for k in range(4):
                 start_frame = time.perf_counter()
-                matted, _ = self.finish_frame(Frame(k, person, 0.0, start_frame), self.motion_grey(person), result)
-                frame_ms = (time.perf_counter() - start_frame) * 1e3
+                moved, _ = self.move(Frame(k, person, 0.0, start_frame), self.motion_grey(person), result)
+                moved_at = time.perf_counter()
+                matted = self.finish(moved)
+                finished_at = time.perf_counter()
                 if composite is not None:
                     composite(person, matted.alpha)
-                rests.append((frame_ms, (time.perf_counter() - start_frame) * 1e3))
+                move_ms, finish_ms = (moved_at - start_frame) * 1e3, (finished_at - moved_at) * 1e3
+                rests.append((max(move_ms, finish_ms), (time.perf_counter() - start_frame) * 1e3, move_ms))
             self.tracker.reset()
         self.reset()
         if self.governor is not None:

@@ -5,8 +5,14 @@ has landed, moved along the optical flow (:mod:`livematte.runtime.engine`). A :c
 the network's input size and how often the model may run (``stride``: a call takes a frame at
 least ``stride`` frames after the last call's; 1: whenever the model is free), and which model:
 the configured one, or a fast fallback (Selfie Segmentation) as the last rung, for a machine that
-cannot run the configured model at its smallest size at all. :func:`ladder` lists the levels:
-three network sizes, four strides, and the fallback.
+cannot run the configured model at its smallest size at all; and whether its keyframes wait
+(``waits``): the frame the model takes waits for its own result, so that it is matted from its
+own picture and the frames between from a result one to ``stride - 1`` frames old. A result's
+age costs more matte than anything else here (a frame's own 384 px result gives MAD 3.64, one a
+frame old 4.45: README, What each level costs in quality), so where a call and the rest of a
+frame's work fit well within the latency target, waiting buys the better matte for a latency of
+one call. :func:`ladder` lists the levels: three network sizes, four strides, waiting or not,
+and the fallback.
 
 What a level costs is CPU: the model thread's (one call's CPU ms times the calls a second it
 makes: ``fps / stride``, or as many as it can when its calls take longer) plus the rest of the
@@ -37,7 +43,7 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ..machine import available_cores
@@ -66,35 +72,53 @@ DOWN_TO = 0.75  # a step down goes to a level that costs at most this share of t
 # The start: the highest level whose warm-up costs are predicted to use at most this much of the
 # budget. Below CPU_UP: decoding is not in the warm-up's figures.
 START_SHARE = 0.85
+# A level whose keyframes wait for their own results fits where a keyframe is predicted within
+# WAIT_LATENCY of the latency target, and the frame thread, which waits once a stride, keeps up
+# within WAIT_BUSY of the stride's frame periods; and only on two cores or more (on one, the model
+# runs at the lowest priority, behind the frames). A keyframe's latency: its call, then the rest of
+# its work and the frames queued behind the wait, WAIT_REST times the rest's CPU a frame (measured
+# live: a keyframe's capture-to-output was its wait plus 1.5-2.5 times that). Such a level is over
+# when its latency p95 passes WAIT_LATENCY_DOWN of the target. A keyframe gives up waiting at
+# WAIT_GIVE_UP of the target after its capture, and is finished as any other frame.
+WAIT_LATENCY = 0.7
+WAIT_REST = 2.0
+WAIT_LATENCY_DOWN = 0.85
+WAIT_BUSY = 0.85
+WAIT_GIVE_UP = 0.75
 
 
 @dataclass(frozen=True, order=True)
 class Level:
     """size: the network's input, longest side in px; stride: the fewest frames from one model
     call's input to the next's (1: the model takes a frame whenever it is free); model: the
-    backend's name for a fallback rung, "" for the configured model."""
+    backend's name for a fallback rung, "" for the configured model; waits: the frame the model
+    takes waits for its own result (a latency of one call), so that it, the keyframe, is matted
+    from its own picture and only the frames between are moved along the flow."""
 
     size: int
     stride: int
     model: str = ""
+    waits: bool = False
 
     def __str__(self) -> str:
         every = "whenever free" if self.stride == 1 else f"every {self.stride}+ frames"
-        return f"{self.model + ' ' if self.model else ''}{self.size}px {every}"
+        return f"{self.model + ' ' if self.model else ''}{self.size}px {every}{', waits' if self.waits else ''}"
 
 
 def ladder(top_size: int, min_size: int = MIN_LADDER_SIZE, fallback: Level | None = None) -> list[Level]:
     """The levels the governor chooses from: the preset's size (``top_size``) and 0.75x and 0.5x
-    of it, each taking a frame whenever free or at most every 2, 3 or 4 frames, top first;
-    ``fallback``, a faster model's level, last. Which is best depends on the machine: a smaller
-    network whose results land sooner can beat a larger one whose results are older
-    (:func:`predicted_mad`)."""
+    of it, each taking a frame whenever free or at most every 2, 3 or 4 frames, with its
+    keyframes waiting for their own results or not, top first; ``fallback``, a faster model's
+    level, last. Which is best depends on the machine: a smaller network whose results land
+    sooner can beat a larger one whose results are older (:func:`predicted_mad`), and a level
+    whose keyframes wait fits only where a call lands within the latency allowed
+    (:meth:`Governor.waiting_fits`)."""
     sizes = [top_size]
     for factor in (0.75, 0.5):
         size = max(min_size, int(round(top_size * factor / 16)) * 16)
         if size < sizes[-1]:
             sizes.append(size)
-    levels = [Level(size, stride) for size in sizes for stride in (1, 2, 3, 4)]
+    levels = [Level(size, stride, "", waits) for size in sizes for stride in (1, 2, 3, 4) for waits in (False, True)]
     return levels + ([fallback] if fallback is not None else [])
 
 
@@ -119,7 +143,11 @@ def predicted_mad(level: Level, top_size: int, mean_age: float) -> float:
 def result_ages(level: Level, call_frames: float) -> tuple[float, float]:
     """The (mean, oldest) age in frames of the results frames use at ``level`` when a call takes
     ``call_frames`` frame periods: a result lands ``lag`` frames after its input (its call, rounded
-    up), and calls take a frame every ``max(stride, lag)`` frames."""
+    up), and calls take a frame every ``max(stride, lag)`` frames. Where keyframes wait, a
+    keyframe's result is its own (age 0) and the frames up to the next keyframe's are 1 to
+    ``stride - 1`` frames from it (the call lands within the stride: :meth:`Governor.waiting_fits`)."""
+    if level.waits:
+        return (level.stride - 1) / 2, level.stride - 1
     lag = max(1, math.ceil(call_frames + 0.1))
     interval = max(level.stride, lag)
     return lag + (interval - 1) / 2, lag + interval - 1
@@ -133,7 +161,9 @@ class Sample:
     frame thread spent working (not waiting for a frame); cpu_s: CPU seconds of the matte's threads
     (capture, frames, model, output; not the encoders'); model_cpu_s: of those, the model thread's;
     latency_p95_ms: capture-to-output p95 over the last window (None before the first output);
-    age_p95: the p95 of the recent frames' result ages, frames (None before the first).
+    age_p95: the p95 of the recent frames' result ages, frames (None before the first);
+    waited_s: of busy_s, the seconds the frame thread waited for keyframes' results;
+    finish_busy_s: seconds the finish thread spent working.
     """
 
     time: float
@@ -144,6 +174,8 @@ class Sample:
     model_cpu_s: float
     latency_p95_ms: float | None
     age_p95: float | None = None
+    waited_s: float = 0.0
+    finish_busy_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -193,6 +225,7 @@ class Governor:
         self._stretch = 1.0  # the recent calls' wall / CPU against the first ones'
         self._rest_percent: float | None = None  # the matte's CPU besides the model, % of a core
         self._rest_measured = False  # _rest_percent is the run's own figure, not the warm-up's
+        self._frame_ms: float | None = None  # the frame thread's ms a frame, waits for results left out
         self._recent_cpu: list[float] = []  # the last windows' CPU %, newest last
         self._window: dict[str, float] = {}  # the last window's figures, for the stats
 
@@ -214,12 +247,13 @@ class Governor:
         cores = 100.0 * self.cores
         return min(cores, self.max_cpu) if self.max_cpu else cores
 
-    def calibrate(self, model_ms: dict[Level, tuple[float, float]], frame_ms: tuple[float, float]) -> Level:
+    def calibrate(self, model_ms: dict[Level, tuple[float, float]], frame_ms: tuple[float, ...]) -> Level:
         """Start at the highest level the warm-up's costs predict will fit; -> that level.
 
         model_ms: per level (stride ignored), one model call's (wall, CPU) ms. frame_ms: the
-        (frame thread's, whole frame's with the output's share) ms per frame of the rest: motion,
-        finishing, compositing. Of the levels that fit (the frame thread keeps up within
+        ms per frame of the rest (motion, finishing, compositing): the busiest thread's, the whole
+        frame's with the output's share, and optionally the frame thread's own (the motion: what a
+        keyframe's wait adds to; the busiest thread's where not given). Of the levels that fit (the frame thread keeps up within
         ``START_SHARE`` of the frame period, the predicted CPU within ``START_SHARE`` of
         :attr:`capacity`), the one with the best predicted matte; the cheapest when none fits.
         """
@@ -228,6 +262,7 @@ class Governor:
                 self._model_ms[(level.model, level.size)] = costs
             self._slowdown = self._stretch = 1.0
             self._rest_percent = frame_ms[1] / (self.period_s * 10.0)
+            self._frame_ms = frame_ms[2] if len(frame_ms) > 2 else frame_ms[0]
             index = None
             if frame_ms[0] <= START_SHARE * self.period_s * 1e3:
                 index = self._best(START_SHARE)
@@ -284,14 +319,44 @@ class Governor:
         return math.inf if ages is None else predicted_mad(level, self.levels[0].size, ages[0])
 
     def _fits(self, level: Level, share: float) -> bool:
-        """Whether ``level``'s predicted CPU is within ``share`` of :attr:`capacity`."""
+        """Whether ``level``'s predicted CPU is within ``share`` of :attr:`capacity` (and, for a level
+        whose keyframes wait, whether its calls land in time: :meth:`_waiting_fits`)."""
         predicted = self._predicted_cpu(level)
-        return predicted is not None and predicted <= share * self.capacity
+        return predicted is not None and predicted <= share * self.capacity and self._waiting_fits(level, share)
 
-    def _best(self, share: float, cheaper_than: float | None = None) -> int | None:
+    def _waiting_fits(self, level: Level, share: float = 1.0) -> bool:
+        """Whether a keyframe may wait for its call at ``level``: its latency (its call, and
+        :data:`WAIT_REST` times the rest of a frame's work) is predicted within :data:`WAIT_LATENCY`
+        of the latency target (times ``share``, the room :meth:`_fits` keeps), and the frame thread, waiting
+        for one call a stride, within :data:`WAIT_BUSY` of the stride's frame periods. True for a
+        level whose keyframes do not wait."""
+        if not level.waits:
+            return True
+        if self.cores < 2:
+            return False
+        cost = self._model_cost(level)
+        if cost is None or self._frame_ms is None or self._rest_percent is None:
+            return False
+        period_ms = self.period_s * 1e3
+        rest_ms = self._rest_percent * period_ms / 100.0  # the matte's work a frame besides the model: capture, frame, output
+        return (cost[0] + WAIT_REST * rest_ms <= share * WAIT_LATENCY * self.latency_ms
+                and cost[0] + level.stride * self._frame_ms <= WAIT_BUSY * level.stride * period_ms)
+
+    def give_up_s(self) -> float:
+        """Seconds after its capture at which a keyframe stops waiting for its own result."""
+        return WAIT_GIVE_UP * self.latency_ms / 1e3
+
+    def _best(self, share: float, cheaper_than: float | None = None, shorter_waits_than: Level | None = None
+              ) -> int | None:
         """The index of the level with the best predicted matte among those that fit within ``share``
-        of the capacity (and cost under ``cheaper_than`` % of a core); None when none does."""
-        fitting = [i for i, level in enumerate(self.levels) if self._fits(level, share)
+        of the capacity (and cost under ``cheaper_than`` % of a core, and where they wait, wait for
+        calls at most :data:`DOWN_TO` of ``shorter_waits_than``'s); None when none does."""
+        def waits_less(level: Level) -> bool:
+            if shorter_waits_than is None or not level.waits:
+                return True
+            return self._model_cost(level)[0] <= DOWN_TO * self._model_cost(shorter_waits_than)[0]
+
+        fitting = [i for i, level in enumerate(self.levels) if self._fits(level, share) and waits_less(level)
                    and (cheaper_than is None or self._predicted_cpu(level) < cheaper_than)]
         return min(fitting, key=lambda i: (self._quality(self.levels[i]), i)) if fitting else None
 
@@ -314,7 +379,12 @@ class Governor:
             span = sample.time - last.time
             frames = max(1, sample.frames_in - last.frames_in)
             drops = (sample.dropped - last.dropped) / frames
-            busy = (sample.busy_s - last.busy_s) / span
+            # The busier of the frame thread (motion, keyframes' waits) and the finish thread.
+            frame_busy, finish_busy = (sample.busy_s - last.busy_s) / span, (sample.finish_busy_s - last.finish_busy_s) / span
+            busy, busy_thread = max((frame_busy, "frame"), (finish_busy, "finish"))
+            worked = max(1, frames - (sample.dropped - last.dropped))
+            frame_ms = 1e3 * max(0.0, (sample.busy_s - last.busy_s) - (sample.waited_s - last.waited_s)) / worked
+            self._frame_ms = frame_ms if self._frame_ms is None else 0.8 * self._frame_ms + 0.2 * frame_ms
             cpu = 100.0 * (sample.cpu_s - last.cpu_s) / span
             model_cpu = 100.0 * (sample.model_cpu_s - last.model_cpu_s) / span
             rest = max(0.0, cpu - model_cpu)
@@ -329,12 +399,18 @@ class Governor:
             # The CPU budget is judged on the last CPU_WINDOWS windows, not one half-second's noise.
             self._recent_cpu = (self._recent_cpu + [cpu])[-CPU_WINDOWS:]
             recent_cpu = sum(self._recent_cpu) / len(self._recent_cpu)
-            over = self._overload(drops, busy, recent_cpu, sample.latency_p95_ms, sample.age_p95)
+            over = self._overload(drops, busy, busy_thread, recent_cpu, sample.latency_p95_ms, sample.age_p95)
             if over:
                 self._headroom_since = None
-                # The best matte among the levels cheaper than what this one costs now.
-                now_cost = max(recent_cpu, self._predicted_cpu(self.levels[self._index]) or 0.0)
-                cheaper = self._best(CPU_UP, cheaper_than=DOWN_TO * now_cost)
+                level = self.levels[self._index]
+                now_cost = max(recent_cpu, self._predicted_cpu(level) or 0.0)
+                if level.waits and not over.startswith("CPU"):
+                    # Late or busy for the keyframes' waits: the best matte among the levels that
+                    # cost no more and wait for no call as long as this one's.
+                    cheaper = self._best(CPU_UP, cheaper_than=now_cost + 0.5, shorter_waits_than=level)
+                else:
+                    # The best matte among the levels cheaper than what this one costs now.
+                    cheaper = self._best(CPU_UP, cheaper_than=DOWN_TO * now_cost)
                 return self._move(sample.time, cheaper if cheaper is not None else self._cheaper(), over)
             better = self._better(sample.latency_p95_ms)
             if better is not None:
@@ -347,13 +423,15 @@ class Governor:
                 self._headroom_since = None
             return None
 
-    def _overload(self, drops: float, busy: float, cpu: float, latency: float | None, age: float | None) -> str | None:
+    def _overload(self, drops: float, busy: float, busy_thread: str, cpu: float, latency: float | None,
+                  age: float | None) -> str | None:
         if drops > DROPS_DOWN:
             return f"{drops:.0%} of frames dropped"
         if busy > BUSY_DOWN:
-            return f"frame thread {busy:.0%} busy"
-        if latency is not None and latency > self.latency_ms:
-            return f"latency p95 {latency:.0f} ms"
+            return f"{busy_thread} thread {busy:.0%} busy"
+        limit = self.latency_ms * (WAIT_LATENCY_DOWN if self.levels[self._index].waits else 1.0)
+        if latency is not None and latency > limit:
+            return f"latency p95 {latency:.0f} ms" + (" with keyframes waiting" if limit < self.latency_ms else "")
         if self.max_cpu and cpu > self.max_cpu:
             return f"CPU {cpu:.0f}% over {self.budget_text()}"
         ages = self._ages(self.levels[self._index])
@@ -379,10 +457,13 @@ class Governor:
         return best
 
     def _cheaper(self) -> int:
-        """For a step down when none fits: the next level down the list predicted to cost less
-        than this one (any next one where no cost is known), or this one, the cheapest there is."""
+        """For a step down when none fits: the next level down the list whose keyframes do not
+        wait, predicted to cost less than this one (any next one where no cost is known), or this
+        one, the cheapest there is."""
         now = self._predicted_cpu(self.levels[self._index])
         for index in range(self._index + 1, len(self.levels)):
+            if self.levels[index].waits:
+                continue
             cost = self._predicted_cpu(self.levels[index])
             if now is None or cost is None or cost < now:
                 return index
@@ -390,11 +471,11 @@ class Governor:
 
     def _cheapest(self) -> int:
         """The level predicted to cost the least CPU, to the percent, with the better matte among
-        those; the last (the fallback, or the smallest network at the longest stride) where no
+        those, its keyframes not waiting (nothing fits: no frame should wait); the last (the fallback, or the smallest network at the longest stride) where no
         cost is known. The fallback model is the cheapest only where RVM's smallest calls are
         dear: a fallback call every frame can cost as much as 192 px every fourth."""
         known = [(round(cost), self._quality(level), index) for index, level in enumerate(self.levels)
-                 if (cost := self._predicted_cpu(level)) is not None]
+                 if not level.waits and (cost := self._predicted_cpu(level)) is not None]
         return min(known)[2] if known else len(self.levels) - 1
 
     def _move(self, now: float, index: int, reason: str) -> Change | None:
@@ -439,7 +520,8 @@ def _rounded(value: float | None) -> float | None:
 
 
 def _level_json(level: Level) -> dict:
-    return {"size": level.size, "stride": level.stride, **({"model": level.model} if level.model else {})}
+    return {"size": level.size, "stride": level.stride, **({"model": level.model} if level.model else {}),
+            **({"waits": True} if level.waits else {})}
 
 
 def _model_ms_text(model_ms: dict[Level, tuple[float, float]]) -> str:

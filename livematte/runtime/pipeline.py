@@ -13,18 +13,23 @@ while the model runs on frame N. The prepare thread takes a frame only once that
 
 Live with a governor, the model on its own thread::
 
-    capture thread --frames--> frame thread -------------------------------matted--> caller's thread
-                               |  ^ (motion, finishing: every frame, from
-                  newest frame v  | the newest result, moved to it)
-                               model thread (the governor's level; its
+    capture thread --frames--> frame thread --moved(2)--> finish thread -------matted--> caller's thread
+                               |  ^ (motion: the newest    (refine, foreground,
+                  newest frame v  |  result moved to        despill: every frame
+                               model thread  every frame)   on its own picture)
+                               (the governor's level; its
                                recurrent state and smoothing)
 
-The frame thread posts each frame to the model thread (newest wins) and finishes it from the
-newest result that has landed, so no frame ever waits for a model call (the frames before a
-stream's first result has landed are dropped: there is no matte for them yet). The model thread takes the newest frame whenever it is free
-and the level's stride allows, or at once when the flow could not explain a frame; it runs at a
-lower priority (``MODEL_NICE``), so on a busy core the frames go first and the model takes what
-is left.
+The frame thread posts each frame to the model thread (newest wins) and moves the newest result
+that has landed to it; the finish thread finishes it on the frame's own picture (on one core the
+frame thread does both: a thread more there only queues). No frame waits for a model call, except
+at a level whose keyframes wait (:class:`~livematte.runtime.governor.Level`): there the frame the
+model takes waits for its own result, up to the governor's give-up time after its capture, and
+the frames between are moved from it. The frames before a stream's first result has landed are
+dropped: there is no matte for them yet. The model thread takes the newest frame whenever it is
+free and the level's stride allows, or at once when the flow could not explain a frame (not where
+keyframes wait); on one core it runs at a lower priority (``MODEL_NICE``), so the frames go first
+and the model takes what is left.
 
 Live pipelines use small fresh-frame buffers for ``captured`` and ``matted`` (a frame that has
 waited longer than ``max_lag`` is dropped, never processed late); offline pipelines use bounded
@@ -48,7 +53,7 @@ import numpy as np
 from ..machine import available_cores
 from .engine import Engine
 from ..frames import Frame, Matted
-from .governor import WINDOW_S, Sample
+from .governor import WINDOW_S, Level, Sample
 from .stats import Stats
 from .workers import (END, Channel, FreshBuffer, Latest, Stopped, Worker, first_error, join_all, lower_priority,
                       return_freed_pictures, thread_cpu_s)
@@ -63,9 +68,10 @@ QUEUE_BYTES = 64 * 2**20
 # The model thread's niceness (Linux): on a core the frames and the model both want, the frame
 # thread, capture and the output go first and the model's calls stretch instead of the frames.
 # On one core the frames' work is most of it, and a model at 5 still took a quarter of the core
-# from them (39 of 282 frames of s18 dropped); with more cores the model has one mostly to itself.
+# from them (39 of 282 frames of s18 dropped). With more cores the model has one mostly to itself,
+# at the frames' priority: a keyframe that waits for its call waits for it alone.
 MODEL_NICE = {1: 10}
-MODEL_NICE_MANY_CORES = 5
+MODEL_NICE_MANY_CORES = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +85,15 @@ class ModelRequest:
     urgent: bool
 
 
-def model_takes(last: tuple[int, int] | None, index: int, epoch: int, urgent: bool, stride: int) -> bool:
-    """Whether the model, free, takes frame ``index`` of stream ``epoch``: the first frame, a new
-    stream's, one after a frame the flow could not explain (``urgent``), or one ``stride`` frames on
-    from the last call's input ``last`` (its index, epoch). The live pipeline's rule, and the
-    schedule's (:mod:`livematte.runtime.schedule`)."""
-    return last is None or urgent or epoch != last[1] or index >= last[0] + stride
+def model_takes(last: tuple[int, int] | None, index: int, epoch: int, urgent: bool, level: Level) -> bool:
+    """Whether the model, free, takes frame ``index`` of stream ``epoch`` at ``level``: the first
+    frame, a new stream's, one ``level.stride`` frames on from the last call's input ``last`` (its
+    index, epoch), or one after a frame the flow could not explain (``urgent``), except where
+    keyframes wait: there the next keyframe is at most a stride away and gets its own result,
+    and an urgent frame waiting too would make every frame of a fast swing wait for a call. The
+    live pipeline's rule, and the schedule's (:mod:`livematte.runtime.schedule`)."""
+    return (last is None or (urgent and not level.waits) or epoch != last[1]
+            or index >= last[0] + level.stride)
 
 
 def picture_bytes(item) -> int:
@@ -117,9 +126,20 @@ class Pipeline:
         if self.asynchronous:
             self.requests, self.results = Latest(self.stop), Latest(self.stop)
             self._model_worker = Worker("model", self._model, self.stop)
-            self.workers = [Worker("capture", self._capture, self.stop),
-                            Worker("frames", self._frames, self.stop), self._model_worker]
-            self._channels = [self.captured, self.requests, self.results, self.matted]
+            # The model thread's: the (frame index, epoch) of the call it is on (None when free),
+            # and of its last call's input.
+            self._model_on: tuple[int, int] | None = None
+            self._last_call: tuple[int, int] | None = None
+            # Frame thread to finish thread (two cores or more): moved planes, in order, two at
+            # most (back-pressure). On one core the frame thread finishes its frames itself:
+            # another thread there adds its queue to the latency and runs nothing beside it.
+            self.moved = Channel(self.stop, 2) if available_cores() >= 2 else None
+            self._finish_busy_s = 0.0  # the finish thread's seconds at work
+            self.workers = [Worker("capture", self._capture, self.stop), Worker("frames", self._frames, self.stop),
+                            *([Worker("finish", self._finish, self.stop)] if self.moved is not None else []),
+                            self._model_worker]
+            self._channels = [self.captured, self.requests, self.results, *[c for c in [self.moved] if c],
+                              self.matted]
         else:
             self.prepared = Channel(self.stop, 1)
             self._buffer_free = threading.Semaphore(1)
@@ -205,10 +225,10 @@ class Pipeline:
         self.matted.put(END)
 
     def _frames(self) -> None:
-        """Every frame: offered to the model, finished from the newest result (see the module doc)."""
+        """Every frame: offered to the model, the newest result moved to it (see the module doc)."""
         engine, governor = self.engine, self.engine.governor
         epoch, urgent = 0, False
-        busy_s, next_sample = 0.0, time.perf_counter()
+        busy_s, waited_s, next_sample = 0.0, 0.0, time.perf_counter()
         unmatted = None  # the last frame dropped for want of its stream's first result, with its grey
         while (frame := self.captured.get()) is not END:
             start = time.perf_counter()
@@ -217,6 +237,8 @@ class Pipeline:
                 engine.tracker.reset()
             grey = engine.motion_grey(frame.image)
             self.requests.put(ModelRequest(frame, grey, epoch, urgent))
+            waited = self._wait_for_own(frame, grey, epoch, urgent)
+            waited_s += waited
             result = self.results.peek(lambda landed: landed.epoch == epoch)
             if result is None:
                 # The stream's first call has not landed: nothing to matte this frame with. Its
@@ -227,36 +249,80 @@ class Pipeline:
                 busy_s += time.perf_counter() - start
                 continue
             unmatted = None
-            matted, urgent = engine.finish_frame(frame, grey, result)
-            self.stats.stages(matted.timings)
+            moved, urgent = engine.move(frame, grey, result, start)
+            if waited:
+                moved.timings["wait_model"] = waited * 1e3
             now = time.perf_counter()
             busy_s += now - start
             if now >= next_sample:
                 next_sample = now + WINDOW_S / 2
                 change = governor.update(Sample(now, self.stats.frames_in, self.stats.dropped_total, busy_s,
                                                 self.matte_cpu_s(), thread_cpu_s(self._model_worker) or 0.0,
-                                                self.stats.recent_latency_p95(), self.stats.recent_age_p95()))
+                                                self.stats.recent_latency_p95(), self.stats.recent_age_p95(),
+                                                waited_s, self._finish_busy_s))
                 if change is not None:
                     log.info("level: %s (%s)", change.level, change.reason)
-            self.matted.put(matted)
+            if self.moved is not None:
+                self.moved.put(moved)
+            else:
+                busy_s += self._finish_one(moved)
         if unmatted is not None:
             # The source ended before its stream's first result landed (a run of a few frames): its
             # last frame waits for it, so that the run has at least that frame.
             result = self.results.get(lambda landed: landed.epoch == epoch)
             if result is not END:
                 self._unmatted -= 1
-                self.matted.put(engine.finish_frame(*unmatted, result)[0])
+                moved = engine.move(*unmatted, result)[0]
+                if self.moved is not None:
+                    self.moved.put(moved)
+                else:
+                    self._finish_one(moved)
         self.requests.close()
+        (self.moved or self.matted).put(END)
+
+    def _finish(self) -> None:
+        """The finish thread: every moved frame, in order (see :meth:`_finish_one`)."""
+        while (moved := self.moved.get()) is not END:
+            self._finish_busy_s += self._finish_one(moved)
         self.matted.put(END)
 
+    def _finish_one(self, moved) -> float:
+        """A moved frame finished on its own picture and handed to the output; -> seconds it took."""
+        start = time.perf_counter()
+        matted = self.engine.finish(moved)
+        self.stats.stages(matted.timings)
+        self.matted.put(matted)
+        return time.perf_counter() - start
+
+    def _wait_for_own(self, frame: Frame, grey: np.ndarray, epoch: int, urgent: bool) -> float:
+        """At a level whose keyframes wait, when the model takes ``frame`` (it is free, or already
+        on it, and the stride allows), wait until its own result lands or until the governor's
+        give-up time after its capture; -> the seconds waited (0 where no wait). The frame's motion
+        step is measured first, beside the call, for the frames after it."""
+        governor = self.engine.governor
+        level = governor.level
+        on = self._model_on
+        if not level.waits or (on is not None and on != (frame.index, epoch)):
+            return 0.0
+        if on is None and not model_takes(self._last_call, frame.index, epoch, urgent, level):
+            return 0.0
+        self.engine.tracker.see(frame.index, grey)
+        start = time.perf_counter()
+        self.results.get(lambda landed: landed.epoch == epoch and landed.index >= frame.index,
+                         until=frame.captured_at + governor.give_up_s())
+        return time.perf_counter() - start
+
     def _model(self) -> None:
-        """The newest frame the level allows, through the model; each result published as it lands."""
+        """The newest frame the level allows, through the model; each result published as it lands.
+        ``_model_on`` and ``_last_call`` tell the frame thread which frame it is on, and took last."""
         lower_priority(MODEL_NICE.get(available_cores(), MODEL_NICE_MANY_CORES))
         engine, governor = self.engine, self.engine.governor
-        last: tuple[int, int] | None = None  # the last call's (frame index, epoch)
 
         def ready(request: ModelRequest) -> bool:
-            return model_takes(last, request.frame.index, request.epoch, request.urgent, governor.level.stride)
+            takes = model_takes(self._last_call, request.frame.index, request.epoch, request.urgent, governor.level)
+            if takes:  # marked under the requests' lock: a frame posted after this sees the model busy
+                self._model_on = (request.frame.index, request.epoch)
+            return takes
 
         while (request := self.requests.get(ready, take=True)) is not END:
             level = governor.level
@@ -265,8 +331,9 @@ class Pipeline:
             wall_ms, cpu_ms = (time.perf_counter() - wall) * 1e3, (time.thread_time() - cpu) * 1e3
             governor.model_cost(level, wall_ms, cpu_ms)
             self.stats.model_call({"model": result.model_ms, "smoothing": result.smoothing_ms})
+            # Free before the result is out: a frame thread woken by it sees the model free.
+            self._last_call, self._model_on = self._model_on, None
             self.results.put(result)
-            last = (request.frame.index, request.epoch)
         self.results.close()
 
     def matte_cpu_s(self) -> float:

@@ -4,7 +4,7 @@ Live (:mod:`livematte.runtime.pipeline`), the model thread takes the newest fram
 free and the governor's stride allows (or at once after a frame the flow could not explain), and
 every frame is finished from the newest result that has landed. :func:`on_schedule` does the same
 with the time a call takes given in frames (``lag``): a call takes frame k and its result lands
-for frame k + lag. Every frame is finished exactly as live finishes it; only the timing is fixed,
+for frame k + lag (or for frame k itself at a level whose keyframes wait). Every frame is finished exactly as live finishes it; only the timing is fixed,
 so a level's quality can be scored apart from a machine's speed, and a test is repeatable.
 """
 
@@ -32,10 +32,10 @@ def on_schedule(engine: Engine, frames: Iterable[Frame], lag: int) -> Iterator[M
         grey = engine.motion_grey(frame.image)
         if pending is not None and pending[0] <= frame.index:
             result, pending = pending[1], None
-        if pending is None and model_takes(last, frame.index, epoch, urgent, engine.governor.level.stride):
+        if pending is None and model_takes(last, frame.index, epoch, urgent, engine.governor.level):
             pending = (frame.index + lag, engine.model_call(frame, grey, engine.governor.level, epoch))
             last = (frame.index, epoch)
-            if lag == 0 or result is None or result.epoch != epoch:
+            if lag == 0 or engine.governor.level.waits or result is None or result.epoch != epoch:
                 result, pending = pending[1], None
         matted, urgent = engine.finish_frame(frame, grey, result)
         yield matted

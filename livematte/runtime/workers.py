@@ -216,13 +216,18 @@ class Latest:
             self._closed = True
             self._cond.notify_all()
 
-    def get(self, accept: Callable[[Any], bool] = lambda item: True, *, take: bool = False) -> Any:
-        """The item there once ``accept`` takes it; ``END`` once closed; raises ``Stopped`` on stop."""
+    def get(self, accept: Callable[[Any], bool] = lambda item: True, *, take: bool = False,
+            until: float | None = None) -> Any:
+        """The item there once ``accept`` takes it; ``END`` once closed; None once ``perf_counter()``
+        passes ``until``; raises ``Stopped`` on stop."""
         with self._cond:
             while self._item is None or not accept(self._item):
                 if self._closed:
                     return END
-                self._cond.wait(_next_wait(self._stop, None))
+                try:
+                    self._cond.wait(_next_wait(self._stop, until))
+                except queue.Empty:
+                    return None
             item = self._item
             if take:
                 self._item = None
