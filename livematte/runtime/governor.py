@@ -77,9 +77,10 @@ START_SHARE = 0.85
 # within WAIT_BUSY of the stride's frame periods; and only on two cores or more (on one, the model
 # runs at the lowest priority, behind the frames). A keyframe's latency: its call, then the rest of
 # its work and the frames queued behind the wait, WAIT_REST times the rest's CPU a frame (measured
-# live: a keyframe's capture-to-output was its wait plus 1.5-2.5 times that). Such a level is over
-# when its latency p95 passes WAIT_LATENCY_DOWN of the target. A keyframe gives up waiting at
-# WAIT_GIVE_UP of the target after its capture, and is finished as any other frame.
+# live on two cores: a keyframe's capture-to-output was its call plus 1.1-1.5 times that; 1.5 here
+# let 384 px keyframes wait that then went over, and scored worse on the clips). Such a level is
+# over when its latency p95 passes WAIT_LATENCY_DOWN of the target. A keyframe gives up waiting
+# at WAIT_GIVE_UP of the target after its capture, and is finished as any other frame.
 WAIT_LATENCY = 0.7
 WAIT_REST = 2.0
 WAIT_LATENCY_DOWN = 0.85
@@ -158,8 +159,9 @@ class Sample:
     """The run's counters at ``time`` (seconds, any monotonic clock), all cumulative except the p95s.
 
     frames_in: frames the source delivered; dropped: frames never processed; busy_s: seconds the
-    frame thread spent working (not waiting for a frame); cpu_s: CPU seconds of the matte's threads
-    (capture, frames, model, output; not the encoders'); model_cpu_s: of those, the model thread's;
+    frame thread spent on frames (not waiting for one; a keyframe's wait for its result included);
+    cpu_s: CPU seconds of the matte's threads (capture, frames, model, output; not the encoders');
+    model_cpu_s: of those, the model thread's;
     latency_p95_ms: capture-to-output p95 over the last window (None before the first output);
     age_p95: the p95 of the recent frames' result ages, frames (None before the first);
     waited_s: of busy_s, the seconds the frame thread waited for keyframes' results;
@@ -379,11 +381,15 @@ class Governor:
             span = sample.time - last.time
             frames = max(1, sample.frames_in - last.frames_in)
             drops = (sample.dropped - last.dropped) / frames
-            # The busier of the frame thread (motion, keyframes' waits) and the finish thread.
-            frame_busy, finish_busy = (sample.busy_s - last.busy_s) / span, (sample.finish_busy_s - last.finish_busy_s) / span
+            # The busier of the frame thread and the finish thread at work. A keyframe's wait is not
+            # work: it ends by the give-up time, and what it costs the frames behind it shows in
+            # their latency and drops, which have rules of their own.
+            waited = sample.waited_s - last.waited_s
+            frame_busy = (sample.busy_s - last.busy_s - waited) / span
+            finish_busy = (sample.finish_busy_s - last.finish_busy_s) / span
             busy, busy_thread = max((frame_busy, "frame"), (finish_busy, "finish"))
             worked = max(1, frames - (sample.dropped - last.dropped))
-            frame_ms = 1e3 * max(0.0, (sample.busy_s - last.busy_s) - (sample.waited_s - last.waited_s)) / worked
+            frame_ms = 1e3 * max(0.0, frame_busy * span) / worked
             self._frame_ms = frame_ms if self._frame_ms is None else 0.8 * self._frame_ms + 0.2 * frame_ms
             cpu = 100.0 * (sample.cpu_s - last.cpu_s) / span
             model_cpu = 100.0 * (sample.model_cpu_s - last.model_cpu_s) / span
