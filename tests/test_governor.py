@@ -180,14 +180,16 @@ def test_with_no_budget_it_holds_the_best_predicted_matte_the_cores_allow():
     # old); a keyframe waiting for a 384 px call would be over the latency allowed
     governor, machine = new_governor(), Machine(top_ms=50, rest=45)
     machine.run(governor, 30, 0.0)
-    assert governor.level == Level(288, 2, waits=True), [f"{c.time:.1f} {c.level} {c.reason}" for c in governor.timeline]
+    timeline = [f"{c.time:.1f} {c.level} {c.reason}" for c in governor.timeline]
+    assert governor.level == Level(288, 2, waits=True), timeline
     best = min((level for level in governor.levels if machine.fits(level, 200.0)), key=machine.mad)
     assert governor.level == best
     # On a machine whose 384 px call lands within a frame, the top size every second frame, its
     # keyframes waiting, is the best (a wait every frame would leave the frame thread no time)
     governor, machine = new_governor(), Machine(top_ms=25, rest=45)
     machine.run(governor, 30, 0.0)
-    assert governor.level == Level(384, 2, waits=True), [f"{c.time:.1f} {c.level} {c.reason}" for c in governor.timeline]
+    timeline = [f"{c.time:.1f} {c.level} {c.reason}" for c in governor.timeline]
+    assert governor.level == Level(384, 2, waits=True), timeline
 
 
 @pytest.mark.parametrize("top_ms, rest", [(50, 45), (95, 45), (50, 70), (30, 20)])

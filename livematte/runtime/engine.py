@@ -194,7 +194,8 @@ class Engine:
         t0 = time.perf_counter()
         flow, unexplained = self.tracker.to_result(frame.index, grey, result.index, result.grey)
         planes = result.planes if flow is None else warp(result.planes, flow_at(flow, result.planes.shape[1:]))
-        timings = {"wait_capture": ((started or t0) - frame.captured_at) * 1e3, "motion": (time.perf_counter() - t0) * 1e3}
+        timings = {"wait_capture": ((started or t0) - frame.captured_at) * 1e3,
+                   "motion": (time.perf_counter() - t0) * 1e3}
         moved = Moved(frame, planes, result.level.model, result.stream, frame.index - result.index, timings)
         return moved, unexplained > MISMATCH_SHARE
 

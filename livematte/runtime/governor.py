@@ -113,7 +113,7 @@ def ladder(top_size: int, min_size: int = MIN_LADDER_SIZE, fallback: Level | Non
     level, last. Which is best depends on the machine: a smaller network whose results land
     sooner can beat a larger one whose results are older (:func:`predicted_mad`), and a level
     whose keyframes wait fits only where a call lands within the latency allowed
-    (:meth:`Governor.waiting_fits`)."""
+    (:meth:`Governor._waiting_fits`)."""
     sizes = [top_size]
     for factor in (0.75, 0.5):
         size = max(min_size, int(round(top_size * factor / 16)) * 16)
@@ -146,7 +146,7 @@ def result_ages(level: Level, call_frames: float) -> tuple[float, float]:
     ``call_frames`` frame periods: a result lands ``lag`` frames after its input (its call, rounded
     up), and calls take a frame every ``max(stride, lag)`` frames. Where keyframes wait, a
     keyframe's result is its own (age 0) and the frames up to the next keyframe's are 1 to
-    ``stride - 1`` frames from it (the call lands within the stride: :meth:`Governor.waiting_fits`)."""
+    ``stride - 1`` frames from it (the call lands within the stride: :meth:`Governor._waiting_fits`)."""
     if level.waits:
         return (level.stride - 1) / 2, level.stride - 1
     lag = max(1, math.ceil(call_frames + 0.1))
@@ -255,7 +255,8 @@ class Governor:
         model_ms: per level (stride ignored), one model call's (wall, CPU) ms. frame_ms: the
         ms per frame of the rest (motion, finishing, compositing): the busiest thread's, the whole
         frame's with the output's share, and optionally the frame thread's own (the motion: what a
-        keyframe's wait adds to; the busiest thread's where not given). Of the levels that fit (the frame thread keeps up within
+        keyframe's wait adds to; the busiest thread's where not given). Of the levels that fit
+        (the frame thread keeps up within
         ``START_SHARE`` of the frame period, the predicted CPU within ``START_SHARE`` of
         :attr:`capacity`), the one with the best predicted matte; the cheapest when none fits.
         """
@@ -329,9 +330,9 @@ class Governor:
     def _waiting_fits(self, level: Level, share: float = 1.0) -> bool:
         """Whether a keyframe may wait for its call at ``level``: its latency (its call, and
         :data:`WAIT_REST` times the rest of a frame's work) is predicted within :data:`WAIT_LATENCY`
-        of the latency target (times ``share``, the room :meth:`_fits` keeps), and the frame thread, waiting
-        for one call a stride, within :data:`WAIT_BUSY` of the stride's frame periods. True for a
-        level whose keyframes do not wait."""
+        of the latency target (times ``share``, the room :meth:`_fits` keeps), and the frame
+        thread, waiting for one call a stride, within :data:`WAIT_BUSY` of the stride's frame
+        periods. True for a level whose keyframes do not wait."""
         if not level.waits:
             return True
         if self.cores < 2:
@@ -340,7 +341,7 @@ class Governor:
         if cost is None or self._frame_ms is None or self._rest_percent is None:
             return False
         period_ms = self.period_s * 1e3
-        rest_ms = self._rest_percent * period_ms / 100.0  # the matte's work a frame besides the model: capture, frame, output
+        rest_ms = self._rest_percent * period_ms / 100.0  # all the matte's work a frame but the model's
         return (cost[0] + WAIT_REST * rest_ms <= share * WAIT_LATENCY * self.latency_ms
                 and cost[0] + level.stride * self._frame_ms <= WAIT_BUSY * level.stride * period_ms)
 
@@ -477,9 +478,10 @@ class Governor:
 
     def _cheapest(self) -> int:
         """The level predicted to cost the least CPU, to the percent, with the better matte among
-        those, its keyframes not waiting (nothing fits: no frame should wait); the last (the fallback, or the smallest network at the longest stride) where no
-        cost is known. The fallback model is the cheapest only where RVM's smallest calls are
-        dear: a fallback call every frame can cost as much as 192 px every fourth."""
+        those, its keyframes not waiting (nothing fits: no frame should wait); the last (the
+        fallback, or the smallest network at the longest stride) where no cost is known. The
+        fallback model is the cheapest only where RVM's smallest calls are dear: a fallback call
+        every frame can cost as much as 192 px every fourth."""
         known = [(round(cost), self._quality(level), index) for index, level in enumerate(self.levels)
                  if not level.waits and (cost := self._predicted_cpu(level)) is not None]
         return min(known)[2] if known else len(self.levels) - 1

@@ -138,8 +138,8 @@ class Pipeline:
             self.workers = [Worker("capture", self._capture, self.stop), Worker("frames", self._frames, self.stop),
                             *([Worker("finish", self._finish, self.stop)] if self.moved is not None else []),
                             self._model_worker]
-            self._channels = [self.captured, self.requests, self.results, *[c for c in [self.moved] if c],
-                              self.matted]
+            self._channels = [self.captured, self.requests, self.results,
+                              *([self.moved] if self.moved is not None else []), self.matted]
         else:
             self.prepared = Channel(self.stop, 1)
             self._buffer_free = threading.Semaphore(1)
@@ -278,7 +278,7 @@ class Pipeline:
                 else:
                     self._finish_one(moved)
         self.requests.close()
-        (self.moved or self.matted).put(END)
+        (self.moved if self.moved is not None else self.matted).put(END)
 
     def _finish(self) -> None:
         """The finish thread: every moved frame, in order (see :meth:`_finish_one`)."""

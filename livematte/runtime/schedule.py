@@ -4,8 +4,9 @@ Live (:mod:`livematte.runtime.pipeline`), the model thread takes the newest fram
 free and the governor's stride allows (or at once after a frame the flow could not explain), and
 every frame is finished from the newest result that has landed. :func:`on_schedule` does the same
 with the time a call takes given in frames (``lag``): a call takes frame k and its result lands
-for frame k + lag (or for frame k itself at a level whose keyframes wait). Every frame is finished exactly as live finishes it; only the timing is fixed,
-so a level's quality can be scored apart from a machine's speed, and a test is repeatable.
+for frame k + lag (or for frame k itself at a level whose keyframes wait). Every frame is
+finished exactly as live finishes it; only the timing is fixed, so a level's quality can be
+scored apart from a machine's speed, and a test is repeatable.
 """
 
 from __future__ import annotations
