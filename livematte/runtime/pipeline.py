@@ -69,7 +69,8 @@ QUEUE_BYTES = 64 * 2**20
 # thread, capture and the output go first and the model's calls stretch instead of the frames.
 # On one core the frames' work is most of it, and a model at 5 still took a quarter of the core
 # from them (39 of 282 frames of s18 dropped). With more cores the model has one mostly to itself,
-# at the frames' priority: a keyframe that waits for its call waits for it alone.
+# at the frames' priority: a keyframe that waits for its call waits for it alone. (Nice 5, the
+# value before keyframes could wait, was tried again and did no better: README, Quality live.)
 MODEL_NICE = {1: 10}
 MODEL_NICE_MANY_CORES = 0
 
