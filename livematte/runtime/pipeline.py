@@ -263,23 +263,24 @@ class Pipeline:
                                                 waited_s, self._finish_busy_s))
                 if change is not None:
                     log.info("level: %s (%s)", change.level, change.reason)
-            if self.moved is not None:
-                self.moved.put(moved)
-            else:
-                busy_s += self._finish_one(moved)
+            busy_s += self._hand_on(moved)
         if unmatted is not None:
             # The source ended before its stream's first result landed (a run of a few frames): its
             # last frame waits for it, so that the run has at least that frame.
             result = self.results.get(lambda landed: landed.epoch == epoch)
             if result is not END:
                 self._unmatted -= 1
-                moved = engine.move(*unmatted, result)[0]
-                if self.moved is not None:
-                    self.moved.put(moved)
-                else:
-                    self._finish_one(moved)
+                self._hand_on(engine.move(*unmatted, result)[0])
         self.requests.close()
         (self.moved if self.moved is not None else self.matted).put(END)
+
+    def _hand_on(self, moved) -> float:
+        """A moved frame to the finish thread, or (one core) finished on this one; -> the seconds
+        this thread spent finishing it."""
+        if self.moved is not None:
+            self.moved.put(moved)
+            return 0.0
+        return self._finish_one(moved)
 
     def _finish(self) -> None:
         """The finish thread: every moved frame, in order (see :meth:`_finish_one`)."""
