@@ -9,6 +9,7 @@ edge (largest 28), and crf 45 0.64 / 3.3 (largest 45), at 6 % and 2 % of the los
 
 from __future__ import annotations
 
+import itertools
 from fractions import Fraction
 from pathlib import Path
 
@@ -166,3 +167,39 @@ def test_ignored_quality_flags_are_named(clip, tmp_path, caplog):
     text = caplog.text
     assert "--crf is for H.264 (.mp4, .mkv) and VP9 (.webm); ignored for mov (use --prores for .mov)" in text
     assert "--prores is for .mov; ignored for webm" in text
+
+
+# --- constant-rate recordings: repeats that cost no encode ---------------------------------------------
+
+GAPS = {3, 4, 5, 9, 12, 13}  # ticks with no frame of their own
+
+
+@pytest.mark.parametrize("kind, options", [("webm", {}), ("webm", {"webm_crf": 30}), ("mov", {})])
+def test_a_constant_rate_recording_shows_the_last_frame_again_without_encoding_it(tmp_path, kind, options):
+    # Given frames at the ticks of 30 fps but with some ticks missing, written at a constant rate
+    path = tmp_path / f"cfr.{kind}"
+    with VideoWriter(path, width=W, height=H, rate=Fraction(30), constant_rate=True, **options) as writer:
+        assert writer.cheap_repeats
+        for i, frame in enumerate(FRAMES):
+            if i not in GAPS:
+                writer.write(frame, i / 30)
+    # Then the file has a frame at every tick, each missing one the frame before it exactly,
+    # its alpha included, read back by libvpx (the alpha) and by FFmpeg's own decoder alike
+    assert writer.repeated == len(GAPS)
+    back = read_rgba(path)
+    assert len(back) == N
+    for i in GAPS:
+        assert np.array_equal(back[i], back[i - 1]), i
+    shown = [i for i in range(N) if i not in GAPS]
+    assert not any(np.array_equal(back[a], back[b]) for a, b in itertools.pairwise(shown))
+    with av.open(str(path)) as container:
+        colour = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    assert len(colour) == N and all(np.array_equal(colour[i], colour[i - 1]) for i in GAPS)
+    # And each repeat costs the file a few bytes (VP9: a one-byte header for colour and alpha
+    # each), not a frame (ProRes: a copy of the frame's own packet)
+    if kind == "webm":
+        with av.open(str(path)) as container:
+            sizes = [p.size for p in container.demux(video=0) if p.size]
+        assert sorted(sizes)[:len(GAPS)] == [1] * len(GAPS), sizes
+        assert min(size for i, size in enumerate(sizes) if i not in GAPS) > 10  # a frame of its own
+

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import av
 import av.error
+from av.packet import PacketSideData, packet_sidedata_type_from_literal
 import cv2
 import numpy as np
 
@@ -31,11 +32,15 @@ from .atomic import AtomicOutput
 from .audio import AUDIO_LEAD_S, AudioCarrier, AudioFeed
 from .clock import Clock
 from .formats import CONTAINER_KINDS, OUTPUT_KINDS, alpha_kind, check_encoding, codec_options, output_kind
+from .vp9 import ALPHA_ID, show_existing
 
 log = logging.getLogger(__name__)
 
 # Codecs whose every frame stands alone: a frame shown again can be its packet again.
 _INTRA_CODECS = frozenset({"prores_ks"})
+# Codecs that can show a frame again with a header of their own (:mod:`.vp9`).
+_SHOW_AGAIN_CODECS = frozenset({"libvpx-vp9"})
+_BLOCK_ADDITIONAL = "matroska_block_additional"  # the packet side data that carries libvpx's alpha frame
 
 
 def _check_size(width: int, height: int) -> tuple[int, int]:
@@ -115,7 +120,8 @@ class VideoWriter(AtomicOutput):
     ``constant_rate`` (a live recording): the file has a frame at every tick of ``rate`` from the
     first frame's pts instead. Each frame goes on the tick nearest its pts; a tick that gets
     none shows the last frame again (counted in ``repeated``; re-encoded from the picture
-    already converted, or where ``cheap_repeats``, ProRes and PNGs, its packet or file copied);
+    already converted, or where ``cheap_repeats``, at next to no cost: ProRes and PNGs copy
+    its packet or file, VP9 writes a one-byte header that shows it again, :mod:`.vp9`);
     a frame whose tick already has one is left out (counted in ``skipped``). So the file holds
     duration x rate frames and each stays at its pts, within half a period, beside the audio.
     (:meth:`write`'s ``fill=False`` and :meth:`hold` let a live caller choose when to repeat.)
@@ -154,9 +160,12 @@ class VideoWriter(AtomicOutput):
         self._origin: float | None = None  # constant_rate: the first frame's pts, seconds
         self._index = -1  # constant_rate: the last tick written, counted from the first frame's
         self._last_frame: av.VideoFrame | None = None  # constant_rate: the last picture, converted, for repeats
-        self._last_packet: av.Packet | None = None  # constant_rate, intra-only codecs: its packet, to copy
-        # Whether a repeat costs next to nothing (a copy) rather than an encode.
-        self.cheap_repeats = kind == "png" or CONTAINER_KINDS[kind].codec in _INTRA_CODECS
+        # constant_rate, where the codec allows: the packet that shows the last frame again, as
+        # (data, alpha side data or None): its own packet for intra-only codecs, a VP9 show-existing header.
+        self._repeat_packet: tuple[bytes, bytes | None] | None = None
+        # Whether a repeat costs next to nothing (a copy, a header) rather than an encode.
+        codec = None if kind == "png" else CONTAINER_KINDS[kind].codec
+        self.cheap_repeats = kind == "png" or codec in _INTRA_CODECS or (constant_rate and codec in _SHOW_AGAIN_CODECS)
         super().__init__(path, folder=kind == "png")
         try:
             self._open(audio, crf, preset, webm_crf, prores)
@@ -183,6 +192,10 @@ class VideoWriter(AtomicOutput):
         try:
             self._container = av.open(str(self._partial), "w", format=spec.container, options=options)
             options = codec_options(spec, crf, preset, webm_crf, prores)
+            if self.constant_rate and spec.codec in _SHOW_AGAIN_CODECS:
+                # Each frame out as it goes in (no look-ahead, no hidden frames), so a repeat can
+                # show the frame just written; a live recording wants no look-ahead anyway.
+                options["lag-in-frames"] = "0"
             stream = self._container.add_stream(spec.codec, rate=self.rate, options=options)
             stream.width = self.width + self._pad[1]
             stream.height = self.height + self._pad[0]
@@ -288,13 +301,19 @@ class VideoWriter(AtomicOutput):
         self.repeated += 1
         if self.kind == "png":
             self._png.repeat()
-        elif self._last_packet is not None:
-            # Intra-only: a copy of its packet is the same picture, without encoding it again.
-            packet = av.Packet(bytes(self._last_packet))
+        elif self._repeat_packet is not None:
+            # The same picture without encoding it again: an intra-only frame's packet copied, or
+            # VP9's header that shows the frame the decoder holds.
+            data, alpha = self._repeat_packet
+            packet = av.Packet(data)
+            if alpha is not None:
+                side_data = PacketSideData(packet_sidedata_type_from_literal(_BLOCK_ADDITIONAL), len(alpha))
+                side_data.update(alpha)
+                side_data.to_packet(packet, move=True)
             packet.stream = self._stream
             packet.time_base = self._clock.tick
             packet.pts = packet.dts = ticks
-            packet.is_keyframe = True
+            packet.is_keyframe = self._spec.codec in _INTRA_CODECS
             self._mux([packet], ticks)
         else:
             self._send(self._last_frame, ticks)
@@ -306,9 +325,26 @@ class VideoWriter(AtomicOutput):
             packets = self._stream.encode(frame)
         except av.error.FFmpegError as e:
             raise LivematteError(f"cannot write {self.path}: {e.strerror or e}") from e
-        if self.constant_rate and self._spec.codec in _INTRA_CODECS:  # this frame's own packet, if out already
-            self._last_packet = packets[0] if len(packets) == 1 and packets[0].pts == ticks else None
+        if self.constant_rate:
+            self._repeat_packet = self._repeat_of(packets, ticks)
         self._mux(packets, ticks)
+
+    def _repeat_of(self, packets: list, ticks: int) -> tuple[bytes, bytes | None] | None:
+        """The packet that shows this frame (at ``ticks``) again, if the codec has one and the
+        frame came out at once as one packet; None: a repeat is encoded."""
+        if len(packets) != 1 or packets[0].pts != ticks:
+            return None
+        packet = packets[0]
+        if self._spec.codec in _INTRA_CODECS:
+            return bytes(packet), None
+        if self._spec.codec not in _SHOW_AGAIN_CODECS:
+            return None
+        data = show_existing(bytes(packet))
+        if not packet.has_sidedata(_BLOCK_ADDITIONAL):
+            return None if data is None else (data, None)
+        additional = bytes(packet.get_sidedata(_BLOCK_ADDITIONAL))
+        alpha = show_existing(additional[len(ALPHA_ID):]) if additional.startswith(ALPHA_ID) else None
+        return None if data is None or alpha is None else (data, ALPHA_ID + alpha)
 
     def _mux(self, packets: list, ticks: int) -> None:
         try:
