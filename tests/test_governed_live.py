@@ -10,6 +10,7 @@ on a model made slower than the camera, and check every matte it wrote.
 
 from __future__ import annotations
 
+import re
 import time
 
 import cv2
@@ -360,3 +361,34 @@ def test_a_keyframe_waits_no_longer_than_the_governors_give_up_time(long_clip, g
     waits = [r.timings["wait_model"] for r in results if "wait_model" in r.timings]
     assert waits and max(waits) <= governor.give_up_s() * 1e3 + 10, max(waits)
     assert len(results) >= 0.8 * 180 and np.median([r.result_age for r in results]) >= 2
+
+
+class SpikedOnce(Delegating):
+    """The real backend with the third call of each input shape made ``delay_s`` longer: one call
+    that something else on the machine slowed (the source's decoder starting beside the warm-up)."""
+
+    def __init__(self, inner, delay_s: float):
+        super().__init__(inner)
+        self.delay_s, self.calls = delay_s, {}
+
+    def infer(self, prepared, state):
+        shape = np.shape(prepared)
+        self.calls[shape] = self.calls.get(shape, 0) + 1
+        if self.calls[shape] == 3:
+            time.sleep(self.delay_s)
+        return self.inner.infer(prepared, state)
+
+
+def test_the_warm_up_prices_each_size_by_its_quickest_call_not_one_slowed_by_the_machine(governed_rvm):
+    # Given a governor over three sizes, and a model one of whose warm-up calls at each size is
+    # 300 ms late (the warm-up makes three a size, the first paying for first calls)
+    governor = Governor([Level(160, 1), Level(128, 1), Level(96, 1)], 1 / FPS)
+    engine = Engine(SpikedOnce(governed_rvm, 0.3), live_config().smoothing, governor=governor)
+
+    # When it warms up
+    engine.warm_up(W, H)
+
+    # Then each size is priced near its own call's cost (a few ms at these sizes), not the late one's
+    reason = governor.timeline[0].reason
+    prices = [float(ms) for ms in re.findall(r"(\d+(?:\.\d+)?) ms", reason.split(";")[0])]
+    assert len(prices) == 3 and max(prices) < 150, reason
