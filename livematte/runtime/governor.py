@@ -327,7 +327,7 @@ class Governor:
         predicted = self._predicted_cpu(level)
         return predicted is not None and predicted <= share * self.capacity and self._waiting_fits(level, share)
 
-    def _waiting_fits(self, level: Level, share: float = 1.0) -> bool:
+    def _waiting_fits(self, level: Level, share: float) -> bool:
         """Whether a keyframe may wait for its call at ``level``: its latency (its call, and
         :data:`WAIT_REST` times the rest of a frame's work) is predicted within :data:`WAIT_LATENCY`
         of the latency target (times ``share``, the room :meth:`_fits` keeps), and the frame
@@ -407,18 +407,19 @@ class Governor:
             self._recent_cpu = (self._recent_cpu + [cpu])[-CPU_WINDOWS:]
             recent_cpu = sum(self._recent_cpu) / len(self._recent_cpu)
             over = self._overload(drops, busy, busy_thread, recent_cpu, sample.latency_p95_ms, sample.age_p95)
-            if over:
+            if over is not None:
+                reason, over_budget = over
                 self._headroom_since = None
                 level = self.levels[self._index]
                 now_cost = max(recent_cpu, self._predicted_cpu(level) or 0.0)
-                if level.waits and not over.startswith("CPU"):
+                if level.waits and not over_budget:
                     # Late or busy for the keyframes' waits: the best matte among the levels that
                     # cost no more and wait for no call as long as this one's.
                     cheaper = self._best(CPU_UP, cheaper_than=now_cost + 0.5, shorter_waits_than=level)
                 else:
                     # The best matte among the levels cheaper than what this one costs now.
                     cheaper = self._best(CPU_UP, cheaper_than=DOWN_TO * now_cost)
-                return self._move(sample.time, cheaper if cheaper is not None else self._cheaper(), over)
+                return self._move(sample.time, cheaper if cheaper is not None else self._cheaper(), reason)
             better = self._better(sample.latency_p95_ms)
             if better is not None:
                 if self._headroom_since is None:
@@ -431,20 +432,23 @@ class Governor:
             return None
 
     def _overload(self, drops: float, busy: float, busy_thread: str, cpu: float, latency: float | None,
-                  age: float | None) -> str | None:
+                  age: float | None) -> tuple[str, bool] | None:
+        """What is over at the level held -> (the reason, for the log; whether it is the CPU
+        budget), or None."""
         if drops > DROPS_DOWN:
-            return f"{drops:.0%} of frames dropped"
+            return f"{drops:.0%} of frames dropped", False
         if busy > BUSY_DOWN:
-            return f"{busy_thread} thread {busy:.0%} busy"
+            return f"{busy_thread} thread {busy:.0%} busy", False
         limit = self.latency_ms * (WAIT_LATENCY_DOWN if self.levels[self._index].waits else 1.0)
         if latency is not None and latency > limit:
-            return f"latency p95 {latency:.0f} ms" + (" with keyframes waiting" if limit < self.latency_ms else "")
+            waiting = " with keyframes waiting" if limit < self.latency_ms else ""
+            return f"latency p95 {latency:.0f} ms{waiting}", False
         if self.max_cpu and cpu > self.max_cpu:
-            return f"CPU {cpu:.0f}% over {self.budget_text()}"
+            return f"CPU {cpu:.0f}% over {self.budget_text()}", True
         ages = self._ages(self.levels[self._index])
         if age is not None and ages is not None and age > 2 * ages[1] + 2:
             # The model gets far less CPU than its calls were measured with: it is starved.
-            return f"results {age:.0f} frames old at p95, over {2 * ages[1] + 2:.0f}"
+            return f"results {age:.0f} frames old at p95, over {2 * ages[1] + 2:.0f}", False
         return None
 
     def budget_text(self) -> str:
