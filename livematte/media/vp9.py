@@ -47,10 +47,22 @@ def show_existing(frame: bytes) -> bytes | None:
         return None
     slot = (slots & -slots).bit_length() - 1  # the lowest slot holding it
     # frame_marker 10, the profile's two bits (low first), reserved_zero for profile 3,
-    # show_existing_frame 1, frame_to_show_map_idx: 8 bits for profiles 0-2, 9 for 3 (padded).
-    header = [1, 0, profile & 1, profile >> 1] + ([0] if profile == 3 else []) + [1] + [slot >> 2 & 1, slot >> 1 & 1, slot & 1]
-    header += [0] * (-len(header) % 8)
-    return bytes(int("".join(map(str, header[i:i + 8])), 2) for i in range(0, len(header), 8))
+    # show_existing_frame 1, frame_to_show_map_idx; padded with zeros to whole bytes.
+    fields = [(2, 2), (profile & 1, 1), (profile >> 1, 1), *([(0, 1)] if profile == 3 else []), (1, 1), (slot, 3)]
+    value, count = 0, 0
+    for field, width in fields:
+        value, count = value << width | field, count + width
+    padding = -count % 8
+    return (value << padding).to_bytes((count + padding) // 8, "big")
+
+
+def show_existing_alpha(additional: bytes) -> bytes | None:
+    """The BlockAdditional side data (id, then the alpha frame) that shows the alpha frame in
+    ``additional`` again, or None where it is not libvpx's alpha or :func:`show_existing` cannot tell."""
+    if not additional.startswith(ALPHA_ID):
+        return None
+    header = show_existing(additional[len(ALPHA_ID):])
+    return None if header is None else ALPHA_ID + header
 
 
 class _Bits:

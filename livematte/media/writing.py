@@ -32,7 +32,7 @@ from .atomic import AtomicOutput
 from .audio import AUDIO_LEAD_S, AudioCarrier, AudioFeed
 from .clock import Clock
 from .formats import CONTAINER_KINDS, OUTPUT_KINDS, alpha_kind, check_encoding, codec_options, output_kind
-from .vp9 import ALPHA_ID, show_existing
+from .vp9 import show_existing, show_existing_alpha
 
 log = logging.getLogger(__name__)
 
@@ -342,9 +342,8 @@ class VideoWriter(AtomicOutput):
         data = show_existing(bytes(packet))
         if not packet.has_sidedata(_BLOCK_ADDITIONAL):
             return None if data is None else (data, None)
-        additional = bytes(packet.get_sidedata(_BLOCK_ADDITIONAL))
-        alpha = show_existing(additional[len(ALPHA_ID):]) if additional.startswith(ALPHA_ID) else None
-        return None if data is None or alpha is None else (data, ALPHA_ID + alpha)
+        alpha = show_existing_alpha(bytes(packet.get_sidedata(_BLOCK_ADDITIONAL)))
+        return None if data is None or alpha is None else (data, alpha)
 
     def _mux(self, packets: list, ticks: int) -> None:
         try:
