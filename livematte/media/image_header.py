@@ -190,6 +190,8 @@ def _jpeg2000(data: bytes) -> tuple[int, int]:
     if data[at:at + 4] != b"\xff\x4f\xff\x51":
         raise ValueError("no SIZ marker")
     width, height, left, top = struct.unpack_from(">IIII", data, at + 8)  # the SIZ segment
+    if left > width or top > height:  # the image area starts past the grid's end: a damaged SIZ
+        raise ValueError(f"SIZ offset {left}x{top} past the grid's {width}x{height}")
     return width - left, height - top
 
 
