@@ -115,7 +115,7 @@ def run_video_job(job: VideoJob) -> VideoResult:
         # A bad single input is reported before seconds go into loading the model; the
         # source opened for that check is the one processed.
         opened = stack.enter_context(contextlib.closing(FileSource(plan[0].input, strict=True))) if len(plan) == 1 else None
-        matter, _ = assembly.load_models(job.config, stack, governed=False)
+        matter = assembly.load_models(job.config, stack, governed=False).matter
         done, failed = {}, []
         for index, item in enumerate(plan):
             if len(plan) > 1:

@@ -118,7 +118,7 @@ def run(clip: str, background: str, every: int, compare: bool, keep: int):
         for compositor in compositors.values():
             stack.callback(compositor.close)
         source = stack.enter_context(contextlib.closing(FileSource(clip, strict=True)))
-        matter, _ = assembly.load_models(config, stack, governed=False)
+        matter = assembly.load_models(config, stack, governed=False).matter
         engine = assembly.video_engine(config, matter, source.info.width, source.info.height)
         for index, (image, pts) in enumerate(source.frames()):
             matted = engine.process(Frame(index, image, pts, time.perf_counter()))  # every frame: the model's state

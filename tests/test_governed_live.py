@@ -19,7 +19,7 @@ import pytest
 
 from livematte import config as livematte_config
 from livematte.sources.capture import FileSource
-from livematte.runtime.engine import Engine
+from livematte.runtime.engine import Engine, WaitingModel
 from livematte.runtime.governor import Governor, Level
 from livematte.runtime.schedule import on_schedule
 from livematte.commands.live import LiveJob, run_live_job
@@ -361,6 +361,98 @@ def test_a_keyframe_waits_no_longer_than_the_governors_give_up_time(long_clip, g
     waits = [r.timings["wait_model"] for r in results if "wait_model" in r.timings]
     assert waits and max(waits) <= governor.give_up_s() * 1e3 + 10, max(waits)
     assert len(results) >= 0.8 * 180 and np.median([r.result_age for r in results]) >= 2
+
+
+class Counted(Delegating):
+    """The real backend, its calls counted."""
+
+    def __init__(self, inner):
+        super().__init__(inner)
+        self.calls = 0
+
+    def infer(self, prepared, state):
+        self.calls += 1
+        return self.inner.infer(prepared, state)
+
+
+@pytest.fixture(scope="module")
+def wide_rvm(governed_rvm):
+    """The copy of the governed RVM that calls the keyframes that wait, on two runtime threads."""
+    import dataclasses
+
+    from livematte import assembly, models
+
+    settings = assembly.live_model_settings(live_config(adapt=True))
+    copy = models.load_copy(governed_rvm, dataclasses.replace(settings, threads=assembly.WAITING_MODEL_THREADS))
+    yield copy
+    copy.close()
+
+
+def test_keyframes_that_wait_are_called_on_the_wide_copy_in_the_same_stream(governed_rvm, wide_rvm, person):
+    # Given an engine whose waiting keyframes go to the two-thread copy, and one without it
+    copy = Counted(wide_rvm)
+    wide = Engine(governed_rvm, SMOOTHING, governor=Governor([Level(160, 2, waits=True)], 1 / FPS, wide_waits=True),
+                  waiting=WaitingModel(copy, 2))
+    narrow = Engine(governed_rvm, SMOOTHING, governor=held_at(Level(160, 2, waits=True)))
+
+    # When both call the model on the same frames, at levels that wait or not, in turn
+    levels = [Level(160, 2, waits=True), Level(160, 2), Level(160, 3, waits=True), Level(160, 1, waits=True)] * 2
+    images = [scene(person, 8 + STEP * k) for k in range(len(levels))]
+    pairs = [(wide.model_call(frame(k, image), wide.motion_grey(image), level, 0),
+              narrow.model_call(frame(k, image), narrow.motion_grey(image), level, 0))
+             for k, (image, level) in enumerate(zip(images, levels))]
+
+    # Then the copy took exactly the waiting keyframes two frames apart or more (every frame
+    # waiting stays on the one thread), its runtime threads are counted for the call, and the
+    # recurrent state and the smoothing ran on as one stream: each result is the one-thread
+    # engine's, to bfloat16's rounding
+    assert copy.calls == 4
+    assert [wide.extra_threads(level) for level in levels[:4]] == [1, 0, 1, 0]
+    assert len({result.stream for result, _ in pairs}) == 1
+    for k, (result, alone) in enumerate(pairs):
+        assert np.abs(result.planes[0] - alone.planes[0]).max() < 0.05, f"call {k}"
+
+
+def test_a_live_run_counts_the_wide_copys_runtime_threads_in_the_models_cpu(long_clip, governed_rvm, wide_rvm):
+    # Given the live pipeline held at a call every second frame, keyframes waiting on the copy
+    from livematte.runtime.pipeline import Pipeline
+    from livematte.runtime.stats import Stats
+    from livematte.runtime.workers import END, thread_cpu_s
+
+    copy = Counted(wide_rvm)
+    engine = Engine(governed_rvm, live_config().smoothing, waiting=WaitingModel(copy, 2),
+                    governor=Governor([Level(160, 2, waits=True)], 1 / FPS, wide_waits=True))
+
+    # When the clip plays through it in real time (the figures read while the model thread runs)
+    results = []
+    with Pipeline(FileSource(str(long_clip), realtime=True), engine, Stats(), live=True) as pipeline:
+        while (matted := pipeline.next(timeout=10)) is not END:
+            results.append(matted)
+            if len(results) == 120:
+                model_thread_s, model_s = thread_cpu_s(pipeline._model_worker) or 0.0, pipeline.model_cpu_s()
+
+    # Then the copy made the calls, about every second frame had its own, and the model's CPU is
+    # its thread's and as much again for the runtime's second thread, busy through each call
+    assert copy.calls >= 0.4 * len(results) and sum(r.result_age == 0 for r in results) >= 0.4 * len(results)
+    assert model_thread_s > 0 and model_s > 1.5 * model_thread_s, (model_s, model_thread_s)
+
+
+def test_the_wide_copy_is_loaded_only_where_the_cpu_budget_holds_two_cores(monkeypatch, rvm_weights):
+    import contextlib
+
+    from livematte import assembly
+
+    def copy_with(cores: int, max_cpu: float | None):
+        monkeypatch.setattr(assembly, "available_cores", lambda: cores)
+        config = livematte_config.load("live", overrides={"model": {"name": "rvm"}, "live": {
+            "fallback": "", **({} if max_cpu is None else {"max_cpu": max_cpu})}})
+        with contextlib.ExitStack() as stack:
+            return assembly.load_models(config, stack, governed=True).waiting
+
+    assert copy_with(2, 0) is not None and copy_with(2, 0).threads == 2  # no budget
+    assert copy_with(4, None) is not None  # the default, all cores but one: three
+    assert copy_with(2, None) is None  # the default on two: one core, where one thread's cheaper calls win
+    assert copy_with(1, 0) is None
 
 
 class SpikedOnce(Delegating):

@@ -365,6 +365,37 @@ def test_a_step_down_never_goes_to_a_level_that_costs_more():
     assert governor.level == Level(192, 4), [str(c.level) for c in governor.timeline]
 
 
+def test_waiting_keyframes_on_a_wide_copy_are_priced_apart_and_start_where_one_thread_would_not_fit():
+    # Given two cores and no budget; a 384 px call takes 40 ms on the model's one thread, and 26 ms
+    # (52 ms of CPU) on the copy with two that calls the keyframes that wait; the rest 12 ms a
+    # frame (36 % of a core), 5 ms of it the frame thread's
+    def warm_up(governor: Governor) -> dict:
+        return {level: ((26.0, 52.0) if level.waits else (40.0, 40.0)) for level in governor.cost_levels()
+                if level.size == 384}
+
+    wide = new_governor(wide_waits=True)
+    # The warm-up times each size on both: the copy at a waiting level two frames apart or more
+    assert wide.cost_levels()[:2] == [Level(384, 1), Level(384, 2, waits=True)]
+    assert new_governor().cost_levels()[:2] == [Level(384, 1), Level(288, 1)]
+
+    # When each starts from the warm-up's costs
+    start = wide.calibrate(warm_up(wide), (5.0, 12.0, 5.0))
+    narrow = new_governor()
+    narrow_start = narrow.calibrate(warm_up(narrow), (5.0, 12.0, 5.0))
+
+    # Then with the copy, 384 px every second frame waits (26 ms and twice the rest's 12 within
+    # 85 % of the 70 ms allowed; 40 ms and 24 are not), priced at the copy's CPU
+    assert start == Level(384, 2, waits=True)
+    assert narrow_start != start and narrow.timeline[0].reason.count("waiting keyframes'") == 0
+    assert "waiting keyframes' 384px 26 ms" in wide.timeline[0].reason
+    assert wide._predicted_cpu(Level(384, 2, waits=True)) == pytest.approx(36.0 + 15 * 52.0 / 10)
+    assert wide._predicted_cpu(Level(384, 2)) == pytest.approx(36.0 + 15 * 40.0 / 10)
+    # Every frame waiting stays on the one thread: each call runs beside the last frame's finishing
+    assert wide._model_cost(Level(384, 1, waits=True)) == pytest.approx((40.0, 40.0))
+    # And a size the warm-up did not time is scaled from the same copy's calls
+    assert wide._model_cost(Level(192, 3, waits=True)) == pytest.approx((6.5, 13.0))
+
+
 def test_the_ladder_ends_with_the_fallback_model():
     assert ladder(384, fallback=SELFIE)[-1] == SELFIE and ladder(384, fallback=SELFIE)[:-1] == ladder(384)
     assert str(SELFIE) == "selfie 256px whenever free"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import shutil
 import signal
@@ -117,8 +118,9 @@ def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threadi
         assembly.check_alpha_support(compositor, sink)
         # A file played flat out has no rate to hold: every frame gets the model, as offline.
         governed = config.live.adapt and source.live
-        matter, fallback = assembly.load_models(config, stack, governed=governed, matter=matter)
-        engine = assembly.live_engine(config, matter, source, compositor, governed=governed, fallback=fallback)
+        matter, fallback, waiting = assembly.load_models(config, stack, governed=governed, matter=matter)
+        engine = assembly.live_engine(config, matter, source, compositor, governed=governed, fallback=fallback,
+                                      waiting=waiting)
         stats.governor = engine.governor
         if kind.window:
             sink.on_key = _background_cycler(compositor, config.output.background)
@@ -130,7 +132,7 @@ def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threadi
         if job.watch_background is not None:
             stack.enter_context(BackgroundWatcher(job.watch_background, compositor))
         background = f"from {job.watch_background}" if job.watch_background else compositor.background.spec
-        control = _serve_web(stack, job, config, compositor, source, stats, matter, governed, fallback)
+        control = _serve_web(stack, job, config, compositor, source, stats, matter, governed, fallback, waiting)
         log.info("live: %s %dx%d at %.3g fps -> %s, preset %s, background %s", source.name, source.width,
                  source.height, source.fps, job.sink, config.preset, background)
         # The run sets ``stop`` before it joins its threads: a camera waiting out an outage
@@ -159,7 +161,7 @@ class _Sized:
 
 
 def _serve_web(stack: contextlib.ExitStack, job: LiveJob, config: Config, compositor: Compositor, source,
-               stats: Stats, matter, governed: bool, fallback):
+               stats: Stats, matter, governed: bool, fallback, waiting):
     """With ``--web`` (or ``--sink web``): the page's server, entered on ``stack``, its two addresses
     printed; -> the run's control, or None without a page. The control builds an engine for a new
     preset or model size as the run built its first, on the same models."""
@@ -172,8 +174,10 @@ def _serve_web(stack: contextlib.ExitStack, job: LiveJob, config: Config, compos
     stack.callback(shutil.rmtree, uploads, ignore_errors=True)
 
     def build_engine(tuned: Config) -> Engine:
-        sized = _Sized(matter, tuned.model.size_for(matter.name))
-        engine = assembly.live_engine(tuned, sized, source, compositor, governed=governed, fallback=fallback)
+        size = tuned.model.size_for(matter.name)
+        sized_waiting = None if waiting is None else dataclasses.replace(waiting, matter=_Sized(waiting.matter, size))
+        engine = assembly.live_engine(tuned, _Sized(matter, size), source, compositor, governed=governed,
+                                      fallback=fallback, waiting=sized_waiting)
         stats.governor = engine.governor
         return engine
 

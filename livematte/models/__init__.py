@@ -104,6 +104,11 @@ def load_fallback(name: str, settings: ModelSettings, configured: Matter) -> Mat
         return None
 
 
+def load_copy(matter: Matter, settings: ModelSettings) -> Matter:
+    """Another instance of ``matter``'s backend, built from ``settings`` (e.g. on more threads), without the log line."""
+    return BACKENDS[matter.name](dataclasses.replace(settings, name=matter.name))
+
+
 def load(settings: ModelSettings) -> Matter:
     """Build the backend ``settings.name`` names, logging which one (and under -v why ``auto`` chose it)."""
     if settings.name not in NAMES:

@@ -105,15 +105,31 @@ class Moved:
     timings: dict[str, float]
 
 
+@dataclass(frozen=True)
+class WaitingModel:
+    """A second copy of the configured model on ``threads`` runtime threads, for the calls of the
+    keyframes that wait for them (live): such a keyframe's frames wait with it, so its call has
+    the cores mostly to itself (``assembly.WAITING_MODEL_THREADS``). Its recurrent state is the
+    configured model's: the two take turns in one stream."""
+
+    matter: Matter
+    threads: int
+
+
 class Engine:
     """composite: the finishing's settings. governor: chooses the model's level (live: the model on
     its own thread); None runs the model on every frame at the backend's own size (offline,
-    stills). fallback: the model of the governor's fallback rung (a level whose ``model`` is its name)."""
+    stills). fallback: the model of the governor's fallback rung (a level whose ``model`` is its name).
+    waiting: the copy that calls the keyframes that wait (the governor's ``wide_waits``), or None."""
 
     def __init__(self, matter: Matter, smoothing: SmoothingSettings = SmoothingSettings(),
                  refine: str = "bilinear", composite: CompositeSettings = CompositeSettings(),
-                 governor: Governor | None = None, fallback: Matter | None = None):
+                 governor: Governor | None = None, fallback: Matter | None = None,
+                 waiting: WaitingModel | None = None):
+        if waiting is not None and (governor is None or not governor.wide_waits):
+            raise ValueError("a waiting keyframes' model needs a governor that prices it (wide_waits)")
         self.matter = matter
+        self.waiting = waiting
         self.refine = refine
         self.governor = governor
         # By a level's ``model``: "" is the configured model.
@@ -170,14 +186,26 @@ class Engine:
         """The model thread's work for one frame at ``level``: resized, run, smoothed -> its result.
         ``grey``: the frame's :meth:`motion_grey`; ``epoch``: its stream (a new epoch, a new size
         or another model starts a new stream)."""
-        matter = self.matters[level.model]
+        matter = self._matter_for(level)
         image = frame.image
         small = resize_to(image, matter.input_size(image.shape[1], image.shape[0], level.size), matter.antialias)
         model_input = matter.prepare(pad_to(small, matter.min_side))
         new_stream = epoch != self._epoch
         self._epoch = epoch
-        planes, model_ms, smoothing_ms = self._call(level.model, model_input, guide(small), new_stream)
+        planes, model_ms, smoothing_ms = self._call(level.model, model_input, guide(small), new_stream, matter)
         return ModelResult(frame.index, epoch, self._streams, grey, planes, level, model_ms, smoothing_ms)
+
+    def extra_threads(self, level: Level) -> int:
+        """The model's runtime threads at ``level`` besides the calling one: busy, working or
+        spinning, for the whole call, and not in the calling thread's CPU time."""
+        return self.waiting.threads - 1 if self._matter_for(level) is not self.matters[level.model] else 0
+
+    def _matter_for(self, level: Level) -> Matter:
+        """The backend that calls ``level``: the waiting copy where the governor prices its calls
+        as the copy's (:meth:`Governor.cost_key`)."""
+        if self.waiting is not None and self.governor.cost_key(level)[2]:
+            return self.waiting.matter
+        return self.matters[level.model]
 
     def finish_frame(self, frame: Frame, grey: np.ndarray, result: ModelResult) -> tuple[Matted, bool]:
         """:meth:`move` then :meth:`finish` on the calling thread -> (its Matted, whether the flow
@@ -211,12 +239,12 @@ class Engine:
 
     # -- shared -------------------------------------------------------------------------------
 
-    def _call(self, model: str, model_input: Any, small_guide: np.ndarray, new_stream: bool
-              ) -> tuple[np.ndarray, float, float]:
-        """One model call and the smoothing -> (``float32 [k, h, w]`` planes, as in
-        :class:`ModelResult`; model ms; smoothing ms)."""
+    def _call(self, model: str, model_input: Any, small_guide: np.ndarray, new_stream: bool,
+              matter: Matter | None = None) -> tuple[np.ndarray, float, float]:
+        """One model call of ``model`` (on ``matter``, a copy of it, where given) and the smoothing ->
+        (``float32 [k, h, w]`` planes, as in :class:`ModelResult`; model ms; smoothing ms)."""
         t0 = time.perf_counter()
-        matter = self.matters[model]
+        matter = matter or self.matters[model]
         # A restarted source, a new input size or another model starts a new stream: RVM's
         # recurrent state has the old size's shape (OpenVINO refuses it) and the smoother's
         # past is another picture, or another model's planes.
@@ -274,11 +302,10 @@ class Engine:
         """
         start = time.perf_counter()
         blank = np.full((height, width, 3), 128, np.uint8)
-        levels = ([None] if self.governor is None else
-                  list(dict.fromkeys(Level(level.size, 1, level.model) for level in self.governor.levels)))
+        levels = [None] if self.governor is None else self.governor.cost_levels()
         costs: dict[Level, tuple[float, float]] = {}
         for level in levels:
-            matter = self.matters[level.model] if level is not None else self.matter
+            matter = self._matter_for(level) if level is not None else self.matter
             small = resize_to(blank, matter.input_size(width, height, level and level.size))
             model_input = matter.prepare(pad_to(small, matter.min_side))
             calls = []

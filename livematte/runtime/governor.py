@@ -196,11 +196,14 @@ class Governor:
     levels: the ladder, top first. period_s: the source's frame period. latency_ms: the
     p95 target, capture to output. max_cpu: the matte's CPU budget in percent of one core (0:
     none); max_cpu_default: it is the default, not one the user set (for the messages). cores:
-    the cores this process may run on.
+    the cores this process may run on. wide_waits: the configured model's keyframes that wait are
+    called on a copy of it with more runtime threads (:class:`~livematte.runtime.engine.WaitingModel`),
+    whose calls are priced apart (:meth:`cost_key`).
     """
 
     def __init__(self, levels: list[Level], period_s: float, *, latency_ms: float = 100.0,
-                 max_cpu: float = 0.0, max_cpu_default: bool = False, cores: int = 1, start: float = 0.0):
+                 max_cpu: float = 0.0, max_cpu_default: bool = False, cores: int = 1, start: float = 0.0,
+                 wide_waits: bool = False):
         if not levels:
             raise ValueError("the ladder needs at least one level")
         self.levels = levels
@@ -209,6 +212,7 @@ class Governor:
         self.max_cpu = max_cpu
         self.max_cpu_default = max_cpu_default
         self.cores = cores
+        self.wide_waits = wide_waits
         self._lock = threading.Lock()
         self._index = 0
         self._start = start
@@ -218,11 +222,11 @@ class Governor:
         self._headroom_since: float | None = None
         self._up_hold = {i: UP_HOLD_S for i in range(len(levels))}
         self._last_up: tuple[float, int] | None = None  # (time, index stepped up to)
-        # Model calls' costs, (wall, CPU) ms: each (model, size)'s at the machine's speed when it
+        # Model calls' costs, (wall, CPU) ms: each cost_key's at the machine's speed when it
         # was first seen (the warm-up's, or the run's), times ``_slowdown``, the recent calls'
         # ratio to theirs. One factor for all: a hog that slows the level running now slows the
         # others too, and a level left while the machine was slow is not priced slow for ever after.
-        self._model_ms: dict[tuple[str, int], tuple[float, float]] = {}
+        self._model_ms: dict[tuple[str, int, bool], tuple[float, float]] = {}
         self._slowdown = 1.0
         self._stretch = 1.0  # the recent calls' wall / CPU against the first ones'
         self._rest_percent: float | None = None  # the matte's CPU besides the model, % of a core
@@ -243,6 +247,19 @@ class Governor:
         with self._lock:
             return self.levels[self._index]
 
+    def cost_key(self, level: Level) -> tuple[str, int, bool]:
+        """What a call at ``level`` is priced by: its model and size, and whether it runs on the
+        wide copy (:attr:`wide_waits`: the configured model's keyframes that wait, two or more
+        frames apart; where every frame waits, each call runs beside the last frame's finishing,
+        and two runtime threads slow each other there: 288 px every frame, waiting, went over the
+        latency on four clips of nine)."""
+        return level.model, level.size, self.wide_waits and level.waits and level.stride > 1 and not level.model
+
+    def cost_levels(self) -> list[Level]:
+        """One level for each cost the ladder needs, for the warm-up to time."""
+        return list(dict.fromkeys(Level(level.size, 2, level.model, True) if self.cost_key(level)[2]
+                                  else Level(level.size, 1, level.model) for level in self.levels))
+
     @property
     def capacity(self) -> float:
         """The CPU the matte may use, percent of one core: the budget, or the cores there are."""
@@ -262,7 +279,7 @@ class Governor:
         """
         with self._lock:
             for level, costs in model_ms.items():
-                self._model_ms[(level.model, level.size)] = costs
+                self._model_ms[self.cost_key(level)] = costs
             self._slowdown = self._stretch = 1.0
             self._rest_percent = frame_ms[1] / (self.period_s * 10.0)
             self._frame_ms = frame_ms[2] if len(frame_ms) > 2 else frame_ms[0]
@@ -278,7 +295,7 @@ class Governor:
     def model_cost(self, level: Level, wall_ms: float, cpu_ms: float) -> None:
         """One model call at ``level``: its wall and CPU ms on the model thread."""
         with self._lock:
-            key = (level.model, level.size)
+            key = self.cost_key(level)
             if key in self._model_ms:
                 wall, cpu = self._model_ms[key]
                 self._slowdown = 0.8 * self._slowdown + 0.2 * cpu_ms / cpu
@@ -291,16 +308,17 @@ class Governor:
         nearest size measured for the same model; None before any. The wall ms is stretched by
         how much longer than their CPU time the recent calls took against the first ones (a model
         thread that gets less than a core, beside the frames)."""
-        if (level.model, level.size) in self._model_ms:
-            wall, cpu = self._model_ms[(level.model, level.size)]
+        key = self.cost_key(level)
+        if key in self._model_ms:
+            wall, cpu = self._model_ms[key]
             scale = self._slowdown
         else:
-            seen = [size for model, size in self._model_ms if model == level.model]
+            seen = [size for model, size, wide in self._model_ms if (model, wide) == (key[0], key[2])]
             if not seen:
                 return None
             nearest = min(seen, key=lambda s: abs(s - level.size))
             scale = (level.size / nearest) ** 2 * self._slowdown
-            wall, cpu = self._model_ms[(level.model, nearest)]
+            wall, cpu = self._model_ms[(key[0], nearest, key[2])]
         return wall * scale * self._stretch, cpu * scale
 
     def calls_per_s(self, level: Level) -> float | None:
@@ -537,21 +555,27 @@ def _level_json(level: Level) -> dict:
 
 
 def _model_ms_text(model_ms: dict[Level, tuple[float, float]]) -> str:
-    """``{Level: (wall, cpu)}`` -> "model 384px 61 ms, 288px 35 ms, ..." for the log and timeline."""
-    return "model " + ", ".join(f"{level.model + ' ' if level.model else ''}{level.size}px {wall:.0f} ms"
-                                for level, (wall, _) in model_ms.items())
+    """``{Level: (wall, cpu)}`` -> "model 384px 61 ms, 288px 35 ms, ...; waiting keyframes' 384px
+    40 ms, ..." (the wide copy's calls, where there is one) for the log and timeline."""
+    def listed(levels: list[Level]) -> str:
+        return ", ".join(f"{level.model + ' ' if level.model else ''}{level.size}px {model_ms[level][0]:.0f} ms"
+                         for level in levels)
+
+    wide = [level for level in model_ms if level.waits]
+    text = "model " + listed([level for level in model_ms if not level.waits])
+    return text + (f"; waiting keyframes' {listed(wide)}" if wide else "")
 
 
-def for_live(settings: LiveSettings, matter, source, fallback=None) -> Governor:
+def for_live(settings: LiveSettings, matter, source, fallback=None, wide_waits: bool = False) -> Governor:
     """The governor of a live run of ``source`` (``width``, ``height``, ``fps``) on ``matter``: its
     ladder starts at the size the model would take the source's frames at; ``fallback``, a
-    faster model, is its last rung."""
+    faster model, is its last rung; ``wide_waits``: as :class:`Governor` takes it."""
     cores = available_cores()
     top = max(matter.input_size(source.width, source.height))
     last = None if fallback is None else Level(max(fallback.input_size(source.width, source.height)), 1, fallback.name)
     governor = Governor(ladder(top, fallback=last), 1.0 / source.fps, latency_ms=settings.latency_ms,
                         max_cpu=settings.cpu_budget(cores), max_cpu_default=settings.max_cpu is None, cores=cores,
-                        start=time.perf_counter())
+                        start=time.perf_counter(), wide_waits=wide_waits)
     budget = f"CPU within {governor.budget_text()}" if governor.max_cpu else "no CPU budget"
     log.info("adaptive: from %s down to %s on %d core(s), %s", governor.levels[0], governor.levels[-1], cores, budget)
     return governor
