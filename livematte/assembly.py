@@ -107,7 +107,8 @@ def load_models(config: Config, stack: contextlib.ExitStack, *, governed: bool,
 
     governed: a live run under the governor: the model on one thread, with the configured
     fallback (``[live] fallback``) and, where the CPU budget holds two cores, a copy on two
-    threads for the keyframes that wait (ONNX backends: RVM, MODNet). ``matter``: a model already loaded (the caller's).
+    threads for the keyframes that wait (ONNX backends: RVM, MODNet). ``matter``: a model
+    already loaded (the caller's).
     """
     settings = live_model_settings(config) if governed else config.model
     if matter is None:

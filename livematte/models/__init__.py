@@ -105,7 +105,8 @@ def load_fallback(name: str, settings: ModelSettings, configured: Matter) -> Mat
 
 
 def load_copy(matter: Matter, settings: ModelSettings) -> Matter:
-    """Another instance of ``matter``'s backend, built from ``settings`` (e.g. on more threads), without the log line."""
+    """Another instance of ``matter``'s backend, built from ``settings`` (e.g. on more threads),
+    without :func:`load`'s log line."""
     return BACKENDS[matter.name](dataclasses.replace(settings, name=matter.name))
 
 
