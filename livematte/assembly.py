@@ -162,7 +162,6 @@ def live_engine(config: Config, matter: Matter, source, compositor: Compositor, 
     with ``compositor``'s cost."""
     from .runtime.governor import for_live
 
-    waiting = waiting if governed else None
     governor = for_live(config.live, matter, source, fallback, wide_waits=waiting is not None) if governed else None
     built = engine(config, matter, governor=governor, fallback=fallback if governed else None, waiting=waiting)
     seconds = built.warm_up(source.width, source.height, composite=compositor.composite)

@@ -198,14 +198,16 @@ class Engine:
     def extra_threads(self, level: Level) -> int:
         """The model's runtime threads at ``level`` besides the calling one: busy, working or
         spinning, for the whole call, and not in the calling thread's CPU time."""
-        return self.waiting.threads - 1 if self._matter_for(level) is not self.matters[level.model] else 0
+        return self.waiting.threads - 1 if self._on_copy(level) else 0
 
     def _matter_for(self, level: Level) -> Matter:
-        """The backend that calls ``level``: the waiting copy where the governor prices its calls
-        as the copy's (:meth:`Governor.cost_key`)."""
-        if self.waiting is not None and self.governor.cost_key(level)[2]:
-            return self.waiting.matter
-        return self.matters[level.model]
+        """The backend that calls ``level``: the waiting copy, or the level's model."""
+        return self.waiting.matter if self._on_copy(level) else self.matters[level.model]
+
+    def _on_copy(self, level: Level) -> bool:
+        """Whether ``level``'s calls run on the waiting copy: where the governor prices them as
+        its (:meth:`Governor.wide`)."""
+        return self.waiting is not None and self.governor.wide(level)
 
     def finish_frame(self, frame: Frame, grey: np.ndarray, result: ModelResult) -> tuple[Matted, bool]:
         """:meth:`move` then :meth:`finish` on the calling thread -> (its Matted, whether the flow

@@ -247,17 +247,20 @@ class Governor:
         with self._lock:
             return self.levels[self._index]
 
+    def wide(self, level: Level) -> bool:
+        """Whether a call at ``level`` runs on the wide copy (:attr:`wide_waits`): the configured
+        model's keyframes that wait, two or more frames apart. Where every frame waits, each call
+        runs beside the last frame's finishing, and two runtime threads slow each other there
+        (288 px every frame, waiting, went over the latency on four clips of nine)."""
+        return self.wide_waits and level.waits and level.stride > 1 and not level.model
+
     def cost_key(self, level: Level) -> tuple[str, int, bool]:
-        """What a call at ``level`` is priced by: its model and size, and whether it runs on the
-        wide copy (:attr:`wide_waits`: the configured model's keyframes that wait, two or more
-        frames apart; where every frame waits, each call runs beside the last frame's finishing,
-        and two runtime threads slow each other there: 288 px every frame, waiting, went over the
-        latency on four clips of nine)."""
-        return level.model, level.size, self.wide_waits and level.waits and level.stride > 1 and not level.model
+        """What a call at ``level`` is priced by: its model, its size, and whether it is :meth:`wide`."""
+        return level.model, level.size, self.wide(level)
 
     def cost_levels(self) -> list[Level]:
         """One level for each cost the ladder needs, for the warm-up to time."""
-        return list(dict.fromkeys(Level(level.size, 2, level.model, True) if self.cost_key(level)[2]
+        return list(dict.fromkeys(Level(level.size, 2, level.model, True) if self.wide(level)
                                   else Level(level.size, 1, level.model) for level in self.levels))
 
     @property

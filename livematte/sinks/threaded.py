@@ -20,8 +20,9 @@ time. The ticks a frame skips over show the last frame again when the encoder ha
 waiting; an H.264 encoder that is behind leaves them to the timestamps (the last frame holds), as
 a repeat costs it about as much as a new frame and would put it further behind. ProRes and PNGs
 copy theirs and VP9 writes a one-byte header for them, at next to no cost, so they always fill:
-their files hold duration x rate frames even when the encoder keeps only some of the camera's. A source that stalls is filled as its time
-passes: the output loop's repeats become :meth:`ThreadedSink.hold`, up to ``HOLD_MARGIN_S`` ago.
+their files hold duration x rate frames even when the encoder keeps only some of the camera's. A
+source that stalls is filled as its time passes: the output loop's repeats become
+:meth:`ThreadedSink.hold`, up to ``HOLD_MARGIN_S`` ago.
 
 An error on the thread is raised by the next ``send``/``write`` or by ``close``; the output is
 then already aborted (a partial file removed). ``close()`` writes what is queued, finishes
