@@ -20,8 +20,15 @@ live run mixes with the machine's speed.
 ``384/2w``: 384 px every second frame, each keyframe waiting for its own result; ``selfie``: the
 fallback rung) instead of the preset's ladder.
 
+``--follow RUN.json ...`` (``eval_quality.py --mode live --json`` files) scores, for each clip
+those runs played, the levels its live run held, each from the frame the governor changed to it
+at (the change's time times the rate, rounded up) with its own measured lag: the schedule of
+exactly what the run held, against which its live MAD is put, clip by clip (a clip that changed
+level restarts the model's stream there, live and here alike).
+
 Printed: one row per level (and lag), the mean over clips, the model calls a frame and the
-results' mean age in frames.
+results' mean age in frames; with ``--follow``, one row per clip: the levels held, the
+schedule's MAD and dtSSD, the live run's, and live / schedule.
 """
 
 from __future__ import annotations
@@ -46,18 +53,40 @@ from livematte.runtime.schedule import on_schedule  # noqa: E402
 from metrics import SequenceScorer  # noqa: E402
 
 
-def score_level(matter, fallback, config, level: Level, clip, lag: int) -> tuple[dict, float, float]:
-    """One clip with the governor held at ``level``, results landing ``lag`` frames after their
-    input -> (the scorer's result, model calls a frame, the results' mean age in frames)."""
-    engine = assembly.engine(config, matter, governor=Governor([level], 1 / 30), fallback=fallback)
+class Following(Governor):
+    """A governor that holds each level of a live run's timeline from the frame the run changed to
+    it at. changes: ``(frame index, level)``, the first at frame 0; :attr:`frame`: the frame now."""
+
+    def __init__(self, changes: list[tuple[int, Level]], period_s: float):
+        super().__init__(list(dict.fromkeys(level for _, level in changes)), period_s)
+        self.changes = changes
+        self.frame = 0
+
+    @property
+    def level(self) -> Level:
+        return [level for start, level in self.changes if start <= self.frame][-1]
+
+
+def score_level(matter, fallback, config, level: Level | list[tuple[int, Level]], clip,
+                lag: int | dict[Level, int]) -> tuple[dict, float, float]:
+    """One clip with the governor held at ``level`` (or following its changes, ``(frame index,
+    level)``), results landing ``lag`` frames after their input (each level's, a dict) -> (the
+    scorer's result, model calls a frame, the results' mean age in frames)."""
+    governor = Following(level if isinstance(level, list) else [(0, level)], 1 / 30)
+    engine = assembly.engine(config, matter, governor=governor, fallback=fallback)
     scorer = SequenceScorer(clip.segments)
     truths = read_timed_alpha(clip.truth)
     frames = ages = 0
     inputs = set()  # the frames the results used were made from: the calls that landed
     source = FileSource(str(clip.input))
+
+    def timed():
+        for k, (image, pts) in enumerate(source.frames()):
+            governor.frame = k
+            yield Frame(k, image, pts, time.perf_counter())
+
     try:
-        timed = (Frame(k, image, pts, time.perf_counter()) for k, (image, pts) in enumerate(source.frames()))
-        for matted in on_schedule(engine, timed, lag):
+        for matted in on_schedule(engine, timed(), lag):
             frames += 1
             ages += matted.result_age
             inputs.add(matted.frame.index - matted.result_age)
@@ -85,9 +114,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="levels to score instead of the ladder: 288/6, 384/2w (keyframes wait), or the fallback's model name")
     parser.add_argument("--lag", nargs="+", type=int, default=None, metavar="FRAMES",
                         help="frames from a model call's input to its result (default: the call's measured time)")
+    parser.add_argument("--follow", nargs="+", type=Path, default=None, metavar="RUN.json",
+                        help="eval_quality.py --mode live --json files: score each clip at the levels its run held")
     args = parser.parse_args(argv)
     if not args.clips.is_dir():
         parser.error(f"{args.clips}: no such folder")
+    runs = _live_runs(args.follow, parser) if args.follow else None
+    if runs is not None:
+        args.clip = sorted(runs)
 
     config = livematte_config.load(args.preset)
     matter = models.load(config.model)
@@ -104,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         if config.live.fallback in args.levels and fallback_level is None:
             parser.error(f"--levels: {config.live.fallback} did not load (the warning above says why)")
         levels = [fallback_level if text == config.live.fallback else _level(text, parser) for text in args.levels]
+    if runs is not None:
+        return _follow(runs, matter, fallback, config, clips, fallback_level, (width, height, fps), args.json)
     measured = call_lags(matter, fallback, config, levels, width, height, fps) if args.lag is None else {}
     rows = []
     for level in levels:
@@ -121,6 +157,59 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         args.json.write_text(json.dumps({"preset": args.preset, "rows": rows}, indent=1), encoding="utf-8")
     return 0
+
+
+def _live_runs(paths: list[Path], parser: argparse.ArgumentParser) -> dict[str, dict]:
+    """``eval_quality.py --mode live --json`` files -> {clip name: its result}, the last given
+    for a clip that several hold."""
+    runs = {}
+    for path in paths:
+        try:
+            results = json.loads(path.read_text(encoding="utf-8"))["results"]
+            runs.update({result["clip"]: result for result in results if result["stats"]["governor"]["timeline"]})
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            parser.error(f"--follow {path}: expected an eval_quality.py --mode live --json file ({error})")
+    if not runs:
+        parser.error("--follow: no live run with a governor's timeline in the files given")
+    return runs
+
+
+def _follow(runs: dict[str, dict], matter, fallback, config, clips, fallback_level: Level | None,
+            source_format: tuple[int, int, float], json_path: Path | None) -> int:
+    """Score each clip on the schedule of the levels its live run held; print and write the rows."""
+    def held(change: dict) -> Level:
+        if change.get("model"):
+            return fallback_level if fallback_level and fallback_level.model == change["model"] else \
+                Level(change["size"], 1, change["model"])
+        return Level(change["size"], change["stride"], waits=bool(change.get("waits")))
+
+    width, height, fps = source_format
+    timelines = {name: [(math.ceil(change["t"] * fps), held(change)) for change in run["stats"]["governor"]["timeline"]]
+                 for name, run in runs.items()}
+    levels = list(dict.fromkeys(level for timeline in timelines.values() for _, level in timeline))
+    lags = call_lags(matter, fallback, config, levels, width, height, fps)
+    rows = []
+    for clip in clips:
+        timeline, live = timelines[clip.name], runs[clip.name]["overall"]
+        result, calls, age = score_level(matter, fallback, config, timeline, clip, lags)
+        ratio = live["mad"] / result["overall"]["mad"]
+        rows.append({"clip": clip.name, "levels": [[start, _text(level)] for start, level in timeline],
+                     "calls": calls, "age": age, "schedule": result, "live": live, "live_over_schedule": ratio})
+        held_text = ", ".join(f"{_text(level)} from {start}" if start else _text(level) for start, level in timeline)
+        print(f"{clip.name[:16]:16} {held_text:40} schedule MAD {result['overall']['mad']:.2f} dtSSD "
+              f"{result['overall']['dtssd']:.2f}  live {live['mad']:.2f} / {live['dtssd']:.2f}  live/schedule "
+              f"{ratio:.2f}", flush=True)
+    print(f"mean over {len(rows)} clips: schedule MAD {np.mean([r['schedule']['overall']['mad'] for r in rows]):.2f}, "
+          f"live {np.mean([r['live']['mad'] for r in rows]):.2f}; live/schedule "
+          f"{min(r['live_over_schedule'] for r in rows):.2f}-{max(r['live_over_schedule'] for r in rows):.2f}")
+    if json_path is not None:
+        json_path.write_text(json.dumps({"follow": rows}, indent=1), encoding="utf-8")
+    return 0
+
+
+def _text(level: Level) -> str:
+    """Level(384, 2, waits=True) -> "384/2w", as ``--levels`` takes it; a fallback's rung -> its model's name."""
+    return level.model or f"{level.size}/{level.stride}{'w' if level.waits else ''}"
 
 
 def _level(text: str, parser: argparse.ArgumentParser) -> Level:

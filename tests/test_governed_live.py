@@ -109,6 +109,28 @@ def test_a_restart_waits_for_a_result_of_its_own_picture(rvm, person):
     assert [r.result_age for r in results] == [0, 1, 0, 1]
 
 
+def test_a_schedule_lands_each_levels_calls_at_that_levels_own_lag(rvm, person):
+    # Given two levels of one size, calls landing a frame after their input at the first and three
+    # frames after at the second, and the governor changing level at frame 6
+    first, second = Level(384, 1), Level(384, 2)
+    governor = Governor([first, second], 1 / FPS)
+    engine = Engine(rvm, SMOOTHING, governor=governor)
+    images = [scene(person, xpos(k)) for k in range(14)]
+
+    def frames():
+        for k, image in enumerate(images):
+            governor._index = int(k >= 6)
+            yield frame(k, image)
+
+    # When the frames go through the schedule with each level's lag
+    ages = [matted.result_age for matted in on_schedule(engine, frames(), {first: 1, second: 3})]
+
+    # Then the first frame waits for its own result, and calls land a frame late until the change
+    # and three frames late after it: the call taken at frame 5 lands at 6; the next, two frames
+    # after it (the second level's stride), at frame 7, lands at 10, and one taken there at 13
+    assert ages == [0, 1, 1, 1, 1, 1, 1, 2, 3, 4, 3, 4, 5, 3], ages
+
+
 def test_the_governor_steps_down_to_the_fallback_model_and_back_and_each_switch_starts_a_stream(
         rvm, person, selfie_weights):
     # Given RVM with Selfie Segmentation as the ladder's last rung

@@ -11,17 +11,19 @@ scored apart from a machine's speed, and a test is repeatable.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 from ..frames import Frame, Matted
 from .engine import Engine, ModelResult
+from .governor import Level
 from .pipeline import model_takes
 
 
-def on_schedule(engine: Engine, frames: Iterable[Frame], lag: int) -> Iterator[Matted]:
+def on_schedule(engine: Engine, frames: Iterable[Frame], lag: int | Mapping[Level, int]) -> Iterator[Matted]:
     """``frames`` in order -> each one's Matted, the model's results landing ``lag`` frames (0 or
-    more) after their input, at the level ``engine.governor`` holds at each call. A stream's
-    first frame (the first, or one with ``restart``) waits for its own result, as live."""
+    more; or each level's, a mapping) after their input, at the level ``engine.governor`` holds
+    at each call. A stream's first frame (the first, or one with ``restart``) waits for its own
+    result, as live."""
     pending: tuple[int, ModelResult] | None = None  # (frame index it lands at, the result)
     result: ModelResult | None = None
     last: tuple[int, int] | None = None  # the last call's (frame index, epoch)
@@ -33,10 +35,12 @@ def on_schedule(engine: Engine, frames: Iterable[Frame], lag: int) -> Iterator[M
         grey = engine.motion_grey(frame.image)
         if pending is not None and pending[0] <= frame.index:
             result, pending = pending[1], None
-        if pending is None and model_takes(last, frame.index, epoch, urgent, engine.governor.level):
-            pending = (frame.index + lag, engine.model_call(frame, grey, engine.governor.level, epoch))
+        level = engine.governor.level
+        if pending is None and model_takes(last, frame.index, epoch, urgent, level):
+            frames_late = lag if isinstance(lag, int) else lag[level]
+            pending = (frame.index + frames_late, engine.model_call(frame, grey, level, epoch))
             last = (frame.index, epoch)
-            if lag == 0 or engine.governor.level.waits or result is None or result.epoch != epoch:
+            if frames_late == 0 or level.waits or result is None or result.epoch != epoch:
                 result, pending = pending[1], None
         matted, urgent = engine.finish_frame(frame, grey, result)
         yield matted
