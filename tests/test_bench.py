@@ -94,7 +94,7 @@ def test_bench_realtime_on_rvm_on_one_core_reports_the_governor(tmp_path, rvm_we
     governor = run["governor"]
     start = governor["timeline"][0]
     assert start["t"] == 0.0 and start["reason"].startswith("calibrated: model 320px")
-    assert {"size", "stride"} <= set(governor["level"]) <= {"size", "stride", "model"}
+    assert {"size", "stride"} <= set(governor["level"]) <= {"size", "stride", "model", "waits"}
     assert 0 <= run["reused"] <= run["frames"] and 0 < run["model_calls_per_s"] <= run["fps"] + 0.01
 
 

@@ -74,8 +74,11 @@ DOWN_TO = 0.75  # a step down goes to a level that costs at most this share of t
 START_SHARE = 0.85
 # A level whose keyframes wait for their own results fits where a keyframe is predicted within
 # WAIT_LATENCY of the latency target, and the frame thread, which waits once a stride, keeps up
-# within WAIT_BUSY of the stride's frame periods; and only on two cores or more (on one, the model
-# runs at the lowest priority, behind the frames). A keyframe's latency: its call, then the rest of
+# within WAIT_BUSY of the stride's frame periods. On one core too: while a keyframe waits, the frames
+# wait with it, so its call has the core that the model, behind the frames at nice 10, otherwise
+# only gets between them (live on one core, 288 px every second frame without waits gave results
+# 6-7 frames old, 139 ms a call; with waits, 15 calls a second of 27-43 ms, 83-95 % of the core,
+# MAD 6.2 against 10.2 over the nine clips). A keyframe's latency: its call, then the rest of
 # its work and the frames queued behind the wait, WAIT_REST times the rest's CPU a frame (measured
 # live on two cores: a keyframe's capture-to-output was its call plus 1.1-1.5 times that; 1.5 here
 # let 384 px keyframes wait that then went over, and scored worse on the clips). Such a level is
@@ -302,15 +305,17 @@ class Governor:
             if key in self._model_ms:
                 wall, cpu = self._model_ms[key]
                 self._slowdown = 0.8 * self._slowdown + 0.2 * cpu_ms / cpu
-                self._stretch = 0.8 * self._stretch + 0.2 * (wall_ms / max(cpu_ms, 1e-3)) / (wall / cpu)
+                stretch = (wall_ms / self._behind_frames(level) / max(cpu_ms, 1e-3)) / (wall / cpu)
+                self._stretch = 0.8 * self._stretch + 0.2 * stretch
             else:
-                self._model_ms[key] = (wall_ms / (self._slowdown * self._stretch), cpu_ms / self._slowdown)
+                self._model_ms[key] = (wall_ms / (self._slowdown * self._stretch * self._behind_frames(level)),
+                                       cpu_ms / self._slowdown)
 
     def _model_cost(self, level: Level) -> tuple[float, float] | None:
         """One model call's (wall, CPU) ms at ``level`` now: measured, or scaled by area from the
         nearest size measured for the same model; None before any. The wall ms is stretched by
         how much longer than their CPU time the recent calls took against the first ones (a model
-        thread that gets less than a core, beside the frames)."""
+        thread that gets less than a core, beside the frames, than :meth:`_behind_frames` says)."""
         key = self.cost_key(level)
         if key in self._model_ms:
             wall, cpu = self._model_ms[key]
@@ -322,7 +327,16 @@ class Governor:
             nearest = min(seen, key=lambda s: abs(s - level.size))
             scale = (level.size / nearest) ** 2 * self._slowdown
             wall, cpu = self._model_ms[(key[0], nearest, key[2])]
-        return wall * scale * self._stretch, cpu * scale
+        return wall * scale * self._stretch * self._behind_frames(level), cpu * scale
+
+    def _behind_frames(self, level: Level) -> float:
+        """How much longer a call at ``level`` takes for running behind the frames: on one core, a
+        call that no frame waits for runs (at nice 10) in what they leave of the core, 1 / (1 - the
+        rest's share); 288 px, 27 ms of CPU, took 139 ms there beside a rest of 65 %. 1 elsewhere:
+        on more cores the model has one of its own, and on one a keyframe's frames wait for its call."""
+        if self.cores >= 2 or level.waits or self._rest_percent is None:
+            return 1.0
+        return 100.0 / max(10.0, 100.0 - self._rest_percent)
 
     def calls_per_s(self, level: Level) -> float | None:
         """The model calls a second at ``level``: one every ``stride`` frames, or back to back
@@ -356,8 +370,6 @@ class Governor:
         periods. True for a level whose keyframes do not wait."""
         if not level.waits:
             return True
-        if self.cores < 2:
-            return False
         cost = self._model_cost(level)
         if cost is None or self._frame_ms is None or self._rest_percent is None:
             return False
