@@ -77,8 +77,9 @@ START_SHARE = 0.85
 # within WAIT_BUSY of the stride's frame periods. On one core too: while a keyframe waits, the frames
 # wait with it, so its call has the core that the model, behind the frames at nice 10, otherwise
 # only gets between them (live on one core, 288 px every second frame without waits gave results
-# 6-7 frames old, 139 ms a call; with waits, 15 calls a second of 27-43 ms, 83-95 % of the core,
-# MAD 6.2 against 10.2 over the nine clips). A keyframe's latency: its call, then the rest of
+# 6-7 frames old, 139 ms a call; with waits, 15 calls a second of 27-43 ms, 83-95 % of the core;
+# over the nine clips, interleaved, MAD 8.46 against 9.77 and 9.41 against 9.46, the latency p95
+# 84-92 ms against 33-53). A keyframe's latency: its call, then the rest of
 # its work and the frames queued behind the wait, WAIT_REST times the rest's CPU a frame (measured
 # live on two cores: a keyframe's capture-to-output was its call plus 1.1-1.5 times that; 1.5 here
 # let 384 px keyframes wait that then went over, and scored worse on the clips). Such a level is
