@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--levels: {config.live.fallback} did not load (the warning above says why)")
         levels = [fallback_level if text == config.live.fallback else _level(text, parser) for text in args.levels]
     if runs is not None:
-        return _follow(runs, matter, fallback, config, clips, fallback_level, (width, height, fps), args.json)
+        return _follow(runs, matter, fallback, config, clips, (width, height, fps), args.json)
     measured = call_lags(matter, fallback, config, levels, width, height, fps) if args.lag is None else {}
     rows = []
     for level in levels:
@@ -174,14 +174,11 @@ def _live_runs(paths: list[Path], parser: argparse.ArgumentParser) -> dict[str, 
     return runs
 
 
-def _follow(runs: dict[str, dict], matter, fallback, config, clips, fallback_level: Level | None,
-            source_format: tuple[int, int, float], json_path: Path | None) -> int:
+def _follow(runs: dict[str, dict], matter, fallback, config, clips, source_format: tuple[int, int, float],
+            json_path: Path | None) -> int:
     """Score each clip on the schedule of the levels its live run held; print and write the rows."""
-    def held(change: dict) -> Level:
-        if change.get("model"):
-            return fallback_level if fallback_level and fallback_level.model == change["model"] else \
-                Level(change["size"], 1, change["model"])
-        return Level(change["size"], change["stride"], waits=bool(change.get("waits")))
+    def held(change: dict) -> Level:  # a timeline entry (the governor's _level_json) -> its Level
+        return Level(change["size"], change["stride"], change.get("model", ""), bool(change.get("waits")))
 
     width, height, fps = source_format
     timelines = {name: [(math.ceil(change["t"] * fps), held(change)) for change in run["stats"]["governor"]["timeline"]]
