@@ -385,6 +385,24 @@ def test_a_keyframe_waits_no_longer_than_the_governors_give_up_time(long_clip, g
     assert len(results) >= 0.8 * 180 and np.median([r.result_age for r in results]) >= 2
 
 
+def test_where_keyframes_wait_the_model_takes_only_frames_that_wait_for_it(long_clip, governed_rvm):
+    # Given keyframes every second frame that wait, on a model made 120 ms slower a call: each call
+    # outlasts the give-up time and the stride, so frames come while the model is still busy
+    governor = held_at(Level(160, 2, waits=True))
+    engine = Engine(Slowed(governed_rvm, 0.12), live_config().smoothing, governor=governor)
+
+    # When the clip plays through the live pipeline
+    results = governed_live_run(long_clip, engine)
+
+    # Then every call was on a frame that waited for it: a frame that came while the model was
+    # busy went by without one (on one core such a call runs in the gaps between the frames, and
+    # its result lands so late that the next keyframe finds the model busy again)
+    out = {r.frame.index for r in results}
+    waited = {r.frame.index for r in results if "wait_model" in r.timings}
+    inputs = {r.frame.index - r.result_age for r in results} & out
+    assert len(inputs) >= 10 and inputs <= waited | {0}, sorted(inputs - waited)
+
+
 class Counted(Delegating):
     """The real backend, its calls counted."""
 

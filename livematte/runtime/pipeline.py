@@ -28,7 +28,7 @@ model takes waits for its own result, up to the governor's give-up time after it
 the frames between are moved from it. The frames before a stream's first result has landed are
 dropped: there is no matte for them yet. The model thread takes the newest frame whenever it is
 free and the level's stride allows, or at once when the flow could not explain a frame (not where
-keyframes wait); on one core it runs at a lower priority (``MODEL_NICE``), so the frames go first
+keyframes wait: there it takes only a keyframe, which waits for it); on one core it runs at a lower priority (``MODEL_NICE``), so the frames go first
 and the model takes what is left.
 
 Live pipelines use small fresh-frame buffers for ``captured`` and ``matted`` (a frame that has
@@ -77,13 +77,15 @@ MODEL_NICE_MANY_CORES = 0
 
 @dataclass(frozen=True, slots=True)
 class ModelRequest:
-    """A frame offered to the model thread: its grey at the motion's size, its stream (epoch), and
-    whether the flow could not explain the frame before it (the model should take it at once)."""
+    """A frame offered to the model thread: its grey at the motion's size, its stream (epoch),
+    whether the flow could not explain the frame before it (the model should take it at once), and
+    whether the frame thread waits for its result (a keyframe, at a level whose keyframes wait)."""
 
     frame: Frame
     grey: np.ndarray
     epoch: int
     urgent: bool
+    waited_for: bool = False
 
 
 def model_takes(last: tuple[int, int] | None, index: int, epoch: int, urgent: bool, level: Level) -> bool:
@@ -238,8 +240,9 @@ class Pipeline:
                 epoch += 1
                 engine.tracker.reset()
             grey = engine.motion_grey(frame.image)
-            self.requests.put(ModelRequest(frame, grey, epoch, urgent))
-            waited = self._wait_for_own(frame, grey, epoch, urgent)
+            keyframe = self._is_keyframe(frame, epoch, urgent)
+            self.requests.put(ModelRequest(frame, grey, epoch, urgent, keyframe))
+            waited = self._wait_for_own(frame, grey, epoch) if keyframe else 0.0
             waited_s += waited
             result = self.results.peek(lambda landed: landed.epoch == epoch)
             if result is None:
@@ -297,22 +300,26 @@ class Pipeline:
         self.matted.put(matted)
         return time.perf_counter() - start
 
-    def _wait_for_own(self, frame: Frame, grey: np.ndarray, epoch: int, urgent: bool) -> float:
-        """At a level whose keyframes wait, when the model takes ``frame`` (it is free, or already
-        on it, and the stride allows), wait until its own result lands or until the governor's
-        give-up time after its capture; -> the seconds waited (0 where no wait). The frame's motion
-        step is measured first, beside the call, for the frames after it."""
-        governor = self.engine.governor
-        level = governor.level
-        on = self._model_on
-        if not level.waits or (on is not None and on != (frame.index, epoch)):
-            return 0.0
-        if on is None and not model_takes(self._last_call, frame.index, epoch, urgent, level):
-            return 0.0
+    def _is_keyframe(self, frame: Frame, epoch: int, urgent: bool) -> bool:
+        """Whether ``frame`` is a keyframe that waits for its own result: the level's keyframes
+        wait, the model is free and the stride lets it take this frame. A frame that comes while
+        the model is still on a call is not one, and the model does not take it later (``ready``
+        in :meth:`_model`): on one core a call no frame waits for runs in what the frames leave of
+        the core, and its result lands so late that the next keyframe finds the model busy again
+        (live, after the first second's keyframes gave up: 288 px calls of 107-178 ms, results
+        4-12 frames old, where a waited-for call took 25-50 ms)."""
+        level = self.engine.governor.level
+        return level.waits and self._model_on is None and model_takes(self._last_call, frame.index, epoch,
+                                                                      urgent, level)
+
+    def _wait_for_own(self, frame: Frame, grey: np.ndarray, epoch: int) -> float:
+        """A keyframe (:meth:`_is_keyframe`) waits until its own result lands or until the
+        governor's give-up time after its capture; -> the seconds waited. The frame's motion step
+        is measured first, beside the call, for the frames after it."""
         self.engine.tracker.see(frame.index, grey)
         start = time.perf_counter()
         self.results.get(lambda landed: landed.epoch == epoch and landed.index >= frame.index,
-                         until=frame.captured_at + governor.give_up_s())
+                         until=frame.captured_at + self.engine.governor.give_up_s())
         return time.perf_counter() - start
 
     def _model(self) -> None:
@@ -322,7 +329,9 @@ class Pipeline:
         engine, governor = self.engine, self.engine.governor
 
         def ready(request: ModelRequest) -> bool:
-            takes = model_takes(self._last_call, request.frame.index, request.epoch, request.urgent, governor.level)
+            level = governor.level
+            takes = ((request.waited_for or not level.waits)
+                     and model_takes(self._last_call, request.frame.index, request.epoch, request.urgent, level))
             if takes:  # marked under the requests' lock: a frame posted after this sees the model busy
                 self._model_on = (request.frame.index, request.epoch)
             return takes
