@@ -12,12 +12,14 @@ of the machine mid-trace.
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field
 
 import pytest
 
 from livematte.runtime.governor import (BETTER_BY, FAILED_WITHIN_S, WAIT_BUSY, WAIT_LATENCY, WAIT_REST, Governor, Level,
                                         Sample, WINDOW_S, ladder, predicted_mad, result_ages)
+from livematte.runtime.stats import Stats
 
 FPS = 30.0
 PERIOD = 1 / FPS
@@ -281,6 +283,24 @@ def test_latency_over_the_target_steps_down():
     assert first.reason.startswith("latency") and first.level != Level(384, 1) and first.time <= 1.5
 
 
+def test_the_latency_and_age_the_governor_reads_are_those_that_lasted_both_half_seconds():
+    stats = Stats()
+
+    def outputs(latency_ms: float, age: int, count: int = 15) -> None:
+        for _ in range(count):
+            stats.output(time.perf_counter() - latency_ms / 1e3, age=age)
+
+    assert stats.recent_latency_p95() is None and stats.recent_age_p95() is None
+    outputs(110.0, 8)  # a burst: the stream's first frames, behind its first calls
+    assert stats.recent_latency_p95() >= 110.0 and stats.recent_age_p95() == 8
+    outputs(40.0, 1)  # then on time: the burst was not the level's
+    assert 40.0 <= stats.recent_latency_p95() < 50.0 and stats.recent_age_p95() == 1
+    outputs(105.0, 6)
+    assert stats.recent_latency_p95() < 50.0
+    outputs(105.0, 6)  # late through both half-seconds: the level's
+    assert stats.recent_latency_p95() >= 105.0 and stats.recent_age_p95() == 6
+
+
 def test_decisions_wait_for_the_first_window_and_nothing_moves_before_the_settle_time():
     governor = new_governor()
     assert governor.update(Sample(0.0, 0, 0, 0.0, 0.0, 0.0, None)) is None
@@ -330,6 +350,27 @@ def test_the_run_starts_at_the_highest_level_the_warm_up_predicts_fits():
     # And from there it holds
     machine.run(governor, 10, 0.0)
     assert governor.level == Level(288, 2, waits=True)
+
+
+def test_on_one_core_the_run_starts_at_a_level_whose_keyframes_wait():
+    # clip03 on one core: the warm-up measured 288 px at 40 ms a call and the rest at 13 ms a frame
+    # (39 %). A 288 px call every third frame that no frame waits for was predicted 66 ms (in the
+    # 61 % the rest leaves), results 3-5 frames old, the best matte; live the rest took more and
+    # they came 5-9 frames old. The start is the best level whose keyframes wait: a 288 px call
+    # and twice the rest (66 ms) is over 85 % of the 70 ms allowed, a 192 px one is not
+    governor = Governor(ladder(384, fallback=SELFIE), PERIOD, cores=1)
+    costs = warm_up_costs(Machine(top_ms=71, cores=1), governor.levels)
+    start = governor.calibrate(costs, (5.0, 13.0))
+    assert start == Level(192, 2, waits=True)
+    assert governor._quality(Level(288, 3)) < governor._quality(start) - BETTER_BY
+    # On two cores a call has a core of its own: the same costs start without waits at 288 px
+    two = new_governor(fallback=SELFIE)
+    assert not two.calibrate(costs, (5.0, 13.0)).waits
+    # Where no waiting level fits (a 192 px call and twice a rest of 21 ms are over the 59.5 ms
+    # a keyframe may take), the best level that does: RVM, not the fallback
+    busy = Governor(ladder(384, fallback=SELFIE), PERIOD, cores=1)
+    start = busy.calibrate(costs, (8.0, 21.0))
+    assert not start.waits and not start.model, start
 
 
 def test_the_start_honours_the_cpu_budget_and_takes_the_cheapest_level_when_nothing_fits():

@@ -130,8 +130,13 @@ def ladder(top_size: int, min_size: int = MIN_LADDER_SIZE, fallback: Level | Non
 # The matte's error against the result's age, measured (scripts/eval_levels.py on the nine ground-
 # truth clips, RVM, results landing a fixed number of frames after their input; README: "What
 # each level costs in quality"): mean MAD x1e3 = base + per_frame x the results' mean age in
-# frames, by network size as a share of the preset's. A fallback model's matte: FALLBACK_MAD.
-QUALITY = {1.0: (3.64, 0.80), 0.75: (4.82, 0.57), 0.5: (7.68, 0.55)}
+# frames, by network size as a share of the preset's, fitted by least squares to every level
+# measured with results up to 5.3 frames old, waiting or not (within 0.31 of each). Fitted first
+# to ages up to 2.3 at 288 and 192 px, the slopes were 0.57 and 0.55, and a 288 px call every
+# third frame, 5.5 frames old on one core, was predicted 8.0, level with 192 px waiting; it
+# measured 8.7 against 7.95 (23.6 against 10.6 on the clip with the fast swing).
+# A fallback model's matte: FALLBACK_MAD.
+QUALITY = {1.0: (3.56, 0.84), 0.75: (4.59, 0.77), 0.5: (7.45, 0.79)}
 FALLBACK_MAD = (11.1, 0.3)
 
 
@@ -166,8 +171,10 @@ class Sample:
     frame thread spent on frames (not waiting for one; a keyframe's wait for its result included);
     cpu_s: CPU seconds of the matte's threads (capture, frames, model, output; not the encoders');
     model_cpu_s: of those, the model thread's;
-    latency_p95_ms: capture-to-output p95 over the last window (None before the first output);
-    age_p95: the p95 of the recent frames' result ages, frames (None before the first);
+    latency_p95_ms: capture-to-output p95 that lasted the last two windows, the lower of their
+    p95s (:meth:`~livematte.runtime.stats.Stats.recent_latency_p95`; None before the first output);
+    age_p95: the recent frames' result age p95 that lasted the last two windows, frames (None
+    before the first);
     waited_s: of busy_s, the seconds the frame thread waited for keyframes' results;
     finish_busy_s: seconds the finish thread spent working.
     """
@@ -292,7 +299,15 @@ class Governor:
             self._frame_ms = frame_ms[2] if len(frame_ms) > 2 else frame_ms[0]
             index = None
             if frame_ms[0] <= START_SHARE * self.period_s * 1e3:
-                index = self._best(START_SHARE)
+                # On one core, a level whose keyframes wait where one fits: a call that no
+                # frame waits for runs in what the frames leave of the core, a share the warm-up
+                # cannot see (it put the rest at 13-14 ms a frame; live it was 22), so its results
+                # came 5 frames old where 3 were predicted. A waiting call has the core whatever
+                # the rest, and the first window measures the rest for the decisions after it.
+                # Where none fits, the best level that does, as on more cores.
+                index = self._best(START_SHARE, waiting_only=self.cores < 2)
+                if index is None:
+                    index = self._best(START_SHARE)
             self._index = index if index is not None else self._cheapest()
             reason = (f"calibrated: {_model_ms_text(model_ms)}; the rest {frame_ms[0]:.0f} ms a frame, "
                       f"{frame_ms[1]:.0f} ms with the output")
@@ -383,17 +398,19 @@ class Governor:
         """Seconds after its capture at which a keyframe stops waiting for its own result."""
         return WAIT_GIVE_UP * self.latency_ms / 1e3
 
-    def _best(self, share: float, cheaper_than: float | None = None, shorter_waits_than: Level | None = None
-              ) -> int | None:
+    def _best(self, share: float, cheaper_than: float | None = None, shorter_waits_than: Level | None = None,
+              waiting_only: bool = False) -> int | None:
         """The index of the level with the best predicted matte among those that fit within ``share``
         of the capacity (and cost under ``cheaper_than`` % of a core, and where they wait, wait for
-        calls at most :data:`DOWN_TO` of ``shorter_waits_than``'s); None when none does."""
+        calls at most :data:`DOWN_TO` of ``shorter_waits_than``'s; and with ``waiting_only``, whose
+        keyframes wait); None when none does."""
         def waits_less(level: Level) -> bool:
             if shorter_waits_than is None or not level.waits:
                 return True
             return self._model_cost(level)[0] <= DOWN_TO * self._model_cost(shorter_waits_than)[0]
 
         fitting = [i for i, level in enumerate(self.levels) if self._fits(level, share) and waits_less(level)
+                   and (level.waits or not waiting_only)
                    and (cheaper_than is None or self._predicted_cpu(level) < cheaper_than)]
         return min(fitting, key=lambda i: (self._quality(self.levels[i]), i)) if fitting else None
 
