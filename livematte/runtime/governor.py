@@ -133,8 +133,8 @@ def ladder(top_size: int, min_size: int = MIN_LADDER_SIZE, fallback: Level | Non
 # frames, by network size as a share of the preset's, fitted by least squares to every level
 # measured with results up to 5.3 frames old, waiting or not (within 0.31 of each). Fitted first
 # to ages up to 2.3 at 288 and 192 px, the slopes were 0.57 and 0.55, and a 288 px call every
-# third frame, 5.5 frames old on one core, was predicted 8.0, level with 192 px waiting; it
-# measured 8.7 against 7.95 (23.6 against 10.6 on the clip with the fast swing).
+# third frame, 5.5 frames old on one core, was predicted 7.96, level with 192 px waiting; 288 px
+# 5.3 frames old measures 8.67 against 7.95 (23.55 against 10.57 on the clip with a fast swing).
 # A fallback model's matte: FALLBACK_MAD.
 QUALITY = {1.0: (3.56, 0.84), 0.75: (4.59, 0.77), 0.5: (7.45, 0.79)}
 FALLBACK_MAD = (11.1, 0.3)
