@@ -38,6 +38,7 @@ class Machine:
     rest: float = 40.0
     speed: float = 1.0
     latency_ms: float = 30.0
+    starve: float = 1.0  # on one core, a call no frame waits for gets this much less than the rest leaves
     jitter: float = 0.0  # each window's speed varies by up to this fraction, seeded
     rng: random.Random = field(default_factory=lambda: random.Random(1))
     frames_in: int = 0
@@ -63,6 +64,8 @@ class Machine:
             # A keyframe's frames wait for its call: where the whole matte fits the cores, the call
             # shares its core with the capture and the output only
             share = max(0.05, min(1.0, self.cores - 0.4 * rest / 100.0))
+        elif self.cores < 2:
+            share /= self.starve
         wall = cpu / share
         calls = min(FPS / level.stride, 1e3 / wall)
         busy = 0.6 * rest / 100.0 / min(1.0, self.cores)  # the frame thread's share of the rest
@@ -168,6 +171,24 @@ def test_keyframes_wait_only_where_the_call_and_the_rest_fit_the_latency_and_the
     assert not tight.level.waits
 
 
+def test_on_one_core_calls_starved_behind_the_frames_do_not_make_the_waited_for_calls_look_slow():
+    # One core, the rest 45 % of it: the calls no frame waits for get a quarter of what the rest
+    # leaves (live, 192 px calls of 12 ms left results 11-16 frames old at p50 where 2-3 were
+    # predicted); a keyframe's call has the core
+    governor = Governor(ladder(384), PERIOD, cores=1)
+    machine = Machine(top_ms=25, rest=45, cores=1, starve=4.0)
+    governor.calibrate(warm_up_costs(machine, governor.levels), (8.0, 15.0))
+    waiting, starved = Level(288, 2, waits=True), Level(288, 2)
+    before = governor._model_cost(waiting)[0], governor._model_cost(starved)[0]
+    window = machine.window(starved)
+    for _ in range(30):
+        governor.model_cost(starved, window["wall"], window["cpu"])
+    # Then a call no frame waits for is priced as slow as they were, and a keyframe's as before
+    waiting_ms, starved_ms = governor._model_cost(waiting)[0], governor._model_cost(starved)[0]
+    assert starved_ms == pytest.approx(window["wall"], rel=0.1) and starved_ms >= 3 * before[1]
+    assert waiting_ms == pytest.approx(before[0], rel=0.05)
+
+
 def test_a_waiting_level_over_its_latency_steps_to_one_that_waits_less():
     # Held at 384 px every second frame, waiting; the keyframes' latency p95 reads 90 ms (over 85 %
     # of the 100 ms target, under the target itself)
@@ -216,10 +237,12 @@ def test_a_cpu_budget_holds_the_best_level_it_allows(top_ms, rest):
 
 def test_a_slow_machine_on_one_core_settles_within_seconds_on_a_level_that_fits_and_stays():
     # AVX2 only: 95 ms a 384 px call; one core, the rest of the matte 45 % of it
+    # (no warm-up here: the calls of the first half-second, which no frame waits for, are not
+    # priced, their share of the core being unknown until the first window)
     governor, machine = Governor(ladder(384), PERIOD, cores=1), Machine(top_ms=95, rest=45, cores=1)
     end = machine.run(governor, 10, 0.0)
     timeline = [f"{c.time:.1f} {c.level} {c.reason}" for c in governor.timeline]
-    assert governor.timeline[1].time <= 3.0, timeline
+    assert governor.timeline[1].time <= 3.5, timeline
     w = machine.window(governor.level)
     assert w["rest"] + w["model_percent"] <= 100.0, timeline
     changes = len(governor.timeline)

@@ -240,6 +240,10 @@ class Governor:
         self._model_ms: dict[tuple[str, int, bool], tuple[float, float]] = {}
         self._slowdown = 1.0
         self._stretch = 1.0  # the recent calls' wall / CPU against the first ones'
+        # One core: the recent calls no frame waited for, their wall against what the share of the
+        # core the rest leaves predicts (_behind_frames); learnt apart from _stretch, so that calls
+        # starved behind the frames do not make the waited-for calls look slow too.
+        self._behind_stretch = 1.0
         self._rest_percent: float | None = None  # the matte's CPU besides the model, % of a core
         self._rest_measured = False  # _rest_percent is the run's own figure, not the warm-up's
         self._frame_ms: float | None = None  # the frame thread's ms a frame, waits for results left out
@@ -294,7 +298,7 @@ class Governor:
         with self._lock:
             for level, costs in model_ms.items():
                 self._model_ms[self.cost_key(level)] = costs
-            self._slowdown = self._stretch = 1.0
+            self._slowdown = self._stretch = self._behind_stretch = 1.0
             self._rest_percent = frame_ms[1] / (self.period_s * 10.0)
             self._frame_ms = frame_ms[2] if len(frame_ms) > 2 else frame_ms[0]
             index = None
@@ -317,12 +321,19 @@ class Governor:
     def model_cost(self, level: Level, wall_ms: float, cpu_ms: float) -> None:
         """One model call at ``level``: its wall and CPU ms on the model thread."""
         with self._lock:
+            if self.cores < 2 and not level.waits and self._rest_percent is None:
+                return  # behind the frames, by a share not known yet (no warm-up, no window yet)
             key = self.cost_key(level)
             if key in self._model_ms:
                 wall, cpu = self._model_ms[key]
                 self._slowdown = 0.8 * self._slowdown + 0.2 * cpu_ms / cpu
-                stretch = (wall_ms / self._behind_frames(level) / max(cpu_ms, 1e-3)) / (wall / cpu)
-                self._stretch = 0.8 * self._stretch + 0.2 * stretch
+                stretch = (wall_ms / max(cpu_ms, 1e-3)) / (wall / cpu)
+                behind = self._behind_frames(level)
+                if behind > 1.0:
+                    seen = stretch / (self._stretch * behind / self._behind_stretch)
+                    self._behind_stretch = 0.8 * self._behind_stretch + 0.2 * seen
+                else:
+                    self._stretch = 0.8 * self._stretch + 0.2 * stretch
             else:
                 self._model_ms[key] = (wall_ms / (self._slowdown * self._stretch * self._behind_frames(level)),
                                        cpu_ms / self._slowdown)
@@ -348,11 +359,13 @@ class Governor:
     def _behind_frames(self, level: Level) -> float:
         """How much longer a call at ``level`` takes for running behind the frames: on one core, a
         call that no frame waits for runs (at nice 10) in what they leave of the core, 1 / (1 - the
-        rest's share); 288 px, 27 ms of CPU, took 139 ms there beside a rest of 65 %. 1 elsewhere:
-        on more cores the model has one of its own, and on one a keyframe's frames wait for its call."""
+        rest's share), times how much longer the recent such calls took than that (288 px, 27 ms
+        of CPU, took 139 ms there beside a rest of 65 %; 192 px calls of 12 ms left results 11-16
+        frames old at p50 where 2-3 were predicted). 1 elsewhere: on more cores the model has one
+        of its own, and on one a keyframe's frames wait for its call."""
         if self.cores >= 2 or level.waits or self._rest_percent is None:
             return 1.0
-        return 100.0 / max(10.0, 100.0 - self._rest_percent)
+        return 100.0 / max(10.0, 100.0 - self._rest_percent) * self._behind_stretch
 
     def calls_per_s(self, level: Level) -> float | None:
         """The model calls a second at ``level``: one every ``stride`` frames, or back to back
