@@ -12,14 +12,12 @@ of the machine mid-trace.
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import dataclass, field
 
 import pytest
 
 from livematte.runtime.governor import (BETTER_BY, FAILED_WITHIN_S, WAIT_BUSY, WAIT_LATENCY, WAIT_REST, Governor, Level,
                                         Sample, WINDOW_S, ladder, predicted_mad, result_ages)
-from livematte.runtime.stats import Stats
 
 FPS = 30.0
 PERIOD = 1 / FPS
@@ -304,24 +302,6 @@ def test_latency_over_the_target_steps_down():
     machine.run(governor, 3, 0.0)
     first = governor.timeline[1]
     assert first.reason.startswith("latency") and first.level != Level(384, 1) and first.time <= 1.5
-
-
-def test_the_latency_and_age_the_governor_reads_are_those_that_lasted_both_half_seconds():
-    stats = Stats()
-
-    def outputs(latency_ms: float, age: int, count: int = 15) -> None:
-        for _ in range(count):
-            stats.output(time.perf_counter() - latency_ms / 1e3, age=age)
-
-    assert stats.recent_latency_p95() is None and stats.recent_age_p95() is None
-    outputs(110.0, 8)  # a burst: the stream's first frames, behind its first calls
-    assert stats.recent_latency_p95() >= 110.0 and stats.recent_age_p95() == 8
-    outputs(40.0, 1)  # then on time: the burst was not the level's
-    assert 40.0 <= stats.recent_latency_p95() < 50.0 and stats.recent_age_p95() == 1
-    outputs(105.0, 6)
-    assert stats.recent_latency_p95() < 50.0
-    outputs(105.0, 6)  # late through both half-seconds: the level's
-    assert stats.recent_latency_p95() >= 105.0 and stats.recent_age_p95() == 6
 
 
 def test_decisions_wait_for_the_first_window_and_nothing_moves_before_the_settle_time():

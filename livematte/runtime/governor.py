@@ -171,10 +171,8 @@ class Sample:
     frame thread spent on frames (not waiting for one; a keyframe's wait for its result included);
     cpu_s: CPU seconds of the matte's threads (capture, frames, model, output; not the encoders');
     model_cpu_s: of those, the model thread's;
-    latency_p95_ms: capture-to-output p95 that lasted the last two windows, the lower of their
-    p95s (:meth:`~livematte.runtime.stats.Stats.recent_latency_p95`; None before the first output);
-    age_p95: the recent frames' result age p95 that lasted the last two windows, frames (None
-    before the first);
+    latency_p95_ms: capture-to-output p95 over the last window (None before the first output);
+    age_p95: the p95 of the recent frames' result ages, frames (None before the first);
     waited_s: of busy_s, the seconds the frame thread waited for keyframes' results;
     finish_busy_s: seconds the finish thread spent working.
     """

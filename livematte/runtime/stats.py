@@ -113,15 +113,17 @@ class Stats:
     def dropped_total(self) -> int:
         return self._dropped_fn()
 
-    def recent_latency_p95(self, frames: int = 15) -> float | None:
-        """The latency p95 that lasted the last ``frames`` fresh frames and the ``frames`` before
-        them (the lower of their p95s), ms; None before the first frame."""
-        return _lasting_p95(self._lock, self._latency_ms, frames)
+    def recent_latency_p95(self, frames: int = 30) -> float | None:
+        """Latency p95 of the last ``frames`` fresh frames, ms; None before the first."""
+        with self._lock:
+            recent = list(self._latency_ms)[-frames:]
+        return float(np.percentile(recent, 95)) if recent else None
 
-    def recent_age_p95(self, frames: int = 15) -> float | None:
-        """The result age p95 that lasted the last ``frames`` fresh frames and the ``frames``
-        before them, frames; None before the first."""
-        return _lasting_p95(self._lock, self._ages, frames)
+    def recent_age_p95(self, frames: int = 30) -> float | None:
+        """The p95 of the last ``frames`` fresh frames' result ages, frames; None before the first."""
+        with self._lock:
+            recent = list(self._ages)[-frames:]
+        return float(np.percentile(recent, 95)) if recent else None
 
     def snapshot(self) -> dict:
         """The ``--stats-json`` schema.
@@ -223,15 +225,3 @@ class Stats:
     def write_json(self, path: Path) -> None:
         """The :meth:`snapshot` as JSON, written atomically."""
         write_atomically(path, (json.dumps(self.snapshot(), indent=2) + "\n").encode())
-
-
-def _lasting_p95(lock: threading.Lock, values, frames: int) -> float | None:
-    """The lower of the p95s of the last ``frames`` of ``values`` and of the ``frames`` before
-    them (of what there is; None when empty): what lasted both half-seconds. A burst in one (the
-    stream's first calls, a hiccup of the machine) is not the level's: on one core the first
-    frames waited 85-113 ms behind the stream's first calls, and one p95 over the last 30 frames
-    took them for the level's at the first decision."""
-    with lock:
-        recent = list(values)[-2 * frames:]
-    halves = [half for half in (recent[:-frames], recent[-frames:]) if half]
-    return min(float(np.percentile(half, 95)) for half in halves) if halves else None
