@@ -303,10 +303,10 @@ class Governor:
             if frame_ms[0] <= START_SHARE * self.period_s * 1e3:
                 # On one core, a level whose keyframes wait where one fits: a call that no
                 # frame waits for runs in what the frames leave of the core, a share the warm-up
-                # cannot see (it put the rest at 13-14 ms a frame; live it was 22), so its results
-                # came 5 frames old where 3 were predicted. A waiting call has the core whatever
-                # the rest, and the first window measures the rest for the decisions after it.
-                # Where none fits, the best level that does, as on more cores.
+                # cannot see (it put the rest at 13-14 ms a frame; live it was 22), so its
+                # results came 5 frames old at p50 where a lag of 3 was predicted. A waiting
+                # call has the core whatever the rest, and the first window measures the rest
+                # for the decisions after it. Where none fits, the best level that does.
                 index = self._best(START_SHARE, waiting_only=self.cores < 2)
                 if index is None:
                     index = self._best(START_SHARE)
