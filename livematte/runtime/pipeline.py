@@ -28,8 +28,8 @@ model takes waits for its own result, up to the governor's give-up time after it
 the frames between are moved from it. The frames before a stream's first result has landed are
 dropped: there is no matte for them yet. The model thread takes the newest frame whenever it is
 free and the level's stride allows, or at once when the flow could not explain a frame (not where
-keyframes wait: there it takes only a keyframe, which waits for it); on one core it runs at a lower priority (``MODEL_NICE``), so the frames go first
-and the model takes what is left.
+keyframes wait: there it takes only a keyframe, which waits for it); on one core it runs at a
+lower priority (``MODEL_NICE``), so the frames go first and the model takes what is left.
 
 Live pipelines use small fresh-frame buffers for ``captured`` and ``matted`` (a frame that has
 waited longer than ``max_lag`` is dropped, never processed late); offline pipelines use bounded
