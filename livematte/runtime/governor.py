@@ -319,16 +319,15 @@ class Governor:
     def model_cost(self, level: Level, wall_ms: float, cpu_ms: float) -> None:
         """One model call at ``level``: its wall and CPU ms on the model thread."""
         with self._lock:
-            if self.cores < 2 and not level.waits and self._rest_percent is None:
+            if self._runs_behind(level) and self._rest_percent is None:
                 return  # behind the frames, by a share not known yet (no warm-up, no window yet)
             key = self.cost_key(level)
             if key in self._model_ms:
                 wall, cpu = self._model_ms[key]
                 self._slowdown = 0.8 * self._slowdown + 0.2 * cpu_ms / cpu
                 stretch = (wall_ms / max(cpu_ms, 1e-3)) / (wall / cpu)
-                behind = self._behind_frames(level)
-                if behind > 1.0:
-                    seen = stretch / (self._stretch * behind / self._behind_stretch)
+                if self._runs_behind(level):
+                    seen = stretch / (self._stretch * self._rest_leaves())
                     self._behind_stretch = 0.8 * self._behind_stretch + 0.2 * seen
                 else:
                     self._stretch = 0.8 * self._stretch + 0.2 * stretch
@@ -361,9 +360,17 @@ class Governor:
         of CPU, took 139 ms there beside a rest of 65 %; 192 px calls of 12 ms left results 11-16
         frames old at p50 where 2-3 were predicted). 1 elsewhere: on more cores the model has one
         of its own, and on one a keyframe's frames wait for its call."""
-        if self.cores >= 2 or level.waits or self._rest_percent is None:
+        if not self._runs_behind(level) or self._rest_percent is None:
             return 1.0
-        return 100.0 / max(10.0, 100.0 - self._rest_percent) * self._behind_stretch
+        return self._rest_leaves() * self._behind_stretch
+
+    def _runs_behind(self, level: Level) -> bool:
+        """Whether a call at ``level`` runs behind the frames: on one core, no frame waiting for it."""
+        return self.cores < 2 and not level.waits
+
+    def _rest_leaves(self) -> float:
+        """1 / the share of one core the rest of the matte leaves the model (at least a tenth)."""
+        return 100.0 / max(10.0, 100.0 - self._rest_percent)
 
     def calls_per_s(self, level: Level) -> float | None:
         """The model calls a second at ``level``: one every ``stride`` frames, or back to back
