@@ -154,14 +154,14 @@ def still_engine(matter: Matter) -> Engine:
     return Engine(matter, SmoothingSettings(enabled=False))
 
 
-def live_engine(config: Config, matter: Matter, source, compositor: Compositor, *, governed: bool,
-                fallback: Matter | None = None, waiting: WaitingModel | None = None) -> Engine:
+def live_engine(config: Config, loaded: Models, source, compositor: Compositor, *, governed: bool) -> Engine:
     """The engine of a live run (``livematte live``, ``bench --realtime``) of ``source`` (``width``,
-    ``height``, ``fps``) on ``matter``, warmed up; ``governed``: with the live governor (its last
-    rung ``fallback``; ``waiting``, the copy for keyframes that wait), calibrated on this machine
-    with ``compositor``'s cost."""
+    ``height``, ``fps``) on ``loaded`` (:func:`load_models`'), warmed up; ``governed``: with the
+    live governor (its last rung the fallback; the waiting copy for keyframes that wait),
+    calibrated on this machine with ``compositor``'s cost."""
     from .runtime.governor import for_live
 
+    matter, fallback, waiting = loaded
     governor = for_live(config.live, matter, source, fallback, wide_waits=waiting is not None) if governed else None
     built = engine(config, matter, governor=governor, fallback=fallback if governed else None, waiting=waiting)
     seconds = built.warm_up(source.width, source.height, composite=compositor.composite)

@@ -80,9 +80,8 @@ def main() -> int:
         compositor = assembly.compositor(settings)
         stack.callback(compositor.close)
         governed = args.realtime and settings.live.adapt
-        matter, fallback, waiting = assembly.load_models(settings, stack, governed=governed)
-        engine = assembly.live_engine(settings, matter, source, compositor, governed=governed, fallback=fallback,
-                                      waiting=waiting)
+        loaded = assembly.load_models(settings, stack, governed=governed)
+        engine = assembly.live_engine(settings, loaded, source, compositor, governed=governed)
         stats.governor = engine.governor
         threads_before = threading.active_count()
         started = time.perf_counter()

@@ -211,13 +211,13 @@ def run_preset(config, source_path: str, *, frames: int, realtime: bool, encode:
         stack.callback(compositor.close)
         # Played as a camera, the run is governed as ``livematte live`` governs it.
         governed = realtime and config.live.adapt
-        matter, fallback, waiting = assembly.load_models(config, stack, governed=governed)
+        loaded = assembly.load_models(config, stack, governed=governed)
+        matter = loaded.matter
         stats = Stats(window=max(2000, frames + 16))
         # Decode time is measured on the capture thread, as the ``decode`` stage.
         source = FileSource(source_path, realtime=realtime, on_decode=lambda ms: stats.stage("decode", ms))
         stack.callback(source.close)
-        engine = assembly.live_engine(config, matter, source, compositor, governed=governed, fallback=fallback,
-                                       waiting=waiting)
+        engine = assembly.live_engine(config, loaded, source, compositor, governed=governed)
         stats.governor = engine.governor
         load_s = time.perf_counter() - loading
         kind = sinks.FILE if encode else sinks.NULL

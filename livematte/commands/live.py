@@ -118,9 +118,8 @@ def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threadi
         assembly.check_alpha_support(compositor, sink)
         # A file played flat out has no rate to hold: every frame gets the model, as offline.
         governed = config.live.adapt and source.live
-        matter, fallback, waiting = assembly.load_models(config, stack, governed=governed, matter=matter)
-        engine = assembly.live_engine(config, matter, source, compositor, governed=governed, fallback=fallback,
-                                      waiting=waiting)
+        loaded = assembly.load_models(config, stack, governed=governed, matter=matter)
+        engine = assembly.live_engine(config, loaded, source, compositor, governed=governed)
         stats.governor = engine.governor
         if kind.window:
             sink.on_key = _background_cycler(compositor, config.output.background)
@@ -132,7 +131,7 @@ def run_live_job(job: LiveJob, matter=None, *, camera_opener=None, stop: threadi
         if job.watch_background is not None:
             stack.enter_context(BackgroundWatcher(job.watch_background, compositor))
         background = f"from {job.watch_background}" if job.watch_background else compositor.background.spec
-        control = _serve_web(stack, job, config, compositor, source, stats, matter, governed, fallback, waiting)
+        control = _serve_web(stack, job, config, compositor, source, stats, loaded, governed)
         log.info("live: %s %dx%d at %.3g fps -> %s, preset %s, background %s", source.name, source.width,
                  source.height, source.fps, job.sink, config.preset, background)
         # The run sets ``stop`` before it joins its threads: a camera waiting out an outage
@@ -161,7 +160,7 @@ class _Sized:
 
 
 def _serve_web(stack: contextlib.ExitStack, job: LiveJob, config: Config, compositor: Compositor, source,
-               stats: Stats, matter, governed: bool, fallback, waiting):
+               stats: Stats, loaded: assembly.Models, governed: bool):
     """With ``--web`` (or ``--sink web``): the page's server, entered on ``stack``, its two addresses
     printed; -> the run's control, or None without a page. The control builds an engine for a new
     preset or model size as the run built its first, on the same models."""
@@ -173,11 +172,13 @@ def _serve_web(stack: contextlib.ExitStack, job: LiveJob, config: Config, compos
     uploads = Path(tempfile.mkdtemp(prefix="livematte-web-"))
     stack.callback(shutil.rmtree, uploads, ignore_errors=True)
 
+    matter, waiting = loaded.matter, loaded.waiting
+
     def build_engine(tuned: Config) -> Engine:
         size = tuned.model.size_for(matter.name)
         sized_waiting = None if waiting is None else dataclasses.replace(waiting, matter=_Sized(waiting.matter, size))
-        engine = assembly.live_engine(tuned, _Sized(matter, size), source, compositor, governed=governed,
-                                      fallback=fallback, waiting=sized_waiting)
+        sized = loaded._replace(matter=_Sized(matter, size), waiting=sized_waiting)
+        engine = assembly.live_engine(tuned, sized, source, compositor, governed=governed)
         stats.governor = engine.governor
         return engine
 
