@@ -10,7 +10,11 @@ on a model made slower than the camera, and check every matte it wrote.
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import subprocess
+import sys
 import time
 
 import cv2
@@ -524,3 +528,19 @@ def test_the_warm_up_prices_each_size_by_its_quickest_call_not_one_slowed_by_the
     reason = governor.timeline[0].reason
     prices = [float(ms) for ms in re.findall(r"(\d+(?:\.\d+)?) ms", reason.split(";")[0])]
     assert len(prices) == 3 and max(prices) < 150, reason
+
+
+def test_a_live_run_on_one_core_holds_only_levels_whose_keyframes_wait(shared_data, rvm_weights, tmp_path):
+    # On one core a call that no frame waits for runs in what the frames leave of the core, and
+    # its results came 14-20 frames old: every level there waits, the fallback's too
+    if shutil.which("taskset") is None:
+        pytest.skip("no taskset")
+    clip, stats = shared_data / "clips" / "s18.mp4", tmp_path / "stats.json"
+    subprocess.run(["taskset", "-c", "0", sys.executable, "-m", "livematte", "live", "--source", str(clip),
+                    "--realtime", "--sink", "null", "--frames", "60", "--stats-json", str(stats)],
+                   check=True, capture_output=True, timeout=300)
+    governor = json.loads(stats.read_text())["governor"]
+    ladder = list(governor["predicted"])
+    assert len(ladder) == 13 and ladder[-1].startswith("selfie"), ladder
+    assert all(level.endswith(", waits") for level in ladder), ladder
+    assert all(change.get("waits") for change in governor["timeline"]), governor["timeline"]

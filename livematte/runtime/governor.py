@@ -11,8 +11,8 @@ own picture and the frames between from a result one to ``stride - 1`` frames ol
 age costs more matte than anything else here (a frame's own 384 px result gives MAD 3.64, one a
 frame old 4.45: README, What each level costs in quality), so where a call and the rest of a
 frame's work fit well within the latency target, waiting buys the better matte for a latency of
-one call. :func:`ladder` lists the levels: three network sizes, four strides, waiting or not,
-and the fallback.
+one call. :func:`ladder` lists the levels: three network sizes, four strides, waiting or not (on
+one core, waiting only), and the fallback.
 
 What a level costs is CPU: the model thread's (one call's CPU ms times the calls a second it
 makes: ``fps / stride``, or as many as it can when its calls take longer) plus the rest of the
@@ -110,20 +110,29 @@ class Level:
         return f"{self.model + ' ' if self.model else ''}{self.size}px {every}{', waits' if self.waits else ''}"
 
 
-def ladder(top_size: int, min_size: int = MIN_LADDER_SIZE, fallback: Level | None = None) -> list[Level]:
+def ladder(top_size: int, min_size: int = MIN_LADDER_SIZE, fallback: Level | None = None,
+           waiting_only: bool = False) -> list[Level]:
     """The levels the governor chooses from: the preset's size (``top_size``) and 0.75x and 0.5x
     of it, each taking a frame whenever free or at most every 2, 3 or 4 frames, with its
-    keyframes waiting for their own results or not, top first; ``fallback``, a faster model's
-    level, last. Which is best depends on the machine: a smaller network whose results land
-    sooner can beat a larger one whose results are older (:func:`predicted_mad`), and a level
-    whose keyframes wait fits only where a call lands within the latency allowed
-    (:meth:`Governor._waiting_fits`)."""
+    keyframes waiting for their own results or not (``waiting_only``: waiting, the fallback's
+    too), top first; ``fallback``, a faster model's level, last. Which is best depends on the
+    machine: a smaller network whose results land sooner can beat a larger one whose results are
+    older (:func:`predicted_mad`), and a level whose keyframes wait fits only where a call lands
+    within the latency allowed (:meth:`Governor._waiting_fits`).
+
+    A live run on one core takes ``waiting_only``: there a call that no frame waits for runs (at
+    nice 10) in what the frames leave of the core, and its results were 14-20 frames old at p50
+    (288 px every third frame, 192 px every fourth, Selfie: MAD 10-27 on the clips where a run
+    held one), where a waited-for call has the core and its results are a stride old at most."""
     sizes = [top_size]
     for factor in (0.75, 0.5):
         size = max(min_size, int(round(top_size * factor / 16)) * 16)
         if size < sizes[-1]:
             sizes.append(size)
-    levels = [Level(size, stride, "", waits) for size in sizes for stride in (1, 2, 3, 4) for waits in (False, True)]
+    waiting = (True,) if waiting_only else (False, True)
+    levels = [Level(size, stride, "", waits) for size in sizes for stride in (1, 2, 3, 4) for waits in waiting]
+    if fallback is not None and waiting_only:
+        fallback = Level(fallback.size, fallback.stride, fallback.model, True)
     return levels + ([fallback] if fallback is not None else [])
 
 
@@ -222,6 +231,7 @@ class Governor:
         self.max_cpu_default = max_cpu_default
         self.cores = cores
         self.wide_waits = wide_waits
+        self._every_level_waits = all(level.waits for level in levels)
         self._lock = threading.Lock()
         self._index = 0
         self._start = start
@@ -238,10 +248,6 @@ class Governor:
         self._model_ms: dict[tuple[str, int, bool], tuple[float, float]] = {}
         self._slowdown = 1.0
         self._stretch = 1.0  # the recent calls' wall / CPU against the first ones'
-        # One core: the recent calls no frame waited for, their wall against what the share of the
-        # core the rest leaves predicts (_behind_frames); learnt apart from _stretch, so that calls
-        # starved behind the frames do not make the waited-for calls look slow too.
-        self._behind_stretch = 1.0
         self._rest_percent: float | None = None  # the matte's CPU besides the model, % of a core
         self._rest_measured = False  # _rest_percent is the run's own figure, not the warm-up's
         self._frame_ms: float | None = None  # the frame thread's ms a frame, waits for results left out
@@ -296,20 +302,12 @@ class Governor:
         with self._lock:
             for level, costs in model_ms.items():
                 self._model_ms[self.cost_key(level)] = costs
-            self._slowdown = self._stretch = self._behind_stretch = 1.0
+            self._slowdown = self._stretch = 1.0
             self._rest_percent = frame_ms[1] / (self.period_s * 10.0)
             self._frame_ms = frame_ms[2] if len(frame_ms) > 2 else frame_ms[0]
             index = None
             if frame_ms[0] <= START_SHARE * self.period_s * 1e3:
-                # On one core, a level whose keyframes wait where one fits: a call that no
-                # frame waits for runs in what the frames leave of the core, a share the warm-up
-                # cannot see (it put the rest at 13-14 ms a frame; live it was 22), so its
-                # results came 5 frames old at p50 where a lag of 3 was predicted. A waiting
-                # call has the core whatever the rest, and the first window measures the rest
-                # for the decisions after it. Where none fits, the best level that does.
-                index = self._best(START_SHARE, waiting_only=self.cores < 2)
-                if index is None:
-                    index = self._best(START_SHARE)
+                index = self._best(START_SHARE)
             self._index = index if index is not None else self._cheapest()
             reason = (f"calibrated: {_model_ms_text(model_ms)}; the rest {frame_ms[0]:.0f} ms a frame, "
                       f"{frame_ms[1]:.0f} ms with the output")
@@ -319,27 +317,19 @@ class Governor:
     def model_cost(self, level: Level, wall_ms: float, cpu_ms: float) -> None:
         """One model call at ``level``: its wall and CPU ms on the model thread."""
         with self._lock:
-            if self._runs_behind(level) and self._rest_percent is None:
-                return  # behind the frames, by a share not known yet (no warm-up, no window yet)
             key = self.cost_key(level)
             if key in self._model_ms:
                 wall, cpu = self._model_ms[key]
                 self._slowdown = 0.8 * self._slowdown + 0.2 * cpu_ms / cpu
-                stretch = (wall_ms / max(cpu_ms, 1e-3)) / (wall / cpu)
-                if self._runs_behind(level):
-                    seen = stretch / (self._stretch * self._rest_leaves())
-                    self._behind_stretch = 0.8 * self._behind_stretch + 0.2 * seen
-                else:
-                    self._stretch = 0.8 * self._stretch + 0.2 * stretch
+                self._stretch = 0.8 * self._stretch + 0.2 * (wall_ms / max(cpu_ms, 1e-3)) / (wall / cpu)
             else:
-                self._model_ms[key] = (wall_ms / (self._slowdown * self._stretch * self._behind_frames(level)),
-                                       cpu_ms / self._slowdown)
+                self._model_ms[key] = (wall_ms / (self._slowdown * self._stretch), cpu_ms / self._slowdown)
 
     def _model_cost(self, level: Level) -> tuple[float, float] | None:
         """One model call's (wall, CPU) ms at ``level`` now: measured, or scaled by area from the
         nearest size measured for the same model; None before any. The wall ms is stretched by
         how much longer than their CPU time the recent calls took against the first ones (a model
-        thread that gets less than a core, beside the frames, than :meth:`_behind_frames` says)."""
+        thread that gets less than a core, beside the frames)."""
         key = self.cost_key(level)
         if key in self._model_ms:
             wall, cpu = self._model_ms[key]
@@ -351,26 +341,7 @@ class Governor:
             nearest = min(seen, key=lambda s: abs(s - level.size))
             scale = (level.size / nearest) ** 2 * self._slowdown
             wall, cpu = self._model_ms[(key[0], nearest, key[2])]
-        return wall * scale * self._stretch * self._behind_frames(level), cpu * scale
-
-    def _behind_frames(self, level: Level) -> float:
-        """How much longer a call at ``level`` takes for running behind the frames: on one core, a
-        call that no frame waits for runs (at nice 10) in what they leave of the core, 1 / (1 - the
-        rest's share), times how much longer the recent such calls took than that (288 px, 27 ms
-        of CPU, took 139 ms there beside a rest of 65 %; 192 px calls of 12 ms left results 11-16
-        frames old at p50 where 2-3 were predicted). 1 elsewhere: on more cores the model has one
-        of its own, and on one a keyframe's frames wait for its call."""
-        if not self._runs_behind(level) or self._rest_percent is None:
-            return 1.0
-        return self._rest_leaves() * self._behind_stretch
-
-    def _runs_behind(self, level: Level) -> bool:
-        """Whether a call at ``level`` runs behind the frames: on one core, no frame waiting for it."""
-        return self.cores < 2 and not level.waits
-
-    def _rest_leaves(self) -> float:
-        """1 / the share of one core the rest of the matte leaves the model (at least a tenth)."""
-        return 100.0 / max(10.0, 100.0 - self._rest_percent)
+        return wall * scale * self._stretch, cpu * scale
 
     def calls_per_s(self, level: Level) -> float | None:
         """The model calls a second at ``level``: one every ``stride`` frames, or back to back
@@ -416,19 +387,17 @@ class Governor:
         """Seconds after its capture at which a keyframe stops waiting for its own result."""
         return WAIT_GIVE_UP * self.latency_ms / 1e3
 
-    def _best(self, share: float, cheaper_than: float | None = None, shorter_waits_than: Level | None = None,
-              waiting_only: bool = False) -> int | None:
+    def _best(self, share: float, cheaper_than: float | None = None,
+              shorter_waits_than: Level | None = None) -> int | None:
         """The index of the level with the best predicted matte among those that fit within ``share``
         of the capacity (and cost under ``cheaper_than`` % of a core, and where they wait, wait for
-        calls at most :data:`DOWN_TO` of ``shorter_waits_than``'s; and with ``waiting_only``, whose
-        keyframes wait); None when none does."""
+        calls at most :data:`DOWN_TO` of ``shorter_waits_than``'s); None when none does."""
         def waits_less(level: Level) -> bool:
             if shorter_waits_than is None or not level.waits:
                 return True
             return self._model_cost(level)[0] <= DOWN_TO * self._model_cost(shorter_waits_than)[0]
 
         fitting = [i for i, level in enumerate(self.levels) if self._fits(level, share) and waits_less(level)
-                   and (level.waits or not waiting_only)
                    and (cheaper_than is None or self._predicted_cpu(level) < cheaper_than)]
         return min(fitting, key=lambda i: (self._quality(self.levels[i]), i)) if fitting else None
 
@@ -536,13 +505,18 @@ class Governor:
             return None
         return best
 
+    def _when_none_fits(self, level: Level) -> bool:
+        """Whether ``level`` may be held where no level fits: not one whose keyframes wait (no
+        frame should wait then), unless every level of the ladder waits (one core)."""
+        return not level.waits or self._every_level_waits
+
     def _cheaper(self) -> int:
-        """For a step down when none fits: the next level down the list whose keyframes do not
-        wait, predicted to cost less than this one (any next one where no cost is known), or this
-        one, the cheapest there is."""
+        """For a step down when none fits: the next level down the list (:meth:`_when_none_fits`)
+        predicted to cost less than this one (any next one where no cost is known), or this one,
+        the cheapest there is."""
         now = self._predicted_cpu(self.levels[self._index])
         for index in range(self._index + 1, len(self.levels)):
-            if self.levels[index].waits:
+            if not self._when_none_fits(self.levels[index]):
                 continue
             cost = self._predicted_cpu(self.levels[index])
             if now is None or cost is None or cost < now:
@@ -551,12 +525,12 @@ class Governor:
 
     def _cheapest(self) -> int:
         """The level predicted to cost the least CPU, to the percent, with the better matte among
-        those, its keyframes not waiting (nothing fits: no frame should wait); the last (the
+        those, of the levels :meth:`_when_none_fits`; the last (the
         fallback, or the smallest network at the longest stride) where no cost is known. The
         fallback model is the cheapest only where RVM's smallest calls are dear: a fallback call
         every frame can cost as much as 192 px every fourth."""
         known = [(round(cost), self._quality(level), index) for index, level in enumerate(self.levels)
-                 if not level.waits and (cost := self._predicted_cpu(level)) is not None]
+                 if self._when_none_fits(level) and (cost := self._predicted_cpu(level)) is not None]
         return min(known)[2] if known else len(self.levels) - 1
 
     def _move(self, now: float, index: int, reason: str) -> Change | None:
@@ -624,8 +598,8 @@ def for_live(settings: LiveSettings, matter, source, fallback=None, wide_waits: 
     cores = available_cores()
     top = max(matter.input_size(source.width, source.height))
     last = None if fallback is None else Level(max(fallback.input_size(source.width, source.height)), 1, fallback.name)
-    governor = Governor(ladder(top, fallback=last), 1.0 / source.fps, latency_ms=settings.latency_ms,
-                        max_cpu=settings.cpu_budget(cores), max_cpu_default=settings.max_cpu is None, cores=cores,
+    governor = Governor(ladder(top, fallback=last, waiting_only=cores < 2), 1.0 / source.fps,
+                        latency_ms=settings.latency_ms, max_cpu=settings.cpu_budget(cores), max_cpu_default=settings.max_cpu is None, cores=cores,
                         start=time.perf_counter(), wide_waits=wide_waits)
     budget = f"CPU within {governor.budget_text()}" if governor.max_cpu else "no CPU budget"
     log.info("adaptive: from %s down to %s on %d core(s), %s", governor.levels[0], governor.levels[-1], cores, budget)
