@@ -114,16 +114,18 @@ def ladder(top_size: int, min_size: int = MIN_LADDER_SIZE, fallback: Level | Non
            waiting_only: bool = False) -> list[Level]:
     """The levels the governor chooses from: the preset's size (``top_size``) and 0.75x and 0.5x
     of it, each taking a frame whenever free or at most every 2, 3 or 4 frames, with its
-    keyframes waiting for their own results or not (``waiting_only``: waiting, the fallback's
-    too), top first; ``fallback``, a faster model's level, last. Which is best depends on the
-    machine: a smaller network whose results land sooner can beat a larger one whose results are
-    older (:func:`predicted_mad`), and a level whose keyframes wait fits only where a call lands
-    within the latency allowed (:meth:`Governor._waiting_fits`).
+    keyframes waiting for their own results or not (``waiting_only``: waiting), top first;
+    ``fallback``, a faster model's level, last (``waiting_only``: waiting, then not). Which is
+    best depends on the machine: a smaller network whose results land sooner can beat a larger
+    one whose results are older (:func:`predicted_mad`), and a level whose keyframes wait fits
+    only where a call lands within the latency allowed (:meth:`Governor._waiting_fits`).
 
     A live run on one core takes ``waiting_only``: there a call that no frame waits for runs (at
     nice 10) in what the frames leave of the core, and its results were 14-20 frames old at p50
-    (288 px every third frame, 192 px every fourth, Selfie: MAD 10-27 on the clips where a run
-    held one), where a waited-for call has the core and its results are a stride old at most."""
+    (288 px every third frame, 192 px every fourth: MAD 10-27 on the clips where a run held one),
+    where a waited-for call has the core and its results are a stride old at most. The fallback
+    not waiting is the last rung, for where nothing fits (no frame should wait then): in a slow
+    spell, Selfie with every frame waiting for it kept 30 fps on s18 but at a latency p95 of 98 ms."""
     sizes = [top_size]
     for factor in (0.75, 0.5):
         size = max(min_size, int(round(top_size * factor / 16)) * 16)
@@ -131,9 +133,9 @@ def ladder(top_size: int, min_size: int = MIN_LADDER_SIZE, fallback: Level | Non
             sizes.append(size)
     waiting = (True,) if waiting_only else (False, True)
     levels = [Level(size, stride, "", waits) for size in sizes for stride in (1, 2, 3, 4) for waits in waiting]
-    if fallback is not None and waiting_only:
-        fallback = Level(fallback.size, fallback.stride, fallback.model, True)
-    return levels + ([fallback] if fallback is not None else [])
+    if fallback is None:
+        return levels
+    return levels + ([Level(fallback.size, fallback.stride, fallback.model, True)] if waiting_only else []) + [fallback]
 
 
 # The matte's error against the result's age, measured (scripts/eval_levels.py on the nine ground-
@@ -231,7 +233,6 @@ class Governor:
         self.max_cpu_default = max_cpu_default
         self.cores = cores
         self.wide_waits = wide_waits
-        self._every_level_waits = all(level.waits for level in levels)
         self._lock = threading.Lock()
         self._index = 0
         self._start = start
@@ -505,18 +506,13 @@ class Governor:
             return None
         return best
 
-    def _when_none_fits(self, level: Level) -> bool:
-        """Whether ``level`` may be held where no level fits: not one whose keyframes wait (no
-        frame should wait then), unless every level of the ladder waits (one core)."""
-        return not level.waits or self._every_level_waits
-
     def _cheaper(self) -> int:
-        """For a step down when none fits: the next level down the list (:meth:`_when_none_fits`)
-        predicted to cost less than this one (any next one where no cost is known), or this one,
-        the cheapest there is."""
+        """For a step down when none fits: the next level down the list whose keyframes do not
+        wait, predicted to cost less than this one (any next one where no cost is known), or this
+        one, the cheapest there is."""
         now = self._predicted_cpu(self.levels[self._index])
         for index in range(self._index + 1, len(self.levels)):
-            if not self._when_none_fits(self.levels[index]):
+            if self.levels[index].waits:
                 continue
             cost = self._predicted_cpu(self.levels[index])
             if now is None or cost is None or cost < now:
@@ -525,12 +521,12 @@ class Governor:
 
     def _cheapest(self) -> int:
         """The level predicted to cost the least CPU, to the percent, with the better matte among
-        those, of the levels :meth:`_when_none_fits`; the last (the
+        those, its keyframes not waiting (nothing fits: no frame should wait); the last (the
         fallback, or the smallest network at the longest stride) where no cost is known. The
         fallback model is the cheapest only where RVM's smallest calls are dear: a fallback call
         every frame can cost as much as 192 px every fourth."""
         known = [(round(cost), self._quality(level), index) for index, level in enumerate(self.levels)
-                 if self._when_none_fits(level) and (cost := self._predicted_cpu(level)) is not None]
+                 if not level.waits and (cost := self._predicted_cpu(level)) is not None]
         return min(known)[2] if known else len(self.levels) - 1
 
     def _move(self, now: float, index: int, reason: str) -> Change | None:
