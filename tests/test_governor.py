@@ -480,3 +480,21 @@ def test_the_live_section_of_a_config_file_is_typed(tmp_path):
     bad.write_text('[live]\nmax_cpu = "lots"\n')
     with pytest.raises(LivematteError, match=r"bad.toml \[live\] max_cpu got 'lots', expected float"):
         config.load("live", bad)
+
+
+def test_on_one_core_where_even_the_fallback_waiting_drops_frames_the_frames_stop_waiting():
+    # One core, a slow machine: Selfie with every frame waiting for it fits, RVM does not; then the rest of
+    # the matte takes 95 % of the core and frames drop. Nothing fits; the fallback not waiting
+    # costs the same CPU, but no frame waits for it: that is the step down
+    governor = one_core_governor(fallback=SELFIE)
+    machine = Machine(top_ms=75, rest=20, cores=1, speed=0.5)
+    governor.calibrate(warm_up_costs(machine, governor.levels), (16.0, 13.3))
+    machine.run(governor, 10, 0.0)
+    assert governor.level == Level(256, 1, "selfie", waits=True)
+    frames, dropped, cpu_s, model_cpu_s, busy_s = 300, 0, 10.0, 1.0, 8.0
+    for k in range(1, 9):
+        frames, dropped = frames + 15, dropped + 2
+        cpu_s, model_cpu_s, busy_s = cpu_s + 0.5, model_cpu_s + 0.02, busy_s + 0.45
+        governor.update(Sample(10.0 + 0.5 * k, frames, dropped, busy_s, cpu_s, model_cpu_s, 50.0, 1.0))
+    timeline = [f"{c.time:.1f} {c.level} {c.reason}" for c in governor.timeline]
+    assert governor.level == SELFIE, timeline

@@ -508,14 +508,16 @@ class Governor:
 
     def _cheaper(self) -> int:
         """For a step down when none fits: the next level down the list whose keyframes do not
-        wait, predicted to cost less than this one (any next one where no cost is known), or this
-        one, the cheapest there is."""
+        wait, predicted to cost less than this one, or no more where this one's keyframes wait
+        (the waits go: on one core, Selfie with every frame waiting for it, then not); any next
+        one where no cost is known; or this one, the cheapest there is."""
         now = self._predicted_cpu(self.levels[self._index])
+        waits = self.levels[self._index].waits
         for index in range(self._index + 1, len(self.levels)):
             if self.levels[index].waits:
                 continue
             cost = self._predicted_cpu(self.levels[index])
-            if now is None or cost is None or cost < now:
+            if now is None or cost is None or cost < now or (waits and cost <= now):
                 return index
         return self._index
 
