@@ -205,8 +205,11 @@ def _follow(runs: dict[str, dict], matter, fallback, config, clips, source_forma
 
 
 def _text(level: Level) -> str:
-    """Level(384, 2, waits=True) -> "384/2w", as ``--levels`` takes it; a fallback's rung -> its model's name."""
-    return level.model or f"{level.size}/{level.stride}{'w' if level.waits else ''}"
+    """Level(384, 2, waits=True) -> "384/2w", as ``--levels`` takes it; a fallback's rung -> its
+    model's name ("selfie w" where its frames wait for it, as on one core)."""
+    if level.model:
+        return level.model + (" w" if level.waits else "")
+    return f"{level.size}/{level.stride}{'w' if level.waits else ''}"
 
 
 def _level(text: str, parser: argparse.ArgumentParser) -> Level:
