@@ -597,8 +597,9 @@ def for_live(settings: LiveSettings, matter, source, fallback=None, wide_waits: 
     top = max(matter.input_size(source.width, source.height))
     last = None if fallback is None else Level(max(fallback.input_size(source.width, source.height)), 1, fallback.name)
     governor = Governor(ladder(top, fallback=last, waiting_only=cores < 2), 1.0 / source.fps,
-                        latency_ms=settings.latency_ms, max_cpu=settings.cpu_budget(cores), max_cpu_default=settings.max_cpu is None, cores=cores,
-                        start=time.perf_counter(), wide_waits=wide_waits)
+                        latency_ms=settings.latency_ms, max_cpu=settings.cpu_budget(cores),
+                        max_cpu_default=settings.max_cpu is None, cores=cores, start=time.perf_counter(),
+                        wide_waits=wide_waits)
     budget = f"CPU within {governor.budget_text()}" if governor.max_cpu else "no CPU budget"
     log.info("adaptive: from %s down to %s on %d core(s), %s", governor.levels[0], governor.levels[-1], cores, budget)
     return governor
