@@ -483,9 +483,9 @@ def test_the_live_section_of_a_config_file_is_typed(tmp_path):
 
 
 def test_on_one_core_where_even_the_fallback_waiting_drops_frames_the_frames_stop_waiting():
-    # One core, a slow machine: Selfie with every frame waiting for it fits, RVM does not; then the rest of
-    # the matte takes 95 % of the core and frames drop. Nothing fits; the fallback not waiting
-    # costs the same CPU, but no frame waits for it: that is the step down
+    # One core, a slow machine: Selfie with every frame waiting for it fits, RVM does not; then
+    # the rest of the matte takes 95 % of the core and frames drop. Nothing fits; the fallback not
+    # waiting costs the same CPU, but no frame waits for it: that is the step down
     governor = one_core_governor(fallback=SELFIE)
     machine = Machine(top_ms=75, rest=20, cores=1, speed=0.5)
     governor.calibrate(warm_up_costs(machine, governor.levels), (16.0, 13.3))

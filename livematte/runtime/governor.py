@@ -43,7 +43,7 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ..machine import available_cores
@@ -135,7 +135,7 @@ def ladder(top_size: int, min_size: int = MIN_LADDER_SIZE, fallback: Level | Non
     levels = [Level(size, stride, "", waits) for size in sizes for stride in (1, 2, 3, 4) for waits in waiting]
     if fallback is None:
         return levels
-    return levels + ([Level(fallback.size, fallback.stride, fallback.model, True)] if waiting_only else []) + [fallback]
+    return levels + ([replace(fallback, waits=True)] if waiting_only else []) + [fallback]
 
 
 # The matte's error against the result's age, measured (scripts/eval_levels.py on the nine ground-
