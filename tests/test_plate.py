@@ -1,5 +1,5 @@
-"""The background plate of a fixed camera (livematte.matte.plate): learnt from the frames, used at
-the soft edge, forgotten when the camera moves. Real portraits and backgrounds from the shared
+"""The background plate (livematte.matte.plate): learnt from the frames, used at the soft edge,
+following a camera that pans, forgotten when it jumps. Real portraits and backgrounds from the shared
 data, real RVM."""
 
 from __future__ import annotations
@@ -99,13 +99,45 @@ def test_with_the_plate_learnt_the_hair_carries_less_of_the_old_background(rvm, 
     assert "plate" in matted.timings
 
 
-def test_the_plate_steps_aside_while_the_camera_pans_and_learns_again_once_it_stops(shared_data):
+def test_the_plate_follows_a_panning_camera_and_reads_the_background_where_it_now_lies(shared_data):
     # Given the plate learnt from a still camera (the true matte stands for the model's)
     scene = Scene(shared_data, wide=200)
     plate = BackgroundPlate()
     for t in range(12):
-        image, alpha, _ = scene.frame(sway(t))
+        plate.update(*scene.frame(sway(t))[:2])
+    assert plate.known_share > 0.5 and plate.resets == 0
+
+    # When the camera pans 2 px a frame while the person sways, each frame registered first (as
+    # the finisher does) and then learnt from
+    for t in range(12, 40):
+        pan = 2 * (t - 11)
+        image, alpha, _ = scene.frame(sway(t), pan=pan)
+        plate.see(image, alpha)
         plate.update(image, alpha)
+
+    # Then it is never forgotten, it knows what came into view, and at the person's soft edge it
+    # gives the background that lies there now (measured: 3.4 levels off, a still camera's plate 2.4
+    # at its half size), not where it lay
+    assert plate.resets == 0
+    assert plate.known_share > 0.8
+    image, alpha, _ = scene.frame(sway(40), pan=2 * 29)
+    plate.see(image, alpha)
+    points = plate.points(alpha)
+    values, known = plate._at(points)
+    used = known > 0.99
+    assert used.mean() > 0.5
+    xs, ys = points[used, 0], points[used, 1]
+    assert np.abs(values[used] - scene.background[ys, xs + 2 * 29]).mean() < 4.0
+    assert np.abs(values[used] - scene.background[ys, xs]).mean() > 10.0  # where the plate began
+    assert plate.refine(image, alpha) is not alpha
+
+
+def test_a_plate_that_does_not_follow_steps_aside_while_the_camera_pans_and_learns_once_it_stops(shared_data):
+    # Given a still camera's plate (as live keeps it) learnt from a still camera
+    scene = Scene(shared_data, wide=200)
+    plate = BackgroundPlate(follow=False)
+    for t in range(12):
+        plate.update(*scene.frame(sway(t))[:2])
     image, alpha, _ = scene.frame(sway(12))
     assert plate.known_share > 0.5 and plate.resets == 0
     assert plate.refine(image, alpha) is not alpha  # in use
@@ -113,11 +145,12 @@ def test_the_plate_steps_aside_while_the_camera_pans_and_learns_again_once_it_st
     # When the camera pans 2 px a frame
     for t in range(13, 19):
         image, alpha, _ = scene.frame(sway(t), pan=2 * (t - 12))
+        plate.see(image, alpha)
         plate.update(image, alpha)
 
         # Then it is forgotten and stays out of the way: the matte and the colours are today's
         assert plate.resets == 1
-        assert plate.known_share == 0 and plate.plate() is None  # nothing kept while it moves
+        assert plate.known_share == 0
         assert plate.refine(image, alpha) is alpha
         colours = image.copy()
         plate.decontaminate(image, alpha, colours, plate.points(alpha))
@@ -125,8 +158,32 @@ def test_the_plate_steps_aside_while_the_camera_pans_and_learns_again_once_it_st
 
     # And once the camera stops, it learns the new view
     for t in range(19, 31):
-        image, alpha, _ = scene.frame(sway(t), pan=12)
-        plate.update(image, alpha)
+        plate.update(*scene.frame(sway(t), pan=12)[:2])
+    assert plate.known_share > 0.5 and plate.resets == 1
+
+
+def test_the_plate_is_forgotten_when_the_camera_jumps_and_learns_the_new_view(shared_data):
+    # Given the plate learnt from a still camera
+    scene = Scene(shared_data, wide=200)
+    plate = BackgroundPlate()
+    for t in range(12):
+        plate.update(*scene.frame(sway(t))[:2])
+    assert plate.known_share > 0.5
+
+    # When the camera jumps 60 px between two frames (far beyond where the motion so far puts it)
+    image, alpha, _ = scene.frame(sway(12), pan=60)
+    plate.see(image, alpha)
+
+    # Then it is forgotten and stays out of the way: the matte and the colours are today's
+    assert plate.resets == 1 and plate.known_share == 0 and plate.plate() is None
+    assert plate.refine(image, alpha) is alpha
+    colours = image.copy()
+    plate.decontaminate(image, alpha, colours, plate.points(alpha))
+    assert np.array_equal(colours, image)
+
+    # And it learns the new view
+    for t in range(12, 24):
+        plate.update(*scene.frame(sway(t), pan=60)[:2])
     assert plate.known_share > 0.5 and plate.resets == 1
 
 
@@ -204,3 +261,34 @@ def test_the_plate_setting_is_checked_and_reaches_the_config(tmp_path):
     settings.write_text('[composite]\nplate = "always"\n')
     with pytest.raises(LivematteError, match="plate got 'always'"):
         config.load("live", settings)
+
+
+def test_the_plate_measures_the_share_only_where_the_colour_lies_between_it_and_the_person():
+    # Given a plate learnt behind a person of one colour whose edge sways over a grey wall
+    wall, person = np.float32([200, 200, 200]), np.float32([160, 60, 40])
+    plate = BackgroundPlate()
+
+    def frame(edge: int, soft: dict[int, tuple[np.ndarray, float]] = {}):
+        image = np.empty((120, 160, 3), np.float32)
+        image[:] = wall
+        image[:, :edge] = person
+        alpha = np.zeros((120, 160), np.float32)
+        alpha[:, :edge] = 1
+        for column, (colour, model_alpha) in soft.items():
+            image[:, column], alpha[:, column] = colour, model_alpha
+        return np.clip(image + 0.5, 0, 255).astype(np.uint8), alpha
+
+    for t in range(12):
+        plate.update(*frame(30 + 10 * (t % 3)))
+
+    # When the model calls two edge pixels 0.8: one truly 0.3 person over the wall, one of a colour
+    # off the line from the wall to the person (a strand of another colour)
+    on_line = 0.3 * person + 0.7 * wall
+    off_line = wall + np.float32([-60, 60, 0])
+    image, alpha = frame(60, {60: (on_line, 0.8), 61: (off_line, 0.8)})
+    plate.see(image, alpha)
+    refined = plate.refine(image, alpha)
+
+    # Then the first gets its share measured against the plate, the second keeps the model's
+    assert abs(float(refined[60, 60]) - 0.3) < 0.05
+    assert abs(float(refined[60, 61]) - 0.8) < 0.05

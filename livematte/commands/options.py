@@ -184,9 +184,10 @@ def add_composite_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--subject", choices=SUBJECTS, default=None,
                        help="all people (default) or the main one only (largest, most central; others fade out)")
     group.add_argument("--plate", choices=PLATE_MODES, default=None,
-                       help="auto: learn a still camera's background from the frames and use it at the soft "
-                            "edge (hair without the old background; it steps aside while the camera moves; "
-                            "10-13 ms a 720p frame on one slow core); off (default)")
+                       help="auto: learn the background from the frames and use it at the soft edge (hair "
+                            "without the old background; offline it follows a camera that pans or drifts, "
+                            "live only a still one; it steps aside where the camera jumps or the background "
+                            "moves by itself; 10-27 ms a 720p frame on one core); off (default)")
 
 
 def composite_overrides(args: argparse.Namespace) -> dict:

@@ -4,8 +4,8 @@ own colours at the edge, and spill. Settings are the config's ``[composite]`` se
 :class:`Finisher` runs on the engine's thread after the matte is finished, in frame order:
 
 1. ``subject = "main"``: everyone but the main person faded out (:mod:`livematte.matte.subject`);
-   then ``plate = "auto"``: the soft edge measured against a fixed camera's background, learnt
-   from the frames (:mod:`livematte.matte.plate`), where it is known;
+   then ``plate = "auto"``: the soft edge measured against the background behind the person,
+   learnt from the frames of a camera that stands still or pans (:mod:`livematte.matte.plate`), where it is known;
 2. edge controls, in this order: ``threshold`` (a hard matte), ``grow`` (px, negative
    shrinks), ``feather`` (px, outwards) (:mod:`livematte.matte.edges`);
 3. foreground colours (:mod:`livematte.matte.foreground`) where either matte, the model's or the
@@ -55,8 +55,8 @@ class CompositeSettings:
     threshold: 0 (off) or the matte level above which the matte is 1 and below which 0, (0, 1].
     light_wrap: 0 (off) .. 1, the new background's light on the person's edge.
     subject: ``all`` people, or the ``main`` one only.
-    plate: ``auto`` learns a fixed camera's background and uses it at the edge (it steps aside
-    while the camera or the scene moves), ``off`` does not.
+    plate: ``auto`` learns the background behind the person and uses it at the edge (it follows
+    a camera that pans and steps aside where the camera jumps or the scene changes), ``off`` does not.
     """
 
     foreground: str = "auto"
@@ -129,6 +129,7 @@ class Finisher:
         t_subject = time.perf_counter()
         model_alpha = alpha
         if self.plate is not None:
+            self.plate.see(frame_bgr, alpha)  # where this frame lies in the plate, for a camera that moves
             alpha = self.plate.refine(frame_bgr, alpha)
         t_plate = time.perf_counter()
         plate_ms = (t_plate - t_subject) * 1e3
