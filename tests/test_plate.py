@@ -75,6 +75,15 @@ def band_error(image, alpha, colours, alpha_true, fg_true) -> float:
     return float(np.abs(composite - truth).mean(axis=2)[band].mean())
 
 
+def assert_out_of_the_way(plate: BackgroundPlate, image: np.ndarray, alpha: np.ndarray) -> None:
+    """The plate knows nothing and leaves the frame's matte and colours as they are."""
+    assert plate.known_share == 0
+    assert plate.refine(image, alpha) is alpha
+    colours = image.copy()
+    plate.decontaminate(image, alpha, colours, plate.points(alpha))
+    assert np.array_equal(colours, image)
+
+
 def test_with_the_plate_learnt_the_hair_carries_less_of_the_old_background(rvm, shared_data):
     # Given a person swaying in front of a still camera (curly dark hair over a bright sky and building),
     # matted by real RVM with the plate on and off (one model, each engine its own state)
@@ -150,11 +159,7 @@ def test_a_plate_that_does_not_follow_steps_aside_while_the_camera_pans_and_lear
 
         # Then it is forgotten and stays out of the way: the matte and the colours are today's
         assert plate.resets == 1
-        assert plate.known_share == 0
-        assert plate.refine(image, alpha) is alpha
-        colours = image.copy()
-        plate.decontaminate(image, alpha, colours, plate.points(alpha))
-        assert np.array_equal(colours, image)
+        assert_out_of_the_way(plate, image, alpha)
 
     # And once the camera stops, it learns the new view
     for t in range(19, 31):
@@ -175,11 +180,8 @@ def test_the_plate_is_forgotten_when_the_camera_jumps_and_learns_the_new_view(sh
     plate.see(image, alpha)
 
     # Then it is forgotten and stays out of the way: the matte and the colours are today's
-    assert plate.resets == 1 and plate.known_share == 0 and plate.plate() is None
-    assert plate.refine(image, alpha) is alpha
-    colours = image.copy()
-    plate.decontaminate(image, alpha, colours, plate.points(alpha))
-    assert np.array_equal(colours, image)
+    assert plate.resets == 1 and plate.plate() is None
+    assert_out_of_the_way(plate, image, alpha)
 
     # And it learns the new view
     for t in range(12, 24):
