@@ -5,7 +5,8 @@ own colours at the edge, and spill. Settings are the config's ``[composite]`` se
 
 1. ``subject = "main"``: everyone but the main person faded out (:mod:`livematte.matte.subject`);
    then ``plate = "auto"``: the soft edge measured against the background behind the person,
-   learnt from the frames of a camera that stands still or pans (:mod:`livematte.matte.plate`), where it is known;
+   learnt from the frames of a camera that stands still or pans (:mod:`livematte.matte.plate`),
+   where it is known;
 2. edge controls, in this order: ``threshold`` (a hard matte), ``grow`` (px, negative
    shrinks), ``feather`` (px, outwards) (:mod:`livematte.matte.edges`);
 3. foreground colours (:mod:`livematte.matte.foreground`) where either matte, the model's or the
