@@ -45,6 +45,8 @@ change the arrays they pass). ``reset`` for a new stream or a scene cut.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import cv2
 import numpy as np
 
@@ -110,9 +112,7 @@ class BackgroundPlate:
         # shows plate pixel q + offset; the offset's change over the last frame seen.
         self._offset = np.zeros(2, np.float32)
         self._velocity = np.zeros(2, np.float32)
-        self._registered = False  # ``see`` ran for the frame ``update`` is given
-        self._halved: tuple[np.ndarray, np.ndarray] | None = None  # (a frame ``see`` was given, its half size)
-        self._moving = False  # ``see`` found the camera moving, and the plate does not follow
+        self._looked: _Looked | None = None  # what ``see`` found of the last frame, until ``update``
         self._frames = 0  # frames offered to ``update``
 
     @property
@@ -130,30 +130,27 @@ class BackgroundPlate:
         restart it there; a frame that cannot be registered to it (:meth:`see`, run here where
         the caller did not), or most of it disagreeing at once, resets the plate. Frames under
         :data:`MIN_SIDE` px a side are not learnt from."""
-        registered, self._registered = self._registered, False
-        seen, self._halved = self._halved, None
-        moving, self._moving = self._moving, False
+        looked, self._looked = self._looked, None
         height, width = frame_bgr.shape[:2]
         if min(height, width) < MIN_SIDE:
             return
         if self._frame_size != (width, height):
             self.reset()
             self._frame_size = (width, height)
-        elif not registered:
+        elif looked is None or looked.frame is not frame_bgr:
             self.see(frame_bgr, alpha)
-            seen, self._halved = self._halved, None
-            moving, self._registered, self._moving = self._moving, False, False
-        if moving:
+            looked, self._looked = self._looked, None
+        if looked is not None and looked.moving:
             return  # while the camera moves, a plate that does not follow learns nothing: it costs little
         self._frames += 1
         if self._frames % self.every != 1 % self.every:
             return  # a plate learns slowly: every ``every``-th frame is enough, at that share of the cost
         size = (max(1, width // self.scale), max(1, height // self.scale))
-        if self.scale == 2:
-            small = (seen[1] if seen is not None and seen[0] is frame_bgr else halved(frame_bgr)).astype(np.float32)
+        if self.scale == 2 and looked is not None and looked.half is not None:  # ``see`` halved them already
+            small, reduced_alpha = looked.half.astype(np.float32), looked.half_alpha
         else:
             small = cv2.resize(frame_bgr, size, interpolation=cv2.INTER_AREA).astype(np.float32)
-        reduced_alpha = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
+            reduced_alpha = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
         if self._mean is not None and np.abs(self._offset).max() >= STILL:
             # Into the plate's pixels: plate pixel p shows frame pixel p - offset. What lies outside
             # the frame there counts as person, so it is neither learnt nor checked.
@@ -208,17 +205,18 @@ class BackgroundPlate:
         the size, over the background the frame shows and the plate holds, from where the last
         offset and velocity put it. A frame that cannot be registered (the steps do not settle,
         or land more than :data:`MAX_JUMP_PX` from there) forgets the plate; one whose background
-        has too little texture to tell keeps the last offset."""
-        self._registered = True
+        has too little texture to tell keeps the last offset. What it found (the frame's half-size
+        copies, whether the camera moves) waits for :meth:`update` of the same frame."""
+        self._looked = _Looked(frame_bgr, None, None, False)
         if self._reference is None or self._frame_size != (frame_bgr.shape[1], frame_bgr.shape[0]):
             return
         reference, holds = self._reference
-        half = halved(frame_bgr)
-        self._halved = (frame_bgr, half)  # for ``update``, of the same frame
+        half, half_alpha = halved(frame_bgr), halved(alpha)
+        self._looked = _Looked(frame_bgr, half, half_alpha, False)
         grey = _smooth(cv2.cvtColor(halved(half), cv2.COLOR_BGR2GRAY).astype(np.float32))
         if grey.shape != reference.shape:
             return
-        person = cv2.compare(halved(alpha, 2), _LOW, cv2.CMP_GT)
+        person = cv2.compare(halved(half_alpha), _LOW, cv2.CMP_GT)
         # The smoothing spreads the person's colours 2 px around them: those pixels are left out too.
         shows = np.float32(1 / 255) * cv2.bitwise_not(cv2.dilate(person, np.ones((7, 7), np.uint8))).astype(np.float32)
         to_quarter = self.scale / 4  # plate px -> quarter-size px
@@ -241,7 +239,7 @@ class BackgroundPlate:
         jump = float(np.hypot(*(offset - self._offset - self._velocity))) * self.scale
         moved = not self.follow and float(np.hypot(*offset)) * self.scale > MOVED_PX
         if step > CONVERGED or jump > MAX_JUMP_PX or self.residual > RIGID or moved:
-            self._moving = moved
+            self._looked = self._looked._replace(moving=moved)
             self._forget()  # a shake, a zoom, a jump or a background that moves by itself: no guide
             return
         self._velocity = (offset - self._offset).astype(np.float32)
@@ -338,6 +336,18 @@ class BackgroundPlate:
         k = known[:, None]
         mixed = k * clean + (1 - k) * colours[ys, xs].astype(np.float32)
         colours[ys, xs] = np.clip(mixed + np.float32(0.5), 0, 255).astype(np.uint8)
+
+
+class _Looked(NamedTuple):
+    """What :meth:`BackgroundPlate.see` found of a frame, for :meth:`BackgroundPlate.update` of the
+    same one: the frame (kept for its identity only, until that update), its half-size copy and its
+    matte's (None where ``see`` made none), and whether the camera moves while the plate does not
+    follow."""
+
+    frame: np.ndarray
+    half: np.ndarray | None
+    half_alpha: np.ndarray | None
+    moving: bool
 
 
 def _smooth(grey: np.ndarray) -> np.ndarray:
