@@ -54,6 +54,9 @@ PLOT = ["matplotlib>=3.11"]
 # `pip install "livematte[ray]"`: `livematte video --cluster`, a library of videos on a Ray cluster.
 # 272 MB with its dependencies (ray itself 240 MB; its client part joins a cluster as ray://HOST:PORT).
 RAY = ["ray[client]>=2.60"]
+# `pip install "livematte[eval]"`: scripts/make_fixed_camera_clips.py --foreground clean (a portrait's
+# colours without its photo's background, pymatting's multilevel estimate). About 150 MB with numba and scipy.
+EVAL = ["pymatting>=1.1.16"]
 
 setup(
     name="livematte",
@@ -70,12 +73,14 @@ setup(
         "bshm": BSHM,
         "plot": PLOT,
         "ray": RAY,
+        "eval": EVAL,
         # GPU builds (not tested here: no GPU). onnxruntime-gpu provides the same
         # `onnxruntime` module: uninstall the CPU `onnxruntime` after installing this extra.
         "gpu": ["tensorflow[and-cuda]>=2.21", "modelscope>=1.40", "onnxruntime-gpu>=1.31"],
-        # The tests build BSHM stand-in graphs with TensorFlow, draw bench plots and run a local Ray;
+        # The tests build BSHM stand-in graphs with TensorFlow, draw bench plots, run a local Ray and build
+        # clean-foreground test clips;
         # selenium drives the system's Chromium (Debian `chromium`, `chromium-driver`) for the web page's tests.
-        "test": ["pytest>=9.2", "hypothesis>=6.170", "selenium>=4.51", *BSHM, *PLOT, *RAY],
+        "test": ["pytest>=9.2", "hypothesis>=6.170", "selenium>=4.51", *BSHM, *PLOT, *RAY, *EVAL],
     },
     entry_points={"console_scripts": ["livematte=livematte.cli:main"]},
 )

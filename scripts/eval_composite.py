@@ -31,7 +31,8 @@ levels (0..255, over the three channels) over the edge band (truth ``0.02 < a < 
     python scripts/eval_composite.py --clips-dir /tmp/fixed ../shared/data/composited --plate
 
 ``--clips-dir`` scores other folders of clips in the same layout (scripts/make_fixed_camera_clips.py
-builds fixed-camera ones), each with its own means. Needs ../shared (the data and the tool);
+builds fixed-camera ones), each with its own means; a clip with a ``foreground.png`` (built with
+``--foreground clean``) is scored against those colours as its ``F``. Needs ../shared (the data and the tool);
 ``--shared DIR`` points elsewhere.
 """
 
@@ -63,14 +64,31 @@ BAND_LOW, BAND_HIGH, BAND_DILATE = 0.02, 0.98, 5
 
 
 def load_truth(shared: Path):
-    """composite_truth.truth from the shared tools, imported where it lies (never copied)."""
+    """composite_truth.truth from the shared tools, imported where it lies (never copied), with a
+    clip's own colours where it has them: -> truth(clip, portraits), as the tool's."""
     tools = shared / "tools"
     if not (tools / "composite_truth.py").is_file():
         sys.exit(f"eval_composite: no {tools / 'composite_truth.py'}; give --shared DIR")
     sys.path.insert(0, str(tools))
-    from composite_truth import truth
+    from composite_truth import offsets, truth
 
-    return truth
+    def with_own_colours(clip: Path, portraits: Path):
+        """The tool's (alpha, F) per frame; F is the clip's ``foreground.png`` (make_fixed_camera_clips.py
+        ``--foreground clean``) placed where the tool places the portrait, where the clip has one."""
+        own = Path(clip) / "foreground.png"
+        if not own.is_file():
+            yield from truth(clip, portraits)
+            return
+        colours = cv2.cvtColor(cv2.imread(str(own)), cv2.COLOR_BGR2RGB).astype(np.float32)
+        meta = json.loads((Path(clip) / "meta.json").read_text())
+        (width, height), (fh, fw) = meta["size"], colours.shape[:2]
+        xs = offsets(meta["frames"], width, fw)
+        for t, (alpha, _) in enumerate(truth(clip, portraits)):
+            fg = np.zeros((height, width, 3), np.float32)
+            fg[height - fh:, xs[t]:xs[t] + fw] = colours
+            yield alpha, fg
+
+    return with_own_colours
 
 
 def edge_band(alpha: np.ndarray) -> np.ndarray:

@@ -10,7 +10,17 @@ camera does not move: ``B_t`` is one still cover-fitted to the frame, with, per 
 camera's own noise (Gaussian, ``noise`` levels) and a slow change of light (``light``: the
 background's brightness swings by that fraction over the clip), as a webcam in a room gives.
 
+``F`` is the portrait photo's own colours, as in the composited clips, where its soft pixels still
+hold some of the photo's own background: a strand there is ``a`` person-and-old-background over
+``B_t``, two backgrounds in one pixel, which no camera gives. ``--foreground clean`` takes the
+photo's background out first (pymatting's multilevel foreground estimate, ``pip install
+"livematte[eval]"``): every pixel then holds the person's colour and one background, as a camera
+sees a person. Those clips keep their ``F`` in ``foreground.png`` (8-bit BGR, the portrait's placed
+size, the exact values the frames were built from), which ``scripts/eval_composite.py`` takes as
+the truth's colours.
+
     python scripts/make_fixed_camera_clips.py -o /tmp/fixed [--frames 90] [--shared ../shared]
+    python scripts/make_fixed_camera_clips.py -o /tmp/fixed-clean --foreground clean
 
 Never writes into the repository: the clips are test data, rebuilt on demand.
 """
@@ -63,7 +73,18 @@ def placed_portrait(portraits: Path, name: str) -> tuple[np.ndarray, np.ndarray]
     return photo, cv2.resize(alpha, (fw, fh), interpolation=cv2.INTER_AREA)
 
 
-def build(out: Path, shared: Path, name: str, frames: int, offsets) -> None:
+def clean_foreground(photo: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The person's colours without the photo's own background (``float32 [fh, fw, 3]`` BGR,
+    whole levels) from the photo (``float32`` BGR levels) and its alpha (``uint8``)."""
+    try:
+        from pymatting import estimate_foreground_ml
+    except ImportError:
+        sys.exit('make_fixed_camera_clips: --foreground clean needs pymatting: pip install "livematte[eval]"')
+    colours = estimate_foreground_ml(photo.astype(np.float64) / 255, alpha.astype(np.float64) / 255)
+    return np.round(np.clip(colours, 0, 1) * 255).astype(np.float32)
+
+
+def build(out: Path, shared: Path, name: str, frames: int, offsets, clean: bool = False) -> None:
     portrait, background, noise, light = CLIPS[name]
     data = shared / "data"
     still = cv2.imread(str(data / "backgrounds" / background))
@@ -75,6 +96,11 @@ def build(out: Path, shared: Path, name: str, frames: int, offsets) -> None:
     y0, xs = HEIGHT - fh, offsets(frames, WIDTH, fw)
     rng = np.random.default_rng(sum(name.encode()))
     out.mkdir(parents=True, exist_ok=True)
+    if clean:
+        photo = clean_foreground(photo, photo_alpha)
+        cv2.imwrite(str(out / "foreground.png"), photo.astype(np.uint8))
+    else:
+        (out / "foreground.png").unlink(missing_ok=True)  # a clip rebuilt in place takes the photo's again
     with av.open(str(out / "input.mp4"), "w") as video, av.open(str(out / "alpha.mkv"), "w") as mattes:
         stream = video.add_stream("libx264", rate=FPS, options={"crf": "12"})
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
@@ -100,7 +126,7 @@ def build(out: Path, shared: Path, name: str, frames: int, offsets) -> None:
     meta = {"portrait": portrait, "background": background, "background_kind": "fixed",
             "size": [WIDTH, HEIGHT], "fps": FPS, "frames": frames,
             "segments": {"sway": [0, still_start], "still": [still_start, still_end], "fast": [still_end, frames]},
-            "camera": {"noise": noise, "light": light}}
+            "camera": {"noise": noise, "light": light}, "foreground": "clean" if clean else "photo"}
     (out / "meta.json").write_text(json.dumps(meta, indent=1))
 
 
@@ -110,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shared", type=Path, default=REPO_ROOT.parent / "shared")
     parser.add_argument("--frames", type=int, default=90, help="frames per clip (default 90, as the composited clips)")
     parser.add_argument("--clips", nargs="*", default=None, help=f"which ({', '.join(CLIPS)}; default all)")
+    parser.add_argument("--foreground", choices=("photo", "clean"), default="photo",
+                        help="the person's colours: the portrait photo's own (default, as the composited clips), "
+                             "or clean: without the photo's background (needs pymatting)")
     args = parser.parse_args(argv)
     if args.output.resolve().is_relative_to(REPO_ROOT):
         sys.exit("make_fixed_camera_clips: the clips are test data: write them outside the repository")
@@ -122,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.clips or CLIPS:
         if name not in CLIPS:
             sys.exit(f"make_fixed_camera_clips: no clip {name!r}; expected one of {', '.join(CLIPS)}")
-        build(args.output / name, args.shared, name, args.frames, offsets)
+        build(args.output / name, args.shared, name, args.frames, offsets, clean=args.foreground == "clean")
         print(args.output / name, flush=True)
     return 0
 
