@@ -55,7 +55,8 @@ PLOT = ["matplotlib>=3.11"]
 # 272 MB with its dependencies (ray itself 240 MB; its client part joins a cluster as ray://HOST:PORT).
 RAY = ["ray[client]>=2.60"]
 # `pip install "livematte[eval]"`: scripts/make_fixed_camera_clips.py --foreground clean (a portrait's
-# colours without its photo's background, pymatting's multilevel estimate). About 150 MB with numba and scipy.
+# colours without its photo's background, pymatting's multilevel estimate). About 380 MB with numba, llvmlite,
+# scipy and pillow (their folders in a venv).
 EVAL = ["pymatting>=1.1.16"]
 
 setup(
