@@ -540,8 +540,14 @@ def test_a_live_run_on_one_core_holds_only_levels_whose_keyframes_wait(shared_da
     subprocess.run(["taskset", "-c", "0", sys.executable, "-m", "livematte", "live", "--source", str(clip),
                     "--realtime", "--sink", "null", "--frames", "60", "--stats-json", str(stats)],
                    check=True, capture_output=True, timeout=300)
-    governor = json.loads(stats.read_text())["governor"]
+    figures = json.loads(stats.read_text())
+    governor = figures["governor"]
     ladder = list(governor["predicted"])
     assert len(ladder) == 14 and ladder[-1] == "selfie 256px whenever free", ladder
     assert all(level.endswith(", waits") for level in ladder[:-1]), ladder
     assert all(change.get("waits") or change.get("model") for change in governor["timeline"]), governor["timeline"]
+    # The keyframes that waited, and those that gave up, are counted: the level held waited unless
+    # the run ended on the last rung, which does not
+    keyframes = figures["keyframes"]
+    waited_to_the_end = governor["level"].get("waits", False)
+    assert 0 <= keyframes["gave_up"] <= keyframes["waited"] and (keyframes["waited"] > 0 or not waited_to_the_end), keyframes

@@ -245,7 +245,10 @@ class Pipeline:
             grey = engine.motion_grey(frame.image)
             keyframe = self._is_keyframe(frame, epoch, urgent)
             self.requests.put(ModelRequest(frame, grey, epoch, urgent, keyframe))
-            waited = self._wait_for_own(frame, grey, epoch) if keyframe else 0.0
+            waited = 0.0
+            if keyframe:
+                waited, landed = self._wait_for_own(frame, grey, epoch)
+                self.stats.keyframe(gave_up=not landed)
             waited_s += waited
             result = self.results.peek(lambda landed: landed.epoch == epoch)
             if result is None:
@@ -315,15 +318,15 @@ class Pipeline:
         return level.waits and self._model_on is None and model_takes(self._last_call, frame.index, epoch,
                                                                       urgent, level)
 
-    def _wait_for_own(self, frame: Frame, grey: np.ndarray, epoch: int) -> float:
+    def _wait_for_own(self, frame: Frame, grey: np.ndarray, epoch: int) -> tuple[float, bool]:
         """A keyframe (:meth:`_is_keyframe`) waits until its own result lands or until the
-        governor's give-up time after its capture; -> the seconds waited. The frame's motion step
-        is measured first, beside the call, for the frames after it."""
+        governor's give-up time after its capture; -> (the seconds waited, whether it landed). The
+        frame's motion step is measured first, beside the call, for the frames after it."""
         self.engine.tracker.see(frame.index, grey)
         start = time.perf_counter()
-        self.results.get(lambda landed: landed.epoch == epoch and landed.index >= frame.index,
-                         until=frame.captured_at + self.engine.governor.give_up_s())
-        return time.perf_counter() - start
+        landed = self.results.get(lambda result: result.epoch == epoch and result.index >= frame.index,
+                                  until=frame.captured_at + self.engine.governor.give_up_s())
+        return time.perf_counter() - start, landed is not None
 
     def _model(self) -> None:
         """The newest frame the level allows, through the model; each result published as it lands.

@@ -32,6 +32,9 @@ class Stats:
         self.composited = 0  # new frames composited (each with its own matte)
         self.reused = 0  # of those, mattes moved from the last model call (live governor) rather than their own call
         self.repeated = 0
+        # Live, keyframes that waited for their own results, and of those, the ones that gave up
+        # at the governor's give-up time (matted from an older result, as the frames between).
+        self.keyframes = {"waited": 0, "gave_up": 0}
         self.governor = None  # the live governor, whose level and timeline the figures include
         self._cpu_first: float | None = None  # process CPU seconds at the first fresh frame sent
         self._fresh_per_second: list[int] = []  # fresh frames sent in each second from the first
@@ -60,6 +63,12 @@ class Stats:
     def frame_in(self) -> None:
         with self._lock:
             self.frames_in += 1
+
+    def keyframe(self, gave_up: bool) -> None:
+        """A keyframe waited for its own result; ``gave_up``: it stopped waiting before it landed."""
+        with self._lock:
+            self.keyframes["waited"] += 1
+            self.keyframes["gave_up"] += gave_up
 
     def stage(self, name: str, ms: float) -> None:
         with self._lock:
@@ -132,7 +141,9 @@ class Stats:
         output_fps: every frame sent per second, repeats of the last frame included (what a
         virtual camera receives); latency_ms {p50, p95} of fresh frames, capture to output;
         frames_in, frames_out (repeats included), composited (fresh), reused (fresh, with the
-        last model result moved to them), repeated, dropped (never processed); model_calls_per_s;
+        last model result moved to them), repeated, dropped (never processed); keyframes (live, where
+        keyframes wait): {waited, gave_up}, those that waited for their own results and of those, the
+        ones that gave up; model_calls_per_s;
         cpu_percent: process CPU over the run (100 = one core); fps_by_second: fresh frames sent
         in each whole second from the first (the last second may be partial); stages_ms: mean ms per stage
         (``model`` per call); elapsed_s; governor (live with ``--adapt on``): the level now, the
@@ -160,6 +171,7 @@ class Stats:
                 "repeated": self.repeated,
                 "composited": self.composited,
                 "reused": self.reused,
+                "keyframes": dict(self.keyframes),
                 "model_calls_per_s": self._calls_per_s(fps, model_frames),
                 "result_age": {"p50": round(float(np.percentile(ages, 50)), 1),
                                "p95": round(float(np.percentile(ages, 95)), 1)},
