@@ -356,10 +356,12 @@ def _smooth(grey: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(grey, (5, 5), 1.0)
 
 
-def _translation(grey: np.ndarray, warped: np.ndarray, weight: np.ndarray) -> np.ndarray | None:
-    """One Lucas-Kanade step: the move ``d`` (x, y px) for which ``grey(q) ~ warped(q + d)`` over
-    ``weight`` (float32, 0..1), the light's change between them left out; None where the weighted
-    pixels are too few or too plain to tell."""
+def _translation(grey: np.ndarray, warped: np.ndarray,
+                 weight: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """One Lucas-Kanade step: (the move ``d``, x, y px, for which ``grey(q) ~ warped(q + d)`` over
+    ``weight`` (float32, 0..1), the light's change between them left out; what the move leaves
+    unexplained over the texture, px: :data:`RIGID`'s measure), or None where the weighted pixels
+    are too few or too plain to tell."""
     if float(weight.sum()) < 0.01 * weight.size:
         return None
     gx = cv2.Sobel(warped, cv2.CV_32F, 1, 0, ksize=3, scale=0.125)
