@@ -314,3 +314,36 @@ def test_live_keeps_a_still_cameras_plate_and_video_one_that_follows(rvm):
     # frame on s18 and frames were dropped), and the offline engine's follows a pan
     assert live.finisher.plate is not None and not live.finisher.plate.follow
     assert offline.finisher.plate.follow
+
+
+
+@pytest.mark.parametrize("strand, share, within", [("skin", 0.5, 0.05), ("hair", 0.3, 0.15)])
+def test_the_plate_reads_a_strands_share_against_the_person_colour_it_is_of_not_the_nearby_mean(
+        strand, share, within):
+    # Given a plate learnt behind a person of two colours (dark hair and skin, in stripes 8 px wide:
+    # their mean nearby is neither) whose edge sways over a grey wall
+    wall = np.float32([200, 200, 200])
+    colours = {"hair": np.float32([40, 40, 120]), "skin": np.float32([120, 150, 220])}
+    plate = BackgroundPlate()
+
+    def frame(edge: int, soft: np.ndarray | None = None):
+        image = np.empty((120, 160, 3), np.float32)
+        image[:] = wall
+        image[:, :edge] = np.where((np.arange(edge) // 8 % 2 == 0)[None, :, None], colours["hair"], colours["skin"])
+        alpha = np.zeros((120, 160), np.float32)
+        alpha[:, :edge] = 1
+        if soft is not None:
+            image[:, edge], alpha[:, edge] = soft, 0.8
+        return np.clip(image + 0.5, 0, 255).astype(np.uint8), alpha
+
+    for t in range(12):
+        plate.update(*frame(30 + 10 * (t % 3)))
+
+    # When the model calls an edge pixel 0.8 that is a strand of one of the two over the wall
+    image, alpha = frame(60, share * colours[strand] + (1 - share) * wall)
+    plate.see(image, alpha)
+    refined = plate.refine(image, alpha)
+
+    # Then its share is read against that colour: against the nearby mean, skin's 0.5 reads 0.67
+    # and hair's 0.3 0.57 (the turns from the mean stop short of hair: PERSON_SPREAD)
+    assert abs(float(refined[60, 60]) - share) < within
