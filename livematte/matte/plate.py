@@ -74,9 +74,10 @@ OFF_LINE = 12.0  # levels off the pixel's explanation at which the plate's share
 # their spread widened by PERSON_SPREAD levels in each channel, against a camera's noise of
 # NOISE_LEVELS. Over the fixed-camera clips with clean colours (README: The background plate),
 # the plate's edge-band error was 80.8 / 81.7 % of plain (green / white) with the nearby mean
-# alone; with this, after 2, 3, 5 and 8 turns, 78.2 / 78.7, 78.0 / 78.4, 77.8 / 78.1 and
-# 77.7 / 78.1, solved to the end (the least cost over a on a grid) 79.7 / 80.5: the turns from the
-# mean keep some of its pull. 4 or 8 levels of noise alike (78.0 / 78.4, 78.1 / 78.5 at 3 turns).
+# alone; with this (scratch runs), after 2, 3, 5 and 8 turns, 78.2 / 78.7, 78.0 / 78.4,
+# 77.8 / 78.1 and 77.7 / 78.1, solved to the end (the least cost over a on a grid) 79.7 / 80.5:
+# the turns from the mean keep some of its pull. 4 or 8 levels of noise alike (78.0 / 78.4,
+# 78.1 / 78.5 at 3 turns).
 PERSON_SPREAD = 4.0
 NOISE_LEVELS = 4.0
 MIN_SIDE = 32  # px: a smaller frame has no plate (its quarter-size motion check would have no pixels)
