@@ -319,15 +319,15 @@ class BackgroundPlate:
         if not len(points):
             return alpha
         xs, ys = points[:, 0], points[:, 1]
-        image = frame_bgr[ys, xs].astype(np.float32)
+        difference = frame_bgr[ys, xs].astype(np.float32) - plate  # I - B
         mean, covariance = _person_colours(frame_bgr, alpha, points)
         mean = mean - plate.T
-        share, person = _share(np.ascontiguousarray((image - plate).T), mean, covariance)
+        share, person = _share(np.ascontiguousarray(difference.T), mean, covariance)
         spread = mean[0] * mean[0] + mean[1] * mean[1] + mean[2] * mean[2]
         # How far the pixel lies from its explanation, ``B + share (F - B)``: a colour the plate and
         # the person nearby do not explain (a background that changed, a strand of a colour the
         # person shows nowhere near) is no measure of the share.
-        off_line = image - plate - share[:, None] * person.T
+        off_line = difference - share[:, None] * person.T
         miss = np.einsum("ij,ij->i", off_line, off_line)
         fit = np.float32(OFF_LINE ** 2) / (np.float32(OFF_LINE ** 2) + miss)
         trust = known * fit * spread / (spread + np.float32(self.separation ** 2))
