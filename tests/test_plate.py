@@ -268,20 +268,29 @@ def test_the_plate_setting_is_checked_and_reaches_the_config(tmp_path):
         config.load("live", settings)
 
 
+def edge_frame(wall: np.ndarray, person: np.ndarray, edge: int,
+               soft: dict[int, tuple[np.ndarray, float]] = {}) -> tuple[np.ndarray, np.ndarray]:
+    """A 160x120 frame of a ``wall`` colour with a person left of column ``edge``, ``person`` the
+    colour of each column (``[160, 3]``), and ``soft`` columns {column: (colour, the model's alpha)}
+    -> (``uint8`` BGR, the model's matte ``float32``)."""
+    image = np.empty((120, 160, 3), np.float32)
+    image[:] = wall
+    image[:, :edge] = person[:edge]
+    alpha = np.zeros((120, 160), np.float32)
+    alpha[:, :edge] = 1
+    for column, (colour, model_alpha) in soft.items():
+        image[:, column], alpha[:, column] = colour, model_alpha
+    return np.clip(image + 0.5, 0, 255).astype(np.uint8), alpha
+
+
 def test_the_plate_measures_the_share_only_where_the_colour_lies_between_it_and_the_person():
     # Given a plate learnt behind a person of one colour whose edge sways over a grey wall
     wall, person = np.float32([200, 200, 200]), np.float32([160, 60, 40])
+    columns = np.broadcast_to(person, (160, 3))
     plate = BackgroundPlate()
 
     def frame(edge: int, soft: dict[int, tuple[np.ndarray, float]] = {}):
-        image = np.empty((120, 160, 3), np.float32)
-        image[:] = wall
-        image[:, :edge] = person
-        alpha = np.zeros((120, 160), np.float32)
-        alpha[:, :edge] = 1
-        for column, (colour, model_alpha) in soft.items():
-            image[:, column], alpha[:, column] = colour, model_alpha
-        return np.clip(image + 0.5, 0, 255).astype(np.uint8), alpha
+        return edge_frame(wall, columns, edge, soft)
 
     for t in range(12):
         plate.update(*frame(30 + 10 * (t % 3)))
@@ -316,7 +325,6 @@ def test_live_keeps_a_still_cameras_plate_and_video_one_that_follows(rvm):
     assert offline.finisher.plate.follow
 
 
-
 @pytest.mark.parametrize("strand, share, within", [("skin", 0.5, 0.05), ("hair", 0.3, 0.15)])
 def test_the_plate_reads_a_strands_share_against_the_person_colour_it_is_of_not_the_nearby_mean(
         strand, share, within):
@@ -324,23 +332,14 @@ def test_the_plate_reads_a_strands_share_against_the_person_colour_it_is_of_not_
     # their mean nearby is neither) whose edge sways over a grey wall
     wall = np.float32([200, 200, 200])
     colours = {"hair": np.float32([40, 40, 120]), "skin": np.float32([120, 150, 220])}
+    stripes = np.where((np.arange(160) // 8 % 2 == 0)[:, None], colours["hair"], colours["skin"])
     plate = BackgroundPlate()
 
-    def frame(edge: int, soft: np.ndarray | None = None):
-        image = np.empty((120, 160, 3), np.float32)
-        image[:] = wall
-        image[:, :edge] = np.where((np.arange(edge) // 8 % 2 == 0)[None, :, None], colours["hair"], colours["skin"])
-        alpha = np.zeros((120, 160), np.float32)
-        alpha[:, :edge] = 1
-        if soft is not None:
-            image[:, edge], alpha[:, edge] = soft, 0.8
-        return np.clip(image + 0.5, 0, 255).astype(np.uint8), alpha
-
     for t in range(12):
-        plate.update(*frame(30 + 10 * (t % 3)))
+        plate.update(*edge_frame(wall, stripes, 30 + 10 * (t % 3)))
 
     # When the model calls an edge pixel 0.8 that is a strand of one of the two over the wall
-    image, alpha = frame(60, share * colours[strand] + (1 - share) * wall)
+    image, alpha = edge_frame(wall, stripes, 60, {60: (share * colours[strand] + (1 - share) * wall, 0.8)})
     plate.see(image, alpha)
     refined = plate.refine(image, alpha)
 
