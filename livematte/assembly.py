@@ -163,6 +163,13 @@ def live_engine(config: Config, loaded: Models, source, compositor: Compositor, 
 
     matter, fallback, waiting = loaded
     governor = for_live(config.live, matter, source, fallback, wide_waits=waiting is not None) if governed else None
+    if governor is not None and governor.max_cpu:
+        # The budget is held on the CPU of the run's own threads (capture, frames, finish, output,
+        # model). OpenCV's worker threads are none of them: on s18, two cores, 9 % of a core went
+        # uncounted there. With a budget, OpenCV works on the thread that calls it.
+        import cv2
+
+        cv2.setNumThreads(1)
     built = engine(config, matter, governor=governor, fallback=fallback if governed else None, waiting=waiting)
     if built.finisher.plate is not None:
         # Live, the plate is kept for a camera that stands still. Followed, it engaged on s18 (a
@@ -170,7 +177,9 @@ def live_engine(config: Config, loaded: Models, source, compositor: Compositor, 
         # frames dropped, on two a latency p95 of 174-248 ms and the model stepped down to Selfie
         # (README: The background plate).
         built.finisher.plate.follow = False
-    seconds = built.warm_up(source.width, source.height, composite=compositor.composite)
+    # The source's decoding shares the cores with the matte: the start is priced with it.
+    capture_ms = source.capture_cost_ms() if governed else 0.0
+    seconds = built.warm_up(source.width, source.height, composite=compositor.composite, capture_ms=capture_ms)
     log.debug("model warm-up %.2f s", seconds)
     if governor is not None:
         log.info("adaptive: starting at %s (%s)", governor.level, governor.timeline[0].reason)

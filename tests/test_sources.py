@@ -131,6 +131,18 @@ def test_a_looped_file_plays_on_with_its_timestamps_running_on(tmp_path):
     assert source.name.endswith("(looped)")
 
 
+def test_a_files_decoding_cost_is_measured_without_using_up_its_frames(tmp_path):
+    from livematte.sources.capture import FileSource
+
+    clip = make_video(tmp_path / "clip.mp4", width=1280, height=720)
+    source = FileSource(str(clip))
+    # A real decode of 720p H.264 and its conversion to BGR: some CPU, well under a frame period
+    assert 0.0 < source.capture_cost_ms() < 1e3 / FPS
+    # The run still gets every frame, the first included (the cost was read by a second reader)
+    assert len(list(source.frames())) == N
+    source.close()
+
+
 def test_loop_needs_a_source_file(capsys):
     assert main(["live", "--loop", "--sink", "null"]) == 1
     assert "--loop plays a --source file over and over; it needs --source PATH" in capsys.readouterr().err

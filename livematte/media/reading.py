@@ -111,10 +111,15 @@ class VideoReader:
     ``start`` (seconds, on the stream's timeline): decoding begins at the keyframe at or before
     it (a seek), not at the file's start; the frames before ``start`` from that keyframe on are
     decoded and yielded too. A demuxer without an index may land later: compare the first pts.
+
+    ``threads``: the decoder's threads (1: all decoding on the thread that reads the frames);
+    None: FFmpeg's own choice (frame and slice threads, for throughput).
     """
 
-    def __init__(self, path: PathLike, *, strict: bool = False, audio: bool = False, start: float | None = None):
+    def __init__(self, path: PathLike, *, strict: bool = False, audio: bool = False, start: float | None = None,
+                 threads: int | None = None):
         self.path = str(path)
+        self._threads = threads
         self.strict = strict
         self.audio: AudioFeed | None = None
         self._stopped = False  # demuxing failed part-way (already reported)
@@ -143,7 +148,10 @@ class VideoReader:
         if stream.codec_context is None:
             raise LivematteError(f"{name}: its video codec is not supported by this FFmpeg")
         codec = stream.codec_context.name
-        stream.thread_type = "AUTO"
+        if self._threads:
+            stream.thread_count = self._threads
+        else:
+            stream.thread_type = "AUTO"
         self._declared = self._declared_end(stream)
         streams = [stream]
         if audio and container.streams.audio:

@@ -290,7 +290,7 @@ class Engine:
         alpha, colours = self.finisher.apply(frame.image, full, matte, timings, segmentation=matter.segmentation)
         return Matted(frame, alpha, timings, colours, reused=age > 0, result_age=age)
 
-    def warm_up(self, width: int, height: int, runs: int = 3, composite=None) -> float:
+    def warm_up(self, width: int, height: int, runs: int = 3, composite=None, capture_ms: float = 0.0) -> float:
         """Run the model on blank frames of the stream's size, at every size and model the
         governor may ask for, then forget them; -> seconds spent. Call before the threads start.
 
@@ -300,7 +300,8 @@ class Engine:
 
         With a governor, the last call's costs at each level, the rest of a frame's work and
         ``composite(image, alpha)`` (the output's, when given) calibrate its start
-        (:meth:`Governor.calibrate`).
+        (:meth:`Governor.calibrate`), with ``capture_ms``, the source's CPU ms a frame
+        (``capture_cost_ms()``).
         """
         start = time.perf_counter()
         blank = np.full((height, width, 3), 128, np.uint8)
@@ -347,7 +348,8 @@ class Engine:
             self.tracker.reset()
         self.reset()
         if self.governor is not None:
-            self.governor.calibrate(costs, tuple(max(0.0, min(figures)) for figures in zip(*rests[1:])))
+            self.governor.calibrate(costs, tuple(max(0.0, min(figures)) for figures in zip(*rests[1:])),
+                                    capture_ms=capture_ms)
         return time.perf_counter() - start
 
 

@@ -69,8 +69,9 @@ CPU_UP = 0.9  # of --max-cpu, and of the cores there are
 CPU_WINDOWS = 4  # the CPU against the budget: the mean of this many windows
 BETTER_BY = 0.1  # MAD x1e3: a level predicted better by less is not worth a change
 DOWN_TO = 0.75  # a step down goes to a level that costs at most this share of the CPU used now
-# The start: the highest level whose warm-up costs are predicted to use at most this much of the
-# budget. Below CPU_UP: decoding is not in the warm-up's figures.
+# The start: the highest level whose warm-up costs (the source's decoding included) are predicted
+# to use at most this much of the budget. Below CPU_UP: the warm-up's figures are its quickest
+# calls and frames, with no other thread of the run at work beside them.
 START_SHARE = 0.85
 # A level whose keyframes wait for their own results fits where a keyframe is predicted within
 # WAIT_LATENCY of the latency target, and the frame thread, which waits once a stride, keeps up
@@ -251,6 +252,7 @@ class Governor:
         self._stretch = 1.0  # the recent calls' wall / CPU against the first ones'
         self._rest_percent: float | None = None  # the matte's CPU besides the model, % of a core
         self._rest_measured = False  # _rest_percent is the run's own figure, not the warm-up's
+        self._capture_ms = 0.0  # of the rest, the source's decoding a frame (the warm-up's figure)
         self._frame_ms: float | None = None  # the frame thread's ms a frame, waits for results left out
         self._recent_cpu: list[float] = []  # the last windows' CPU %, newest last
         self._window: dict[str, float] = {}  # the last window's figures, for the stats
@@ -289,13 +291,15 @@ class Governor:
         cores = 100.0 * self.cores
         return min(cores, self.max_cpu) if self.max_cpu else cores
 
-    def calibrate(self, model_ms: dict[Level, tuple[float, float]], frame_ms: tuple[float, ...]) -> Level:
+    def calibrate(self, model_ms: dict[Level, tuple[float, float]], frame_ms: tuple[float, ...],
+                  capture_ms: float = 0.0) -> Level:
         """Start at the highest level the warm-up's costs predict will fit; -> that level.
 
         model_ms: per level (stride ignored), one model call's (wall, CPU) ms. frame_ms: the
         ms per frame of the rest (motion, finishing, compositing): the busiest thread's, the whole
         frame's with the output's share, and optionally the frame thread's own (the motion: what a
-        keyframe's wait adds to; the busiest thread's where not given). Of the levels that fit
+        keyframe's wait adds to; the busiest thread's where not given). capture_ms: the source's
+        CPU ms a frame (decoding), which the run's CPU counts too. Of the levels that fit
         (the frame thread keeps up within
         ``START_SHARE`` of the frame period, the predicted CPU within ``START_SHARE`` of
         :attr:`capacity`), the one with the best predicted matte; the cheapest when none fits.
@@ -304,14 +308,15 @@ class Governor:
             for level, costs in model_ms.items():
                 self._model_ms[self.cost_key(level)] = costs
             self._slowdown = self._stretch = 1.0
-            self._rest_percent = frame_ms[1] / (self.period_s * 10.0)
+            self._capture_ms = capture_ms
+            self._rest_percent = (frame_ms[1] + capture_ms) / (self.period_s * 10.0)
             self._frame_ms = frame_ms[2] if len(frame_ms) > 2 else frame_ms[0]
             index = None
             if frame_ms[0] <= START_SHARE * self.period_s * 1e3:
                 index = self._best(START_SHARE)
             self._index = index if index is not None else self._cheapest()
             reason = (f"calibrated: {_model_ms_text(model_ms)}; the rest {frame_ms[0]:.0f} ms a frame, "
-                      f"{frame_ms[1]:.0f} ms with the output")
+                      f"{frame_ms[1]:.0f} ms with the output, {capture_ms:.0f} ms decoding")
             self.timeline = [Change(0.0, self.levels[self._index], reason)]
             return self.levels[self._index]
 
@@ -381,6 +386,11 @@ class Governor:
             return False
         period_ms = self.period_s * 1e3
         rest_ms = self._rest_percent * period_ms / 100.0  # all the matte's work a frame but the model's
+        if self.cores >= 2:
+            # The source's decoding runs on its own thread beside the wait, on another core, and
+            # before the frame's capture time: not in a keyframe's latency. On one core it shares
+            # the core with the call.
+            rest_ms = max(0.0, rest_ms - self._capture_ms)
         return (cost[0] + WAIT_REST * rest_ms <= share * WAIT_LATENCY * self.latency_ms
                 and cost[0] + level.stride * self._frame_ms <= WAIT_BUSY * level.stride * period_ms)
 
@@ -434,7 +444,7 @@ class Governor:
             cpu = 100.0 * (sample.cpu_s - last.cpu_s) / span
             model_cpu = 100.0 * (sample.model_cpu_s - last.model_cpu_s) / span
             rest = max(0.0, cpu - model_cpu)
-            # The first window's figure replaces the warm-up's estimate (which has no decoding in it).
+            # The first window's figure replaces the warm-up's estimate (its quickest frames, no thread of the run beside them).
             self._rest_percent = rest if not self._rest_measured else 0.8 * self._rest_percent + 0.2 * rest
             self._rest_measured = True
             self._window = {"busy": round(busy, 3), "drops": round(drops, 3), "cpu_percent": round(cpu, 1),

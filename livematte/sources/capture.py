@@ -41,6 +41,11 @@ class FileSource:
     goes along the first time only).
     ``on_decode``: called with each frame's decode time in ms (benchmarks).
     ``mirror``: each frame flipped left to right.
+
+    Played as a camera (``realtime``), the file is decoded on the thread that reads it, as a
+    camera's frames are: its CPU is then the capture thread's, which the live governor counts as
+    the matte's (FFmpeg's own decoding threads are no thread of the run's, and 3-10 ms a 720p
+    frame went uncounted), and no frame waits in a decoding thread's queue.
     """
 
     def __init__(self, path: str, *, realtime: bool = False, strict: bool = False, loop: bool = False,
@@ -52,7 +57,8 @@ class FileSource:
         self.loop = loop
         self.on_decode = on_decode
         self.mirror = mirror
-        self._reader = VideoReader(path, strict=strict, audio=True)
+        self._threads = 1 if realtime else None
+        self._reader = VideoReader(path, strict=strict, audio=True, threads=self._threads)
         self._played = False
         self.info = self._reader.info
         self.audio = self._reader.audio
@@ -87,13 +93,47 @@ class FileSource:
     def _one_pass(self) -> Iterator[tuple[np.ndarray, float]]:
         from ..media.reading import VideoReader
 
-        reader = VideoReader(self.path, strict=self.strict) if self._played else self._reader
+        reader = VideoReader(self.path, strict=self.strict, threads=self._threads) if self._played else self._reader
         self._played = True
         try:
             yield from reader.frames()
         finally:
             if reader is not self._reader:
                 reader.close()
+
+    def capture_cost_ms(self, frames: int = 8) -> float:
+        """The CPU ms a frame of this file takes to decode and convert (mirrored too, if so), the
+        median of its first ``frames`` after the first (which pays for the decoder's start), read
+        by a second reader so that no frame of the run is used up; 0.0 for a stream URL (that would
+        be a second connection) or a file that does not open again. For the live governor's start
+        (:meth:`~livematte.runtime.governor.Governor.calibrate`): on the composited clips this was
+        3-10 ms of a core at 720p, beside a frame's 13-20 ms of matte work besides the model."""
+        from ..media.net import is_url
+        from ..media.reading import VideoReader
+
+        if is_url(self.path):
+            return 0.0
+        try:
+            reader = VideoReader(self.path, threads=self._threads)
+        except LivematteError:
+            return 0.0
+        costs = []
+        try:
+            # The reader decoded its first frame on opening. The process's CPU: FFmpeg's decoding
+        # threads, where it has them, count too.
+            started = time.process_time()
+            for index, (image, _) in enumerate(reader.frames()):
+                if self.mirror:
+                    image = cv2.flip(image, 1)
+                now = time.process_time()
+                costs.append((now - started) * 1e3)
+                started = now
+                if index >= frames:
+                    break
+        finally:
+            reader.close()
+        later = sorted(costs[1:] or costs)
+        return later[len(later) // 2] if later else 0.0
 
     def close(self) -> None:
         """Close the input (idempotent); ``audio`` keeps what was demuxed for its writer."""
@@ -191,6 +231,11 @@ class CameraSource:
             if self._capture is not None:
                 self.reconnects += 1
                 log.info("%s is back", self.name)
+
+    def capture_cost_ms(self) -> float:
+        """0.0: a camera is not read ahead of the run (it cannot be opened twice, and its first
+        frames come at its own pace); its capture's cost is measured in the run's first window."""
+        return 0.0
 
     def _sleep(self, seconds: float) -> None:
         end = time.perf_counter() + seconds
