@@ -573,8 +573,10 @@ def test_with_a_cpu_budget_the_governor_counts_all_the_cpu_the_matte_uses(shared
         with contextlib.ExitStack() as stack:
             source = FileSource(str(shared_data / "clips" / "s18.mp4"), realtime=True)
             stack.callback(source.close)
+            compositor = assembly.compositor(config)
+            stack.callback(compositor.close)
             loaded = assembly.load_models(config, stack, governed=True)
-            engine = assembly.live_engine(config, loaded, source, assembly.compositor(config), governed=True)
+            engine = assembly.live_engine(config, loaded, source, compositor, governed=True)
             # When it plays for four seconds after the first second
             frames = 0
             with Pipeline(source, engine, Stats(), live=True) as pipeline:
