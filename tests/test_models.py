@@ -127,6 +127,20 @@ class TestRVM:
         ours = apply_coefficients(matte.a, matte.b, guide(small))
         assert np.abs(ours - pha[0, 0]).max() < 2e-3
 
+    @pytest.mark.parametrize("height", [720, 601])
+    def test_the_finish_makes_the_guide_band_by_band_with_the_same_values(self, rvm_weights, portrait, height):
+        # Given RVM's coefficients for a real portrait, and the picture at a height its bands divide
+        # and at one they do not
+        matter = models.load(ModelSettings(name="rvm", size=256))
+        matte, _ = matter.infer(model_input(matter, portrait), matter.initial_state())
+        picture = cv2.resize(portrait, (height * 512 // 600, height), interpolation=cv2.INTER_LINEAR)
+        # When it is finished without a whole guide made first (live), the alpha is the one the
+        # whole guide gives (offline), to the bit
+        banded = matter.finish(matte, picture, None)
+        assert banded.shape == picture.shape[:2] and banded.dtype == np.float32
+        assert np.array_equal(banded, matter.finish(matte, picture, guide(picture)))
+        assert 0.0 < banded.mean() < 1.0
+
     def test_openvino_and_onnxruntime_agree(self, rvm_weights, portrait):
         outs = [coarse_alpha(models.load(ModelSettings(name="rvm", size=256, runtime=runtime)), portrait)
                 for runtime in ("openvino", "onnxruntime")]

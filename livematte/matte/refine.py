@@ -39,6 +39,9 @@ class RefineSettings:
 
 _MEAN_RGB = np.full((1, 3), 1 / (3 * 255), np.float32)
 _GUIDE_ROWS = 128  # guide() works in bands of this many rows
+# apply_to_frame's bands: each row's float copy of the picture, guide and alpha stay in the cache
+# (at 720p, 32 rows took 22-25 % less time than the guide made whole, 128 rows 10 %).
+_BAND_ROWS = 32
 
 
 def guide(image_bgr: np.ndarray) -> np.ndarray:
@@ -94,3 +97,20 @@ def apply_coefficients(a: np.ndarray, b: np.ndarray, full_guide: np.ndarray) -> 
     alpha *= full_guide
     alpha += cv2.resize(b, (width, height), interpolation=cv2.INTER_LINEAR)
     return np.clip(alpha, 0.0, 1.0, out=alpha)
+
+
+def apply_to_frame(a: np.ndarray, b: np.ndarray, frame_bgr: np.ndarray) -> np.ndarray:
+    """Guided-filter coefficients (``float32 [h, w]``) applied to ``uint8 [H, W, 3]`` BGR's own guide
+    -> ``float32 [H, W]`` alpha in [0, 1]: :func:`apply_coefficients` of :func:`guide`, the same values,
+    with the guide made band by band of rows beside its use instead of as a whole picture first.
+    Every live frame is finished so, on its own picture (README: Measurements behind the code)."""
+    height, width = frame_bgr.shape[:2]
+    alpha = cv2.resize(a, (width, height), interpolation=cv2.INTER_LINEAR)
+    offset = cv2.resize(b, (width, height), interpolation=cv2.INTER_LINEAR)
+    for top in range(0, height, _BAND_ROWS):
+        rows = slice(top, top + _BAND_ROWS)
+        band = alpha[rows]
+        band *= cv2.transform(frame_bgr[rows].astype(np.float32), _MEAN_RGB)
+        band += offset[rows]
+        np.clip(band, 0.0, 1.0, out=band)
+    return alpha

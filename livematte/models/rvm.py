@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import LivematteError, error_line
-from ..matte.refine import apply_coefficients
+from ..matte.refine import apply_coefficients, apply_to_frame
 from ..frames import GuidedMatte
 from .base import ModelSettings, scaled_size
 from .runtimes import OnnxBackend
@@ -100,10 +100,12 @@ class RVMMatter(OnnxBackend):
         a, b, *next_state = self._runner.run(feeds)
         return coefficients_matte(a[0], b[0]), tuple(next_state)
 
-    def finish(self, matte: GuidedMatte, frame_bgr: np.ndarray, full_guide: np.ndarray,
+    def finish(self, matte: GuidedMatte, frame_bgr: np.ndarray, full_guide: np.ndarray | None,
                refine: str = "bilinear") -> np.ndarray:
         """RVM's last step, cut from its graph: the coefficients applied to the frame's own guide.
         ``refine`` is not used: the guided filter places the edges itself."""
+        if full_guide is None:
+            return apply_to_frame(matte.a, matte.b, frame_bgr)
         return apply_coefficients(matte.a, matte.b, full_guide)
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LivematteError, error_line
-from ..matte.refine import apply_coefficients, guided_coefficients
+from ..matte.refine import apply_coefficients, apply_to_frame, guided_coefficients
 from ..frames import GuidedMatte
 from .base import ModelSettings
 from .quiet import notices_to_debug_log
@@ -114,10 +114,12 @@ class SelfieMatter(FetchedFromWheels):
         a, b = guided_coefficients(ramped, prepared[0].mean(axis=2), GUIDE_RADIUS, GUIDE_EPS)
         return GuidedMatte(a, b), None
 
-    def finish(self, matte: GuidedMatte, frame_bgr: np.ndarray, full_guide: np.ndarray,
+    def finish(self, matte: GuidedMatte, frame_bgr: np.ndarray, full_guide: np.ndarray | None,
                refine: str = "bilinear") -> np.ndarray:
         """The (smoothed) coefficients applied to the frame's own guide -> ``float32 [H, W]`` alpha in
         [0, 1] at the frame's size. ``refine`` is not used: the guided filter places the edges."""
+        if full_guide is None:
+            return apply_to_frame(matte.a, matte.b, frame_bgr)
         return apply_coefficients(matte.a, matte.b, full_guide)
 
     def close(self) -> None:

@@ -235,9 +235,8 @@ class Engine:
         if moved.stream != self._finished_stream:  # another picture, or another model's matte
             self._finished_stream = moved.stream
             self.finisher.reset()
-        matter = self.matters[moved.model]
-        full_guide = guide(moved.frame.image) if matter.guided else None
-        return self._finish(moved.frame, moved.planes, matter, full_guide, moved.timings, age=moved.age)
+        # No whole guide here: a guided backend makes it band by band as it applies its coefficients.
+        return self._finish(moved.frame, moved.planes, self.matters[moved.model], None, moved.timings, age=moved.age)
 
     # -- shared -------------------------------------------------------------------------------
 
