@@ -87,6 +87,13 @@ def halved(picture: np.ndarray, times: int = 1) -> np.ndarray:
     return picture
 
 
+def flat_index(points: np.ndarray, width: int) -> np.ndarray:
+    """``int32 [N, 2]`` (x, y) -> ``intp [N]``, their indices in a picture ``width`` px wide read as
+    one row of pixels: numpy's take and put with these are several times quicker than indexing
+    by (y, x) pairs."""
+    return points[:, 1].astype(np.intp) * width + points[:, 0]
+
+
 def u8_to_alpha(alpha_u8: np.ndarray) -> np.ndarray:
     """``uint8 [H, W]`` -> ``float32 [H, W]`` in [0, 1]."""
     return alpha_u8.astype(np.float32) * np.float32(1.0 / 255.0)

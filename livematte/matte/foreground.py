@@ -28,6 +28,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..frames import flat_index
+
 WIDE_BOX, NARROW_BOX = 90, 6  # the paper's box sizes, px at its ~1 Mpixel images; scaled to 1280 px here
 _EPS = np.float32(1e-4)
 _LOW, _HIGH = 0.5 / 255, 254.5 / 255  # 8-bit levels 1..254: what an output can tell from 0 and 1
@@ -75,12 +77,12 @@ def from_coefficients(a: np.ndarray, b: np.ndarray, frame_bgr: np.ndarray, point
     ``points`` (:func:`soft_points`), the frame's own colour elsewhere.
     """
     height, width = frame_bgr.shape[:2]
-    out = frame_bgr.copy()
+    out = frame_bgr.copy()  # C-contiguous, as take and put want
     if len(points):
-        xs, ys = points[:, 0], points[:, 1]
-        pixels = frame_bgr[ys, xs].astype(np.float32)
+        at = flat_index(points, width)
+        pixels = np.take(out.reshape(-1, 3), at, axis=0).astype(np.float32)
         colour = sample(a, points, (width, height)) * pixels + sample(b, points, (width, height)) * np.float32(255)
-        out[ys, xs] = _levels(colour)
+        out.reshape(-1, 3)[at] = _levels(colour)
     return out
 
 
@@ -95,7 +97,7 @@ def blur_fusion(frame_bgr: np.ndarray, alpha: np.ndarray, points: np.ndarray | N
     """
     height, width = frame_bgr.shape[:2]
     points = soft_points(alpha) if points is None else points
-    out = frame_bgr.copy()
+    out = frame_bgr.copy()  # C-contiguous, as take and put want
     if not len(points):
         return out
     scale = max(height, width) / 1280.0
@@ -116,11 +118,11 @@ def blur_fusion(frame_bgr: np.ndarray, alpha: np.ndarray, points: np.ndarray | N
     bg_h = cv2.resize(bg_q, half, interpolation=cv2.INTER_LINEAR)[y0:y1, x0:x1]
     fg_h, bg_h = _weighted_means(_fuse(image_h, fg_h, bg_h, alpha_h), bg_h, alpha_h, box)
     # The fusion at full resolution, at the soft points only.
-    xs, ys = points[:, 0], points[:, 1]
-    size, at = (width, height), dict(scale=(half[0] / width, half[1] / height), origin=(x0, y0))
-    fused = _fuse(frame_bgr[ys, xs].astype(np.float32), sample(fg_h, points, size, **at),
-                  sample(bg_h, points, size, **at), alpha[ys, xs][:, None])
-    out[ys, xs] = _levels(fused)
+    size, reduced = (width, height), dict(scale=(half[0] / width, half[1] / height), origin=(x0, y0))
+    at = flat_index(points, width)
+    fused = _fuse(np.take(out.reshape(-1, 3), at, axis=0).astype(np.float32), sample(fg_h, points, size, **reduced),
+                  sample(bg_h, points, size, **reduced), np.take(np.ascontiguousarray(alpha).reshape(-1), at)[:, None])
+    out.reshape(-1, 3)[at] = _levels(fused)
     return out
 
 
