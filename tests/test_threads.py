@@ -70,3 +70,21 @@ def test_a_worker_error_is_raised_as_itself_not_chained_to_the_wake_up(bshm_dir)
     assert error.__context__ is None and error.__cause__ is None
     frames = [frame.name for frame in traceback.extract_tb(error.__traceback__)]
     assert "frames" in frames  # the worker's own stack, down to where it failed
+
+
+@pytest.mark.skipif(not __import__("sys").platform.startswith("linux"), reason="Linux's thread names")
+def test_a_workers_thread_carries_its_name_to_the_system():
+    # Given a worker of the pipeline's kind
+    from livematte.runtime.workers import Worker
+
+    seen = {}
+
+    def look() -> None:
+        with open(f"/proc/self/task/{threading.get_native_id()}/comm") as comm:
+            seen["name"] = comm.read().strip()
+
+    # When it runs, the system knows its thread by the worker's short name (top -H, ps -L)
+    worker = Worker("frames", look, threading.Event())
+    worker.start()
+    worker.join(10)
+    assert worker.error is None and seen["name"] == "lm-frames"
