@@ -287,6 +287,27 @@ def test_a_cpu_budget_steps_down_until_the_matte_fits_it():
     assert governor.level != Level(384, 1)
 
 
+
+def test_on_one_core_a_waiting_level_that_falls_behind_steps_down_to_a_smaller_network_not_the_fallback():
+    # One core; the warm-up: 288 px 26 ms a call, 192 px 11.5, the rest 15 ms a frame (45 %), so
+    # the run starts at 288 px every second frame, its keyframes waiting (84 %)
+    governor, machine = one_core_governor(fallback=SELFIE), Machine(top_ms=46, cores=1)
+    assert governor.calibrate(warm_up_costs(machine, governor.levels), (5.0, 12.0), capture_ms=3.0) == \
+        Level(288, 2, waits=True)
+    # It falls behind: its backlog runs beside each call (30 ms of CPU in 58 ms), the rest of the
+    # matte takes 70 % of the core, and keyframes land 105 ms after their capture (p95)
+    frames = cpu = model_cpu = busy = 0.0
+    for step in range(1, 4):
+        for _ in range(8):
+            governor.model_cost(governor.level, 58.0, 30.0)
+        frames, cpu, model_cpu, busy = frames + 15, cpu + 0.5, model_cpu + 0.15, busy + 0.2
+        governor.update(Sample(0.5 * step, round(frames), 0, busy, cpu, model_cpu, 105.0, 1.0, 0.1 * step))
+    timeline = [f"{c.time:.1f} {c.level} {c.reason}" for c in governor.timeline]
+    # Then it steps down to a smaller network whose keyframes wait, priced as it runs when it keeps
+    # up, not to the fallback (as it did priced at the late level's own stretched costs)
+    assert len(governor.timeline) == 2 and governor.timeline[1].reason.startswith("latency"), timeline
+    assert governor.level.size == 192 and governor.level.waits and not governor.level.model, timeline
+
 def test_latency_over_the_target_steps_down():
     governor, machine = new_governor(latency_ms=100.0), Machine(top_ms=25, latency_ms=130.0)
     machine.run(governor, 3, 0.0)
@@ -314,6 +335,14 @@ def test_the_snapshot_holds_the_level_the_predictions_and_the_timeline():
     assert snapshot["capacity_percent"] == 100.0
     top = snapshot["predicted"][str(Level(384, 1))]
     assert top["calls_per_s"] == pytest.approx(1e3 / 90, rel=0.01) and top["cpu_percent"] > 100.0
+    # Each level held, with its seconds (every window but the first, which only starts the count)
+    # and the CPU measured there
+    held = snapshot["held"]
+    assert [{k: v for k, v in h.items() if k in ("size", "stride", "waits")} for h in held] == \
+        [{k: v for k, v in c.items() if k in ("size", "stride", "waits")} for c in snapshot["timeline"]]
+    assert sum(h["seconds"] for h in held) == pytest.approx(5.0 - WINDOW_S)
+    w = machine.window(governor.level)
+    assert held[-1]["cpu_percent"] == pytest.approx(w["rest"] + w["model_percent"], rel=0.02), held
 
 
 @pytest.mark.parametrize("bad", [[], None])

@@ -91,6 +91,10 @@ WAIT_REST = 2.0
 WAIT_LATENCY_DOWN = 0.85
 WAIT_BUSY = 0.85
 WAIT_GIVE_UP = 0.75
+# The rest of the matte live against the warm-up's figure for it (its frames one at a time on one
+# thread, the caches warm): measured 1.1-1.24 (s18 and the nine clips, one core and two, at levels
+# that kept up). A level that falls behind is replaced by one priced at this (Governor._best).
+WARM_UP_REST_LIVE = 1.2
 
 
 @dataclass(frozen=True, order=True)
@@ -252,9 +256,12 @@ class Governor:
         self._stretch = 1.0  # the recent calls' wall / CPU against the first ones'
         self._rest_percent: float | None = None  # the matte's CPU besides the model, % of a core
         self._rest_measured = False  # _rest_percent is the run's own figure, not the warm-up's
+        self._warm_up_rest: float | None = None  # the warm-up's figure for it
         self._capture_ms = 0.0  # of the rest, the source's decoding a frame (the warm-up's figure)
         self._frame_ms: float | None = None  # the frame thread's ms a frame, waits for results left out
         self._recent_cpu: list[float] = []  # the last windows' CPU %, newest last
+        # Per level held, by index, in the order first held: [seconds, CPU % x seconds] of its windows.
+        self._held: dict[int, list[float]] = {}
         self._window: dict[str, float] = {}  # the last window's figures, for the stats
 
     def begin(self, now: float) -> None:
@@ -309,7 +316,7 @@ class Governor:
                 self._model_ms[self.cost_key(level)] = costs
             self._slowdown = self._stretch = 1.0
             self._capture_ms = capture_ms
-            self._rest_percent = (frame_ms[1] + capture_ms) / (self.period_s * 10.0)
+            self._rest_percent = self._warm_up_rest = (frame_ms[1] + capture_ms) / (self.period_s * 10.0)
             self._frame_ms = frame_ms[2] if len(frame_ms) > 2 else frame_ms[0]
             index = None
             if frame_ms[0] <= START_SHARE * self.period_s * 1e3:
@@ -331,11 +338,12 @@ class Governor:
             else:
                 self._model_ms[key] = (wall_ms / (self._slowdown * self._stretch), cpu_ms / self._slowdown)
 
-    def _model_cost(self, level: Level) -> tuple[float, float] | None:
+    def _model_cost(self, level: Level, unloaded: bool = False) -> tuple[float, float] | None:
         """One model call's (wall, CPU) ms at ``level`` now: measured, or scaled by area from the
         nearest size measured for the same model; None before any. The wall ms is stretched by
         how much longer than their CPU time the recent calls took against the first ones (a model
-        thread that gets less than a core, beside the frames)."""
+        thread that gets less than a core, beside the frames), unless ``unloaded``
+        (:meth:`_best`)."""
         key = self.cost_key(level)
         if key in self._model_ms:
             wall, cpu = self._model_ms[key]
@@ -347,12 +355,12 @@ class Governor:
             nearest = min(seen, key=lambda s: abs(s - level.size))
             scale = (level.size / nearest) ** 2 * self._slowdown
             wall, cpu = self._model_ms[(key[0], nearest, key[2])]
-        return wall * scale * self._stretch, cpu * scale
+        return wall * scale * (1.0 if unloaded else self._stretch), cpu * scale
 
-    def calls_per_s(self, level: Level) -> float | None:
+    def calls_per_s(self, level: Level, unloaded: bool = False) -> float | None:
         """The model calls a second at ``level``: one every ``stride`` frames, or back to back
         when a call takes longer; None before any cost is known."""
-        cost = self._model_cost(level)
+        cost = self._model_cost(level, unloaded)
         if cost is None:
             return None
         return min(1.0 / (self.period_s * level.stride), 1e3 / max(cost[0], 1e-3))
@@ -367,57 +375,82 @@ class Governor:
         ages = self._ages(level)
         return math.inf if ages is None else predicted_mad(level, self.levels[0].size, ages[0])
 
-    def _fits(self, level: Level, share: float) -> bool:
+    def _fits(self, level: Level, share: float, unloaded: bool = False) -> bool:
         """Whether ``level``'s predicted CPU is within ``share`` of :attr:`capacity` (and, for a level
-        whose keyframes wait, whether its calls land in time: :meth:`_waiting_fits`)."""
-        predicted = self._predicted_cpu(level)
-        return predicted is not None and predicted <= share * self.capacity and self._waiting_fits(level, share)
+        whose keyframes wait, whether its calls land in time: :meth:`_waiting_fits`); ``unloaded``:
+        as :meth:`_best` takes it."""
+        predicted = self._predicted_cpu(level, unloaded)
+        return (predicted is not None and predicted <= share * self.capacity
+                and self._waiting_fits(level, share, unloaded))
 
-    def _waiting_fits(self, level: Level, share: float) -> bool:
+    def _waiting_fits(self, level: Level, share: float, unloaded: bool = False) -> bool:
         """Whether a keyframe may wait for its call at ``level``: its latency (its call, and
         :data:`WAIT_REST` times the rest of a frame's work) is predicted within :data:`WAIT_LATENCY`
         of the latency target (times ``share``, the room :meth:`_fits` keeps), and the frame
         thread, waiting for one call a stride, within :data:`WAIT_BUSY` of the stride's frame
-        periods. True for a level whose keyframes do not wait."""
+        periods. True for a level whose keyframes do not wait. ``unloaded``: as :meth:`_best` takes it."""
         if not level.waits:
             return True
-        cost = self._model_cost(level)
+        cost = self._model_cost(level, unloaded)
         if cost is None or self._frame_ms is None or self._rest_percent is None:
             return False
         period_ms = self.period_s * 1e3
-        rest_ms = self._rest_percent * period_ms / 100.0  # all the matte's work a frame but the model's
+        rest_ms = self._rest(unloaded) * period_ms / 100.0  # all the matte's work a frame but the model's
         if self.cores >= 2:
             # The source's decoding runs on its own thread beside the wait, on another core, and
             # before the frame's capture time: not in a keyframe's latency. On one core it shares
             # the core with the call.
             rest_ms = max(0.0, rest_ms - self._capture_ms)
+            frame_ms = self._frame_ms
+        else:
+            # On one core the output's and the capture's work shares the core with the frames and
+            # the calls they wait for: a stride's frames take all of the rest, not the frame thread's share.
+            frame_ms = max(self._frame_ms, rest_ms)
         return (cost[0] + WAIT_REST * rest_ms <= share * WAIT_LATENCY * self.latency_ms
-                and cost[0] + level.stride * self._frame_ms <= WAIT_BUSY * level.stride * period_ms)
+                and cost[0] + level.stride * frame_ms <= WAIT_BUSY * level.stride * period_ms)
 
     def give_up_s(self) -> float:
         """Seconds after its capture at which a keyframe stops waiting for its own result."""
         return WAIT_GIVE_UP * self.latency_ms / 1e3
 
     def _best(self, share: float, cheaper_than: float | None = None,
-              shorter_waits_than: Level | None = None) -> int | None:
+              shorter_waits_than: Level | None = None, unloaded: bool = False) -> int | None:
         """The index of the level with the best predicted matte among those that fit within ``share``
         of the capacity (and cost under ``cheaper_than`` % of a core, and where they wait, wait for
-        calls at most :data:`DOWN_TO` of ``shorter_waits_than``'s); None when none does."""
+        calls at most :data:`DOWN_TO` of ``shorter_waits_than``'s); None when none does.
+
+        ``unloaded``: the levels are priced as they run on a core that keeps up, for a step down on
+        one core from a level that did not: the calls' wall time without the stretch measured there,
+        and the rest of the matte at most :data:`WARM_UP_REST_LIVE` times the warm-up's figure. A
+        level that falls behind on one core inflates its own costs: its backlog runs beside each
+        call (288 px calls of 26 ms of CPU took 55-58 ms), and results that land late cost the flow
+        more (the rest at 65-75 % of the core, against 55 % at 192 px every second frame, waiting,
+        which kept up). Priced at those, even that level seemed too slow for its keyframes to wait,
+        and the run went to the fallback, whose matte is twice as far from the truth; 192 px every
+        second frame then held at a latency p95 of 43-62 ms (README: Quality live)."""
         def waits_less(level: Level) -> bool:
             if shorter_waits_than is None or not level.waits:
                 return True
             return self._model_cost(level)[0] <= DOWN_TO * self._model_cost(shorter_waits_than)[0]
 
-        fitting = [i for i, level in enumerate(self.levels) if self._fits(level, share) and waits_less(level)
-                   and (cheaper_than is None or self._predicted_cpu(level) < cheaper_than)]
+        fitting = [i for i, level in enumerate(self.levels) if self._fits(level, share, unloaded) and waits_less(level)
+                   and (cheaper_than is None or self._predicted_cpu(level, unloaded) < cheaper_than)]
         return min(fitting, key=lambda i: (self._quality(self.levels[i]), i)) if fitting else None
 
-    def _predicted_cpu(self, level: Level) -> float | None:
-        """The matte's CPU at ``level``, percent of one core: the rest's, measured, and the model's."""
-        cost, calls = self._model_cost(level), self.calls_per_s(level)
+    def _predicted_cpu(self, level: Level, unloaded: bool = False) -> float | None:
+        """The matte's CPU at ``level``, percent of one core: the rest's, measured, and the model's
+        (``unloaded``: as :meth:`_best` takes it)."""
+        cost, calls = self._model_cost(level, unloaded), self.calls_per_s(level, unloaded)
         if cost is None or self._rest_percent is None:
             return None
-        return self._rest_percent + cost[1] * calls / 10.0
+        return self._rest(unloaded) + cost[1] * calls / 10.0
+
+    def _rest(self, unloaded: bool = False) -> float:
+        """The matte's CPU besides the model's, % of a core: as measured, or ``unloaded``, at most
+        :data:`WARM_UP_REST_LIVE` times the warm-up's figure (:meth:`_best`)."""
+        if unloaded and self._warm_up_rest is not None:
+            return min(self._rest_percent, WARM_UP_REST_LIVE * self._warm_up_rest)
+        return self._rest_percent
 
     def update(self, sample: Sample) -> Change | None:
         """Feed the counters; -> the change made, if any. Call about every ``WINDOW_S``."""
@@ -447,6 +480,9 @@ class Governor:
             # The first window's figure replaces the warm-up's estimate (its quickest frames, no thread of the run beside them).
             self._rest_percent = rest if not self._rest_measured else 0.8 * self._rest_percent + 0.2 * rest
             self._rest_measured = True
+            held = self._held.setdefault(self._index, [0.0, 0.0])
+            held[0] += span
+            held[1] += cpu * span
             self._window = {"busy": round(busy, 3), "drops": round(drops, 3), "cpu_percent": round(cpu, 1),
                             "model_cpu_percent": round(model_cpu, 1), "latency_p95_ms": sample.latency_p95_ms,
                             "age_p95": sample.age_p95}
@@ -463,8 +499,11 @@ class Governor:
                 now_cost = max(recent_cpu, self._predicted_cpu(level) or 0.0)
                 if level.waits and not over_budget:
                     # Late or busy for the keyframes' waits: the best matte among the levels that
-                    # cost no more and wait for no call as long as this one's.
-                    cheaper = self._best(CPU_UP, cheaper_than=now_cost + 0.5, shorter_waits_than=level)
+                    # cost no more and wait for no call as long as this one's; on one core, priced as
+                    # they run when they keep up (with more, a level's calls are stretched by what
+                    # else runs on the machine, a hog, more than by its own backlog).
+                    cheaper = self._best(CPU_UP, cheaper_than=now_cost + 0.5, shorter_waits_than=level,
+                                         unloaded=self.cores == 1)
                 else:
                     # The best matte among the levels cheaper than what this one costs now.
                     cheaper = self._best(CPU_UP, cheaper_than=DOWN_TO * now_cost)
@@ -568,13 +607,18 @@ class Governor:
 
     def snapshot(self) -> dict:
         """For ``--stats-json``: the level now, the last window's figures, what each level is
-        predicted to cost (CPU % of a core, model calls a second) against the capacity, and every change."""
+        predicted to cost (CPU % of a core, model calls a second) against the capacity, every change,
+        and each level held (``held``): its seconds and the matte's CPU measured there, % of a core
+        (what ``--max-cpu`` holds: the matte's threads, not the encoders')."""
         with self._lock:
             level = self.levels[self._index]
             predicted = {str(each): self._prediction(each) for each in self.levels}
             return {"level": _level_json(level), "window": dict(self._window), "capacity_percent": self.capacity,
                     "predicted": predicted,
-                    "timeline": [{"t": c.time, **_level_json(c.level), "reason": c.reason} for c in self.timeline]}
+                    "timeline": [{"t": c.time, **_level_json(c.level), "reason": c.reason} for c in self.timeline],
+                    "held": [{**_level_json(self.levels[index]), "seconds": round(seconds, 2),
+                              "cpu_percent": round(cpu / seconds, 1)}
+                             for index, (seconds, cpu) in self._held.items() if seconds > 0]}
 
 
 def _rounded(value: float | None) -> float | None:
