@@ -120,8 +120,9 @@ def blur_fusion(frame_bgr: np.ndarray, alpha: np.ndarray, points: np.ndarray | N
     # The fusion at full resolution, at the soft points only.
     size, reduced = (width, height), dict(scale=(half[0] / width, half[1] / height), origin=(x0, y0))
     at = flat_index(points, width)
-    fused = _fuse(np.take(out.reshape(-1, 3), at, axis=0).astype(np.float32), sample(fg_h, points, size, **reduced),
-                  sample(bg_h, points, size, **reduced), np.take(np.ascontiguousarray(alpha).reshape(-1), at)[:, None])
+    pixels = np.take(out.reshape(-1, 3), at, axis=0).astype(np.float32)
+    soft_alpha = np.take(np.ascontiguousarray(alpha).reshape(-1), at)[:, None]
+    fused = _fuse(pixels, sample(fg_h, points, size, **reduced), sample(bg_h, points, size, **reduced), soft_alpha)
     out.reshape(-1, 3)[at] = _levels(fused)
     return out
 

@@ -114,7 +114,8 @@ class Matter(Protocol):
         """``infer``'s matte (cropped to the frame, smoothed) -> ``float32 [H, W]`` alpha in [0, 1]
         at the frame's size. ``full_guide``: :func:`livematte.matte.refine.guide` of the frame when
         ``guided`` and already made (offline, on the prepare thread beside the model), else None (a
-        guided backend then makes it band by band: :func:`livematte.matte.refine.apply_to_frame`). ``refine``: a :data:`livematte.matte.refine.MODES` mode, for a plain alpha."""
+        guided backend then makes it band by band: :func:`livematte.matte.refine.apply_to_frame`).
+        ``refine``: a :data:`livematte.matte.refine.MODES` mode, for a plain alpha."""
 
     def close(self) -> None:
         """Release what the model holds (sessions, compiled models); safe to call twice."""
