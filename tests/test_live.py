@@ -698,6 +698,14 @@ def test_stats_json_has_the_documented_keys_and_types(clip45, bshm_dir, matter, 
     assert type(stats["model_calls_per_s"]) is float and 0 < stats["model_calls_per_s"] <= 1.1 * stats["fps"]
     assert set(stats["result_age"]) == {"p50", "p95"} and 0 <= stats["result_age"]["p50"] <= stats["result_age"]["p95"]
     assert type(stats["cpu_percent"]) is float and stats["cpu_percent"] > 0
+    if sys.platform.startswith("linux"):
+        # Each of the pipeline's threads' CPU a fresh frame, counted from the pipeline's start: all
+        # of them together cannot have spent more than the run's wall time on every core
+        threads = stats["cpu_ms_a_frame"]
+        assert {"capture", "frames", "model", "output"} <= set(threads) <= {"capture", "frames", "finish", "model", "output"}
+        assert all(type(ms) is float and ms >= 0 for ms in threads.values()) and threads["model"] > 0
+        cores = len(os.sched_getaffinity(0))
+        assert sum(threads.values()) * stats["composited"] <= stats["elapsed_s"] * 1e3 * cores, threads
     # The governor's part: the level now and the timeline of changes, from the calibrated start
     # ("model" names a fallback rung's model; "waits": true where keyframes wait for their own results)
     governor = stats["governor"]

@@ -154,6 +154,7 @@ class Pipeline:
                             Worker("infer", self._infer, self.stop)]
             self._channels = [self.captured, self.prepared, self.matted]
         self._output_thread = threading.current_thread()  # the caller's: it composites and sends
+        self._output_cpu_start: float | None = None  # its CPU seconds when the pipeline started
         self._cpu_seen: dict[threading.Thread, float] = {}
         self._runtime_cpu_s = 0.0  # the model runtime's own threads' (the model thread's alone writes it)
 
@@ -164,8 +165,11 @@ class Pipeline:
     def __enter__(self):
         if self.engine.governor is not None:
             self.engine.governor.begin(time.perf_counter())
+        self._output_cpu_start = thread_cpu_s(self._output_thread)
         for worker in self.workers:
             worker.start()
+        if self._output_cpu_start is not None:
+            self.stats.count_threads_cpu_by(self.threads_cpu_s)
         return self
 
     def __exit__(self, exc_type, exc, tb):
@@ -175,6 +179,8 @@ class Pipeline:
     def close(self) -> None:
         self.stop.set()
         join_all(self.workers, self._channels)
+        if self._output_cpu_start is not None:
+            self.stats.add_threads_cpu(self.threads_cpu_s())
         # The source is left open: whoever opened it closes it.
 
     def next(self, timeout: float | None = None) -> Matted | object:
@@ -359,6 +365,24 @@ class Pipeline:
             self._last_call, self._model_on = self._model_on, None
             self.results.put(result)
         self.results.close()
+
+    def threads_cpu_s(self) -> dict[str, float]:
+        """CPU seconds by thread since this pipeline started: each worker's (the model's with its
+        runtime's own threads) and the output's (the caller's thread, which composites and sends);
+        {} where the platform cannot tell."""
+        seconds = {}
+        for worker in self.workers:
+            value = thread_cpu_s(worker)
+            if value is None:
+                return {}
+            seconds[worker.name.removeprefix("livematte-")] = value
+        if self.asynchronous:
+            seconds["model"] += self._runtime_cpu_s
+        output = thread_cpu_s(self._output_thread)
+        if output is None or self._output_cpu_start is None:
+            return {}
+        seconds["output"] = output - self._output_cpu_start
+        return seconds
 
     def model_cpu_s(self) -> float:
         """CPU seconds of the model: its thread's and its runtime's own threads' (wide calls)."""

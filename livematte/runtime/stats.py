@@ -45,6 +45,9 @@ class Stats:
         self._first_call: float | None = None
         self._last_call: float | None = None
         self._dropped_fn = lambda: 0
+        # CPU seconds by thread: the ended pipelines' (summed), and the running one's, asked for.
+        self._threads_cpu_done: dict[str, float] = defaultdict(float)
+        self._threads_cpu_fn = None
         self._outputs: dict = {}  # name -> figures() of an output on a thread of its own
         self._first_out: float | None = None  # first and last fresh (composited) frame sent
         self._last_out: float | None = None
@@ -54,6 +57,17 @@ class Stats:
     def count_dropped_by(self, fn) -> None:
         """``fn()`` -> frames dropped upstream (e.g. a newest-wins slot's overwrites)."""
         self._dropped_fn = fn
+
+    def count_threads_cpu_by(self, fn) -> None:
+        """``fn()`` -> the running pipeline's CPU seconds by thread (``{"capture": 1.2, ...}``)."""
+        self._threads_cpu_fn = fn
+
+    def add_threads_cpu(self, seconds: dict[str, float]) -> None:
+        """An ended pipeline's CPU seconds by thread; it stops being asked for them."""
+        with self._lock:
+            for name, value in seconds.items():
+                self._threads_cpu_done[name] += value
+            self._threads_cpu_fn = None
 
     def add_output(self, name: str, figures) -> None:
         """An output on a thread of its own (``sinks.threaded``): ``figures()`` -> {fps, written,
@@ -144,7 +158,11 @@ class Stats:
         last model result moved to them), repeated, dropped (never processed); keyframes (live, where
         keyframes wait): {waited, gave_up}, those that waited for their own results and of those, the
         ones that gave up; model_calls_per_s;
-        cpu_percent: process CPU over the run (100 = one core); fps_by_second: fresh frames sent
+        cpu_percent: process CPU over the run (100 = one core); cpu_ms_a_frame: the CPU ms each of
+        the pipeline's threads spent a fresh frame (``capture``, ``frames``, ``finish``, ``model``
+        with its runtime's own threads, live; ``capture``, ``prepare``, ``infer``, offline; and
+        ``output``, the thread that composites and sends), where the platform tells a thread's CPU
+        time (Linux); the encoders' threads are not among them; fps_by_second: fresh frames sent
         in each whole second from the first (the last second may be partial); stages_ms: mean ms per stage
         (``model`` per call); elapsed_s; governor (live with ``--adapt on``): the level now, the
         last window's figures and the timeline of level changes; outputs (live, those on a thread of
@@ -176,6 +194,7 @@ class Stats:
                 "result_age": {"p50": round(float(np.percentile(ages, 50)), 1),
                                "p95": round(float(np.percentile(ages, 95)), 1)},
                 "cpu_percent": self._cpu_percent(),
+                **self._cpu_ms_a_frame(),
                 "fps_by_second": list(self._fresh_per_second),
                 "stages_ms": stages,
                 "elapsed_s": round(elapsed, 2),
@@ -192,6 +211,17 @@ class Stats:
         if self.model_calls:
             return round(_rate(self.model_calls, self._first_call, self._last_call), 2)
         return round(fps * model_frames / self.composited, 2) if self.composited else 0.0
+
+    def _cpu_ms_a_frame(self) -> dict:
+        """``{"cpu_ms_a_frame": {thread: ms}}`` over the fresh frames so far; {} when nothing is
+        known (no thread CPU clocks, or no fresh frame). Called with the lock held."""
+        seconds = dict(self._threads_cpu_done)
+        running = self._threads_cpu_fn() if self._threads_cpu_fn is not None else {}
+        for name, value in running.items():
+            seconds[name] = seconds.get(name, 0.0) + value
+        if not seconds or not self.composited:
+            return {}
+        return {"cpu_ms_a_frame": {name: round(1e3 * value / self.composited, 2) for name, value in seconds.items()}}
 
     def _cpu_percent(self) -> float:
         """Process CPU (all threads) from the first fresh frame sent to now; 100 = one core."""

@@ -272,7 +272,10 @@ def name_os_thread(name: str) -> None:
 
 
 def thread_cpu_s(thread: threading.Thread) -> float | None:
-    """CPU seconds ``thread`` (running) has used; None where the platform cannot tell."""
+    """CPU seconds ``thread`` has used (a :class:`Worker` that has ended: all of its own); None
+    where the platform cannot tell."""
+    if getattr(thread, "cpu_s", None) is not None:
+        return thread.cpu_s
     try:
         return time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
     except (AttributeError, OSError, TypeError):
@@ -287,6 +290,7 @@ class Worker(threading.Thread):
         self._target_fn = target
         self._stop_event = stop
         self.error: BaseException | None = None
+        self.cpu_s: float | None = None  # the thread's CPU seconds, once it has ended
 
     def run(self) -> None:
         name_os_thread(self.name.replace("livematte-", "lm-"))
@@ -297,6 +301,9 @@ class Worker(threading.Thread):
         except BaseException as e:  # kept for the caller to re-raise
             self.error = e
             self._stop_event.set()
+        finally:
+            # Read here: an ended thread's CPU clock cannot be asked for from another one.
+            self.cpu_s = time.thread_time()
 
 
 def join_all(workers: list[Worker], channels: list, timeout: float = 10.0) -> None:
