@@ -155,7 +155,6 @@ class Pipeline:
             self._channels = [self.captured, self.prepared, self.matted]
         self._output_thread = threading.current_thread()  # the caller's: it composites and sends
         self._output_cpu_start: float | None = None  # its CPU seconds when the pipeline started
-        self._cpu_seen: dict[threading.Thread, float] = {}
         self._runtime_cpu_s = 0.0  # the model runtime's own threads' (the model thread's alone writes it)
 
     def _queue(self, depth: int) -> Channel:
@@ -375,7 +374,7 @@ class Pipeline:
             value = thread_cpu_s(worker)
             if value is None:
                 return {}
-            seconds[worker.name.removeprefix("livematte-")] = value
+            seconds[worker.role] = value
         if self.asynchronous:
             seconds["model"] += self._runtime_cpu_s
         output = thread_cpu_s(self._output_thread)
@@ -391,17 +390,10 @@ class Pipeline:
     def matte_cpu_s(self) -> float:
         """CPU seconds of the matte's threads: capture, the pipeline's, the output's (which
         composites) and the model runtime's own; not the encoders', which run on threads of their
-        own. Where the platform cannot tell a thread's CPU time, the whole process's."""
-        total = self._runtime_cpu_s
-        for thread in [*self.workers, self._output_thread]:
-            seconds = thread_cpu_s(thread)
-            if seconds is None:
-                seconds = self._cpu_seen.get(thread)  # a thread that has ended: its last figure
-                if seconds is None:
-                    return time.process_time()
-            self._cpu_seen[thread] = seconds
-            total += seconds
-        return total
+        own (:meth:`threads_cpu_s`, summed). Where the platform cannot tell a thread's CPU time, the
+        whole process's."""
+        threads = self.threads_cpu_s()
+        return sum(threads.values()) if threads else time.process_time()
 
 
 def fit_into(image: np.ndarray, width: int, height: int) -> np.ndarray:

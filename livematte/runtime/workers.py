@@ -287,13 +287,14 @@ class Worker(threading.Thread):
 
     def __init__(self, name: str, target: Callable[[], None], stop: threading.Event):
         super().__init__(name=f"livematte-{name}", daemon=True)
+        self.role = name  # "capture", "frames", ...: the stats' and the system's short name for it
         self._target_fn = target
         self._stop_event = stop
         self.error: BaseException | None = None
         self.cpu_s: float | None = None  # the thread's CPU seconds, once it has ended
 
     def run(self) -> None:
-        name_os_thread(self.name.replace("livematte-", "lm-"))
+        name_os_thread(f"lm-{self.role}")
         try:
             self._target_fn()
         except Stopped:

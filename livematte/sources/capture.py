@@ -120,7 +120,7 @@ class FileSource:
         costs = []
         try:
             # The reader decoded its first frame on opening. The process's CPU: FFmpeg's decoding
-        # threads, where it has them, count too.
+            # threads, where it has them, count too.
             started = time.process_time()
             for index, (image, _) in enumerate(reader.frames()):
                 if self.mirror:
