@@ -104,6 +104,20 @@ def test_a_jump_the_flow_cannot_follow_sends_the_next_frame_to_the_model_whateve
     assert [r.result_age for r in results] == [0, 1, 2, 3, 0, 1]
 
 
+def test_over_a_swing_the_flow_cannot_follow_the_urgent_calls_keep_the_levels_rate(rvm, person):
+    # Given a stride of 3 frames whose keyframes do not wait, results landing at once, and the
+    # person jumping 44 or 88 px every frame: no frame is explained by the flow from the one or
+    # two before it
+    engine = Engine(rvm, SMOOTHING, governor=held_at(Level(384, 3)))
+    positions = [0, 44, 88] * 5
+    results = scheduled(engine, [scene(person, x) for x in positions], lag=0)
+    # Then the frame after the first jump has a call of its own, two frames before its stride
+    # was up, and the calls after it come early but no more often than the stride: one every
+    # third frame, the rate the level's CPU is priced at (every second frame before)
+    ages = [r.result_age for r in results]
+    assert ages == [0, 1, 0, 1, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1], ages
+
+
 def test_a_restart_waits_for_a_result_of_its_own_picture(rvm, person):
     engine = Engine(rvm, SMOOTHING, governor=held_at(Level(384, 8)))
     image = scene(person, 40)

@@ -1,7 +1,7 @@
 """The live pipeline's model thread replayed on a schedule instead of a clock: for evaluation and tests.
 
 Live (:mod:`livematte.runtime.pipeline`), the model thread takes the newest frame whenever it is
-free and the governor's stride allows (or at once after a frame the flow could not explain), and
+free and the governor's stride allows (or early after a frame the flow could not explain), and
 every frame is finished from the newest result that has landed. :func:`on_schedule` does the same
 with the time a call takes given in frames (``lag``): a call takes frame k and its result lands
 for frame k + lag (or for frame k itself at a level whose keyframes wait). Every frame is
@@ -16,7 +16,7 @@ from typing import Iterable, Iterator, Mapping
 from ..frames import Frame, Matted
 from .engine import Engine, ModelResult
 from .governor import Level
-from .pipeline import model_takes
+from .pipeline import call_slot, model_takes
 
 
 def on_schedule(engine: Engine, frames: Iterable[Frame], lag: int | Mapping[Level, int]) -> Iterator[Matted]:
@@ -26,7 +26,7 @@ def on_schedule(engine: Engine, frames: Iterable[Frame], lag: int | Mapping[Leve
     result, as live."""
     pending: tuple[int, ModelResult] | None = None  # (frame index it lands at, the result)
     result: ModelResult | None = None
-    last: tuple[int, int] | None = None  # the last call's (frame index, epoch)
+    last: tuple[int, int] | None = None  # the last call's slot (frame index, epoch: call_slot)
     epoch, urgent = 0, False
     for frame in frames:
         if frame.restart:
@@ -39,7 +39,7 @@ def on_schedule(engine: Engine, frames: Iterable[Frame], lag: int | Mapping[Leve
         if pending is None and model_takes(last, frame.index, epoch, urgent, level):
             frames_late = lag if isinstance(lag, int) else lag[level]
             pending = (frame.index + frames_late, engine.model_call(frame, grey, level, epoch))
-            last = (frame.index, epoch)
+            last = call_slot(last, frame.index, epoch, level)
             if frames_late == 0 or level.waits or result is None or result.epoch != epoch:
                 result, pending = pending[1], None
         matted, urgent = engine.finish_frame(frame, grey, result)
