@@ -69,9 +69,11 @@ CPU_UP = 0.9  # of --max-cpu, and of the cores there are
 CPU_WINDOWS = 4  # the CPU against the budget: the mean of this many windows
 BETTER_BY = 0.1  # MAD x1e3: a level predicted better by less is not worth a change
 DOWN_TO = 0.75  # a step down goes to a level that costs at most this share of the CPU used now
-# The start: the highest level whose warm-up costs (the source's decoding included) are predicted
-# to use at most this much of the budget. Below CPU_UP: the warm-up's figures are its quickest
-# calls and frames, with no other thread of the run at work beside them.
+# The start: the highest level whose warm-up costs (the source's decoding included; the rest of the
+# matte at WARM_UP_REST_LIVE times the warm-up's figure) are predicted to use at most this much of
+# the budget. Below CPU_UP: the warm-up's calls are its quickest, with no other thread of the run
+# at work beside them (0.9 here started 288 px every second frame, waiting, on two clips of nine,
+# where it used 103-107 % of a 100 % budget).
 START_SHARE = 0.85
 # A level whose keyframes wait for their own results fits where a keyframe is predicted within
 # WAIT_LATENCY of the latency target, and the frame thread, which waits once a stride, keeps up
@@ -93,7 +95,10 @@ WAIT_BUSY = 0.85
 WAIT_GIVE_UP = 0.75
 # The rest of the matte live against the warm-up's figure for it (its frames one at a time on one
 # thread, the caches warm): measured 1.1-1.24 (s18 and the nine clips, one core and two, at levels
-# that kept up). A level that falls behind is replaced by one priced at this (Governor._best).
+# that kept up). The start is priced at this (Governor.calibrate): at the warm-up's own figure, the
+# start level used 101-106 % of a 100 % budget on four clips of nine (two cores), and on one core
+# went late after a second on six, until the first decision stepped it down. A level that falls
+# behind is replaced by one priced at this too (Governor._best).
 WARM_UP_REST_LIVE = 1.2
 
 
@@ -306,17 +311,19 @@ class Governor:
         ms per frame of the rest (motion, finishing, compositing): the busiest thread's, the whole
         frame's with the output's share, and optionally the frame thread's own (the motion: what a
         keyframe's wait adds to; the busiest thread's where not given). capture_ms: the source's
-        CPU ms a frame (decoding), which the run's CPU counts too. Of the levels that fit
-        (the frame thread keeps up within
-        ``START_SHARE`` of the frame period, the predicted CPU within ``START_SHARE`` of
+        CPU ms a frame (decoding), which the run's CPU counts too. Of the levels that fit (the frame
+        thread keeps up within ``START_SHARE`` of the frame period, the predicted CPU, the rest's
+        at :data:`WARM_UP_REST_LIVE` times the warm-up's, within ``START_SHARE`` of
         :attr:`capacity`), the one with the best predicted matte; the cheapest when none fits.
+        The run's first window's figure for the rest replaces the warm-up's (:meth:`update`).
         """
         with self._lock:
             for level, costs in model_ms.items():
                 self._model_ms[self.cost_key(level)] = costs
             self._slowdown = self._stretch = 1.0
             self._capture_ms = capture_ms
-            self._rest_percent = self._warm_up_rest = (frame_ms[1] + capture_ms) / (self.period_s * 10.0)
+            self._warm_up_rest = (frame_ms[1] + capture_ms) / (self.period_s * 10.0)
+            self._rest_percent = WARM_UP_REST_LIVE * self._warm_up_rest
             self._frame_ms = frame_ms[2] if len(frame_ms) > 2 else frame_ms[0]
             index = None
             if frame_ms[0] <= START_SHARE * self.period_s * 1e3:
