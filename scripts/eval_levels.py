@@ -22,9 +22,11 @@ fallback rung) instead of the preset's ladder.
 
 ``--follow RUN.json ...`` (``eval_quality.py --mode live --json`` files) scores, for each clip
 those runs played, the levels its live run held, each from the frame the governor changed to it
-at (the change's time times the rate, rounded up) with its own measured lag: the schedule of
-exactly what the run held, against which its live MAD is put, clip by clip (a clip that changed
-level restarts the model's stream there, live and here alike).
+at (the change's time times the rate, rounded up) with the lag its calls had in that run (their
+mean wall time there, ``held`` in the run's stats, in frame periods rounded up; the warm-up's
+here with ``--follow-lags warm-up``, or where the run has none): the schedule of exactly what
+the run held, against which its live MAD is put, clip by clip (a clip that changed level
+restarts the model's stream there, live and here alike).
 
 Printed: one row per level (and lag), the mean over clips, the model calls a frame and the
 results' mean age in frames; with ``--follow``, one row per clip: the levels held, the
@@ -116,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="frames from a model call's input to its result (default: the call's measured time)")
     parser.add_argument("--follow", nargs="+", type=Path, default=None, metavar="RUN.json",
                         help="eval_quality.py --mode live --json files: score each clip at the levels its run held")
+    parser.add_argument("--follow-lags", choices=("run", "warm-up"), default="run",
+                        help="with --follow: each level's lag from its calls in the run (default) or a warm-up here")
     args = parser.parse_args(argv)
     if not args.clips.is_dir():
         parser.error(f"{args.clips}: no such folder")
@@ -139,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--levels: {config.live.fallback} did not load (the warning above says why)")
         levels = [fallback_level if text == config.live.fallback else _level(text, parser) for text in args.levels]
     if runs is not None:
-        return _follow(runs, matter, fallback, config, clips, (width, height, fps), args.json)
+        return _follow(runs, matter, fallback, config, clips, (width, height, fps), args.json,
+                       args.follow_lags == "run")
     measured = call_lags(matter, fallback, config, levels, width, height, fps) if args.lag is None else {}
     rows = []
     for level in levels:
@@ -175,10 +180,15 @@ def _live_runs(paths: list[Path], parser: argparse.ArgumentParser) -> dict[str, 
 
 
 def _follow(runs: dict[str, dict], matter, fallback, config, clips, source_format: tuple[int, int, float],
-            json_path: Path | None) -> int:
-    """Score each clip on the schedule of the levels its live run held; print and write the rows."""
-    def held(change: dict) -> Level:  # a timeline entry (the governor's _level_json) -> its Level
+            json_path: Path | None, run_lags: bool) -> int:
+    """Score each clip on the schedule of the levels its live run held, each level's calls landing
+    as many frames late as in that run (``run_lags``) or as the warm-up's here; print and write the rows."""
+    def held(change: dict) -> Level:  # a timeline or held entry (the governor's _level_json) -> its Level
         return Level(change["size"], change["stride"], change.get("model", ""), bool(change.get("waits")))
+
+    def lags_in(run: dict) -> dict[Level, int]:  # each level's lag in the run, from its calls' mean wall ms
+        return {held(entry): max(1, math.ceil(entry["call_ms"] * fps / 1e3))
+                for entry in run["stats"]["governor"].get("held", []) if run_lags and "call_ms" in entry}
 
     width, height, fps = source_format
     timelines = {name: [(math.ceil(change["t"] * fps), held(change)) for change in run["stats"]["governor"]["timeline"]]
@@ -188,11 +198,15 @@ def _follow(runs: dict[str, dict], matter, fallback, config, clips, source_forma
     rows = []
     for clip in clips:
         timeline, live = timelines[clip.name], runs[clip.name]["overall"]
-        result, calls, age = score_level(matter, fallback, config, timeline, clip, lags)
+        clip_lags = {**lags, **lags_in(runs[clip.name])}
+        result, calls, age = score_level(matter, fallback, config, timeline, clip, clip_lags)
         ratio = live["mad"] / result["overall"]["mad"]
-        rows.append({"clip": clip.name, "levels": [[start, _text(level)] for start, level in timeline],
+        held_levels = [[start, _text(level), clip_lags[level]] for start, level in timeline]
+        rows.append({"clip": clip.name, "levels": held_levels,
                      "calls": calls, "age": age, "schedule": result, "live": live, "live_over_schedule": ratio})
-        held_text = ", ".join(f"{_text(level)} from {start}" if start else _text(level) for start, level in timeline)
+        # A waiting level's keyframes are matted from their own calls: its lag does not count.
+        held_text = ", ".join(_text(level) + ("" if level.waits else f" lag {clip_lags[level]}")
+                              + (f" from {start}" if start else "") for start, level in timeline)
         print(f"{clip.name[:16]:16} {held_text:40} schedule MAD {result['overall']['mad']:.2f} dtSSD "
               f"{result['overall']['dtssd']:.2f}  live {live['mad']:.2f} / {live['dtssd']:.2f}  live/schedule "
               f"{ratio:.2f}", flush=True)

@@ -70,10 +70,10 @@ CPU_WINDOWS = 4  # the CPU against the budget: the mean of this many windows
 BETTER_BY = 0.1  # MAD x1e3: a level predicted better by less is not worth a change
 DOWN_TO = 0.75  # a step down goes to a level that costs at most this share of the CPU used now
 # The start: the highest level whose warm-up costs (the source's decoding included; the rest of the
-# matte at WARM_UP_REST_LIVE times the warm-up's figure) are predicted to use at most this much of
-# the budget. Below CPU_UP: the warm-up's calls are its quickest, with no other thread of the run
-# at work beside them (0.9 here started 288 px every second frame, waiting, on two clips of nine,
-# where it used 103-107 % of a 100 % budget).
+# matte's CPU at WARM_UP_REST_LIVE times the warm-up's figure) are predicted to use at most this
+# much of the budget. Below CPU_UP: the warm-up's calls are its quickest, with no other thread of
+# the run at work beside them (0.9 here started 288 px every second frame, waiting, on two clips of
+# nine, where it used 103-107 % of a 100 % budget).
 START_SHARE = 0.85
 # A level whose keyframes wait for their own results fits where a keyframe is predicted within
 # WAIT_LATENCY of the latency target, and the frame thread, which waits once a stride, keeps up
@@ -95,10 +95,13 @@ WAIT_BUSY = 0.85
 WAIT_GIVE_UP = 0.75
 # The rest of the matte live against the warm-up's figure for it (its frames one at a time on one
 # thread, the caches warm): measured 1.1-1.24 (s18 and the nine clips, one core and two, at levels
-# that kept up). The start is priced at this (Governor.calibrate): at the warm-up's own figure, the
-# start level used 101-106 % of a 100 % budget on four clips of nine (two cores), and on one core
-# went late after a second on six, until the first decision stepped it down. A level that falls
-# behind is replaced by one priced at this too (Governor._best).
+# that kept up). Until the run has measured the rest, its CPU is priced at this (Governor._rest): at
+# the warm-up's own figure the start level used 101-106 % of a 100 % budget on four clips of nine
+# (two cores), and on one core went late after a second on six, until the first decision stepped
+# it down. A keyframe's latency there is still judged on the warm-up's figure, which WAIT_REST and
+# WAIT_LATENCY were set against: judged on this too, one core started at 192 px every second frame
+# on most clips where 288 px every third fits (nine clips, interleaved: MAD 8.19 against 6.10). A
+# level that falls behind is replaced by one priced at this too (Governor._best).
 WARM_UP_REST_LIVE = 1.2
 
 
@@ -267,6 +270,8 @@ class Governor:
         self._recent_cpu: list[float] = []  # the last windows' CPU %, newest last
         # Per level held, by index, in the order first held: [seconds, CPU % x seconds] of its windows.
         self._held: dict[int, list[float]] = {}
+        # Per level called, its model calls: [count, wall ms summed] (the snapshot's ``held``).
+        self._calls: dict[Level, list[float]] = {}
         self._window: dict[str, float] = {}  # the last window's figures, for the stats
 
     def begin(self, now: float) -> None:
@@ -322,8 +327,7 @@ class Governor:
                 self._model_ms[self.cost_key(level)] = costs
             self._slowdown = self._stretch = 1.0
             self._capture_ms = capture_ms
-            self._warm_up_rest = (frame_ms[1] + capture_ms) / (self.period_s * 10.0)
-            self._rest_percent = WARM_UP_REST_LIVE * self._warm_up_rest
+            self._rest_percent = self._warm_up_rest = (frame_ms[1] + capture_ms) / (self.period_s * 10.0)
             self._frame_ms = frame_ms[2] if len(frame_ms) > 2 else frame_ms[0]
             index = None
             if frame_ms[0] <= START_SHARE * self.period_s * 1e3:
@@ -337,6 +341,9 @@ class Governor:
     def model_cost(self, level: Level, wall_ms: float, cpu_ms: float) -> None:
         """One model call at ``level``: its wall and CPU ms on the model thread."""
         with self._lock:
+            calls = self._calls.setdefault(level, [0, 0.0])
+            calls[0] += 1
+            calls[1] += wall_ms
             key = self.cost_key(level)
             if key in self._model_ms:
                 wall, cpu = self._model_ms[key]
@@ -402,7 +409,10 @@ class Governor:
         if cost is None or self._frame_ms is None or self._rest_percent is None:
             return False
         period_ms = self.period_s * 1e3
-        rest_ms = self._rest(unloaded) * period_ms / 100.0  # all the matte's work a frame but the model's
+        # All the matte's work a frame but the model's. Before the run has measured it, the warm-up's
+        # own figure: WAIT_REST and WAIT_LATENCY were set against it (its CPU is priced live: _rest).
+        rest = self._rest(unloaded) if self._rest_measured else self._warm_up_rest
+        rest_ms = rest * period_ms / 100.0
         if self.cores >= 2:
             # The source's decoding runs on its own thread beside the wait, on another core, and
             # before the frame's capture time: not in a keyframe's latency. On one core it shares
@@ -453,8 +463,11 @@ class Governor:
         return self._rest(unloaded) + cost[1] * calls / 10.0
 
     def _rest(self, unloaded: bool = False) -> float:
-        """The matte's CPU besides the model's, % of a core: as measured, or ``unloaded``, at most
-        :data:`WARM_UP_REST_LIVE` times the warm-up's figure (:meth:`_best`)."""
+        """The matte's CPU besides the model's, % of a core: as measured (before the run has
+        measured it, :data:`WARM_UP_REST_LIVE` times the warm-up's figure), or ``unloaded``, at
+        most that (:meth:`_best`)."""
+        if not self._rest_measured:
+            return WARM_UP_REST_LIVE * self._warm_up_rest
         if unloaded and self._warm_up_rest is not None:
             return min(self._rest_percent, WARM_UP_REST_LIVE * self._warm_up_rest)
         return self._rest_percent
@@ -615,8 +628,10 @@ class Governor:
     def snapshot(self) -> dict:
         """For ``--stats-json``: the level now, the last window's figures, what each level is
         predicted to cost (CPU % of a core, model calls a second) against the capacity, every change,
-        and each level held (``held``): its seconds and the matte's CPU measured there, % of a core
-        (what ``--max-cpu`` holds: the matte's threads, not the encoders')."""
+        and each level held (``held``): its seconds, the matte's CPU measured there, % of a core
+        (what ``--max-cpu`` holds: the matte's threads, not the encoders'), and its model calls'
+        mean wall ms (``call_ms``: how many frames after its input a result lands, which
+        ``scripts/eval_levels.py --follow`` replays)."""
         with self._lock:
             level = self.levels[self._index]
             predicted = {str(each): self._prediction(each) for each in self.levels}
@@ -624,8 +639,13 @@ class Governor:
                     "predicted": predicted,
                     "timeline": [{"t": c.time, **_level_json(c.level), "reason": c.reason} for c in self.timeline],
                     "held": [{**_level_json(self.levels[index]), "seconds": round(seconds, 2),
-                              "cpu_percent": round(cpu / seconds, 1)}
+                              "cpu_percent": round(cpu / seconds, 1), **self._call_ms(self.levels[index])}
                              for index, (seconds, cpu) in self._held.items() if seconds > 0]}
+
+    def _call_ms(self, level: Level) -> dict:
+        """``{"call_ms": the mean wall ms of the model calls at level}``, {} where it made none."""
+        count, wall_ms = self._calls.get(level, (0, 0.0))
+        return {"call_ms": round(wall_ms / count, 1)} if count else {}
 
 
 def _rounded(value: float | None) -> float | None:
