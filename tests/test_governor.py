@@ -569,6 +569,17 @@ def test_the_live_section_of_a_config_file_is_typed(tmp_path):
         config.load("live", bad)
 
 
+def test_one_frame_dropped_in_a_window_is_a_hiccup_two_are_an_overload():
+    governor = new_governor()
+    governor.update(Sample(0.0, 0, 0, 0.0, 0.0, 0.0, None))
+    governor.update(Sample(0.5, 15, 0, 0.2, 0.3, 0.1, 30.0))  # settling
+    # One frame of 15 dropped (7 %), everything else well within: the level holds
+    assert governor.update(Sample(1.0, 30, 1, 0.4, 0.6, 0.2, 30.0)) is None
+    # Two of 15: it steps down
+    change = governor.update(Sample(1.5, 45, 3, 0.6, 0.9, 0.3, 30.0))
+    assert change is not None and change.reason == "13% of frames dropped", governor.timeline
+
+
 def test_on_one_core_where_even_the_fallback_waiting_drops_frames_the_frames_stop_waiting():
     # One core, a slow machine: Selfie with every frame waiting for it fits, RVM does not; then
     # the rest of the matte takes 95 % of the core and frames drop. Nothing fits; the fallback not

@@ -64,6 +64,10 @@ MIN_LADDER_SIZE = 128  # px: below, RVM's matte is a blob (the README's measurem
 # predicted under the lower ones: the gap between them is the hysteresis.
 BUSY_DOWN = 0.92  # of the frame thread's time
 DROPS_DOWN = 0.03  # of the frames in
+# A window's drops count from this many frames: one frame dropped in half a second (a hiccup of the
+# source or the scheduler) is 7 % of 15, and stepped 288 px every third frame, waiting, down on s18
+# in a run with the null sink and one recording to .mov that otherwise held it (2026-12-06).
+MIN_DROPS = 2
 LATENCY_UP = 0.8  # of the latency target
 CPU_UP = 0.9  # of --max-cpu, and of the cores there are
 CPU_WINDOWS = 4  # the CPU against the budget: the mean of this many windows
@@ -483,7 +487,8 @@ class Governor:
             self._last = sample
             span = sample.time - last.time
             frames = max(1, sample.frames_in - last.frames_in)
-            drops = (sample.dropped - last.dropped) / frames
+            dropped = sample.dropped - last.dropped
+            drops = dropped / frames
             # The busier of the frame thread and the finish thread at work. A keyframe's wait is not
             # work: it ends by the give-up time, and what it costs the frames behind it shows in
             # their latency and drops, which have rules of their own.
@@ -511,7 +516,8 @@ class Governor:
             # The CPU budget is judged on the last CPU_WINDOWS windows, not one half-second's noise.
             self._recent_cpu = (self._recent_cpu + [cpu])[-CPU_WINDOWS:]
             recent_cpu = sum(self._recent_cpu) / len(self._recent_cpu)
-            over = self._overload(drops, busy, busy_thread, recent_cpu, sample.latency_p95_ms, sample.age_p95)
+            over = self._overload(drops if dropped >= MIN_DROPS else 0.0, busy, busy_thread, recent_cpu,
+                                  sample.latency_p95_ms, sample.age_p95)
             if over is not None:
                 reason, over_budget = over
                 self._headroom_since = None
