@@ -100,12 +100,13 @@ WAIT_GIVE_UP = 0.75
 # The rest of the matte live against the warm-up's figure for it (its frames one at a time on one
 # thread, the caches warm): measured 1.1-1.24 (s18 and the nine clips, one core and two, at levels
 # that kept up). Until the run has measured the rest, its CPU is priced at this (Governor._rest): at
-# the warm-up's own figure the start level used 101-106 % of a 100 % budget on four clips of nine
-# (two cores), and on one core went late after a second on six, until the first decision stepped
-# it down. A keyframe's latency there is still judged on the warm-up's figure, which WAIT_REST and
-# WAIT_LATENCY were set against: judged on this too, one core started at 192 px every second frame
-# on most clips where 288 px every third fits (nine clips, interleaved: MAD 8.19 against 6.10). A
-# level that falls behind is replaced by one priced at this too (Governor._best).
+# the warm-up's own figure the start level used 101-108 % of a 100 % budget on up to four clips of
+# nine (two cores), and on one core went late after a second on up to seven, until the first
+# decision stepped it down (README, Quality live). A keyframe's latency there is still judged on
+# the warm-up's figure, which WAIT_REST and WAIT_LATENCY were set against: judged on this too, one
+# core started at 192 px every second frame on most clips where 288 px every third fits (nine
+# clips, interleaved: MAD 8.19 against 6.10). A level that falls behind is replaced by one priced
+# at this too (Governor._best).
 WARM_UP_REST_LIVE = 1.2
 
 

@@ -108,8 +108,8 @@ def call_slot(last: tuple[int, int] | None, index: int, epoch: int, level: Level
     call's stride counts from (:func:`model_takes`): its own frame, or, for an urgent call taken
     before its stride was up, the frame it was due at. An urgent call comes earlier, never in
     addition: over a fast swing the calls keep the level's rate, one a stride, which its CPU is
-    priced at. (Urgent calls that ignored the stride took 288 px every third frame to 145 % of a
-    100 % budget on the nine clips' fast swing, against 95 % elsewhere: README, Quality live.)"""
+    priced at. (Urgent calls that ignored the stride took 288 px every third or fourth frame to
+    145-154 % of a 100 % budget over clip04's fast swing: README, Quality live.)"""
     if last is None or epoch != last[1] or index >= last[0] + level.stride:
         return index, epoch
     return last[0] + level.stride, epoch
