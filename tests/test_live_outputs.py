@@ -35,10 +35,12 @@ def test_stats_count_fresh_and_repeated_frames_apart(clip45, rvm, tmp_path):
     job = LiveJob(config=rvm_config(), source=str(clip45), realtime=True, sink="null", stats_json=path)
     stats = run_live_job(job, matter=SlowMatter(rvm, 0.06))
     snapshot = json.loads(path.read_text())
-    # Then fps counts fresh frames only, output_fps every frame sent
+    # Then fps counts fresh frames only, output_fps every frame sent: the repeats lift it well
+    # above the fresh rate (not to a fixed rate: on a loaded machine the sender itself ran at
+    # 24.99 fps of 30 in one CI run, against 12.5 fresh)
     assert snapshot["repeated"] > 0
     assert snapshot["frames_out"] == snapshot["composited"] + snapshot["repeated"]
-    assert snapshot["fps"] < 25 < snapshot["output_fps"], snapshot
+    assert snapshot["fps"] < 25 and snapshot["output_fps"] > snapshot["fps"] + 5, snapshot
     assert stats.line(detailed=False).startswith(f"{snapshot['fps']:.1f} fps, latency ")
     assert f"sent {snapshot['output_fps']:.1f} fps with repeats" in stats.line(detailed=True)
 
