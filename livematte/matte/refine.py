@@ -99,11 +99,15 @@ def apply_coefficients(a: np.ndarray, b: np.ndarray, full_guide: np.ndarray) -> 
     return np.clip(alpha, 0.0, 1.0, out=alpha)
 
 
-def apply_to_frame(a: np.ndarray, b: np.ndarray, frame_bgr: np.ndarray) -> np.ndarray:
+def apply_to_frame(a: np.ndarray, b: np.ndarray, frame_bgr: np.ndarray,
+                   full_guide: np.ndarray | None = None) -> np.ndarray:
     """Guided-filter coefficients (``float32 [h, w]``) applied to ``uint8 [H, W, 3]`` BGR's own guide
-    -> ``float32 [H, W]`` alpha in [0, 1]: :func:`apply_coefficients` of :func:`guide`, the same values,
-    with the guide made band by band of rows beside its use instead of as a whole picture first.
-    Every live frame is finished so, on its own picture (README: Measurements behind the code)."""
+    -> ``float32 [H, W]`` alpha in [0, 1]: :func:`apply_coefficients` of ``full_guide`` where it is
+    already made (offline, on the prepare thread beside the model), else of :func:`guide`, the same
+    values, with the guide made band by band of rows beside its use instead of as a whole picture
+    first. Every live frame is finished so, on its own picture (README: Measurements behind the code)."""
+    if full_guide is not None:
+        return apply_coefficients(a, b, full_guide)
     height, width = frame_bgr.shape[:2]
     alpha = cv2.resize(a, (width, height), interpolation=cv2.INTER_LINEAR)
     offset = cv2.resize(b, (width, height), interpolation=cv2.INTER_LINEAR)

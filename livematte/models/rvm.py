@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import LivematteError, error_line
-from ..matte.refine import apply_coefficients, apply_to_frame
+from ..matte.refine import apply_to_frame
 from ..frames import GuidedMatte
 from .base import ModelSettings, scaled_size
 from .runtimes import OnnxBackend
@@ -104,9 +104,7 @@ class RVMMatter(OnnxBackend):
                refine: str = "bilinear") -> np.ndarray:
         """RVM's last step, cut from its graph: the coefficients applied to the frame's own guide.
         ``refine`` is not used: the guided filter places the edges itself."""
-        if full_guide is None:
-            return apply_to_frame(matte.a, matte.b, frame_bgr)
-        return apply_coefficients(matte.a, matte.b, full_guide)
+        return apply_to_frame(matte.a, matte.b, frame_bgr, full_guide)
 
 
 def coefficients_matte(a: np.ndarray, b: np.ndarray) -> GuidedMatte:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import LivematteError, error_line
-from ..matte.refine import apply_coefficients, apply_to_frame, guided_coefficients
+from ..matte.refine import apply_to_frame, guided_coefficients
 from ..frames import GuidedMatte
 from .base import ModelSettings
 from .quiet import notices_to_debug_log
@@ -118,9 +118,7 @@ class SelfieMatter(FetchedFromWheels):
                refine: str = "bilinear") -> np.ndarray:
         """The (smoothed) coefficients applied to the frame's own guide -> ``float32 [H, W]`` alpha in
         [0, 1] at the frame's size. ``refine`` is not used: the guided filter places the edges."""
-        if full_guide is None:
-            return apply_to_frame(matte.a, matte.b, frame_bgr)
-        return apply_coefficients(matte.a, matte.b, full_guide)
+        return apply_to_frame(matte.a, matte.b, frame_bgr, full_guide)
 
     def close(self) -> None:
         """Drop the networks; safe to call twice."""
