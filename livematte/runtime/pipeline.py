@@ -99,8 +99,7 @@ def model_takes(last: tuple[int, int] | None, index: int, epoch: int, urgent: bo
     (``urgent``), except where keyframes wait: there the next keyframe is at most a stride away and
     gets its own result, and an urgent frame waiting too would make every frame of a fast swing
     wait for a call. The live pipeline's rule, and the schedule's (:mod:`livematte.runtime.schedule`)."""
-    return (last is None or epoch != last[1] or index >= last[0] + level.stride
-            or (urgent and not level.waits and index > last[0]))
+    return _stride_up(last, index, epoch, level) or (urgent and not level.waits and index > last[0])
 
 
 def call_slot(last: tuple[int, int] | None, index: int, epoch: int, level: Level) -> tuple[int, int]:
@@ -110,9 +109,15 @@ def call_slot(last: tuple[int, int] | None, index: int, epoch: int, level: Level
     addition: over a fast swing the calls keep the level's rate, one a stride, which its CPU is
     priced at. (Urgent calls that ignored the stride took 288 px every third or fourth frame to
     145-154 % of a 100 % budget over clip04's fast swing: README, Quality live.)"""
-    if last is None or epoch != last[1] or index >= last[0] + level.stride:
+    if _stride_up(last, index, epoch, level):
         return index, epoch
     return last[0] + level.stride, epoch
+
+
+def _stride_up(last: tuple[int, int] | None, index: int, epoch: int, level: Level) -> bool:
+    """Whether frame ``index`` of stream ``epoch`` is the first, a new stream's, or ``level.stride``
+    frames on from the slot ``last`` (:func:`call_slot`)."""
+    return last is None or epoch != last[1] or index >= last[0] + level.stride
 
 
 def picture_bytes(item) -> int:
