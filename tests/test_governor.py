@@ -508,6 +508,37 @@ def test_waiting_keyframes_on_a_wide_copy_are_priced_apart_and_start_where_one_t
     assert wide._model_cost(Level(192, 3, waits=True)) == pytest.approx((6.5, 13.0))
 
 
+@pytest.mark.parametrize("matte_cpu, steps_to_the_same_size", [(195.0, True), (130.0, False)])
+def test_late_waiting_keyframes_on_cores_the_matte_fills_step_to_a_longer_stride(matte_cpu, steps_to_the_same_size):
+    # Given two cores, no budget, and the wide copy's warm-up as above: the run starts at 384 px
+    # every second frame, waiting (26 ms a call, 52 ms of CPU)
+    governor = new_governor(wide_waits=True)
+    warm_up = {level: ((26.0, 52.0) if level.waits else (40.0, 40.0)) for level in governor.cost_levels()
+               if level.size == 384}
+    assert governor.calibrate(warm_up, (5.0, warm_up_rest(12.0), 5.0)) == Level(384, 2, waits=True)
+    # When its calls stretch to 47 ms (84 ms of CPU: the copy's threads wait for each other) and
+    # the keyframes land 88 ms after their capture (p95), with the matte at ``matte_cpu`` % of a core
+    frames = cpu = model_cpu = busy = waited = 0.0
+    for step in range(1, 4):
+        for _ in range(8):
+            governor.model_cost(governor.level, 47.0, 84.0)
+        frames, cpu, model_cpu = frames + 15, cpu + matte_cpu / 200.0, model_cpu + 0.63
+        busy, waited = busy + 0.43, waited + 0.35
+        governor.update(Sample(0.5 * step, round(frames), 0, busy, cpu, model_cpu, 88.0, 1.0, waited))
+    timeline = [f"{c.time:.1f} {c.level} {c.reason}" for c in governor.timeline]
+    assert len(governor.timeline) == 2 and governor.timeline[1].reason.startswith("latency"), timeline
+    if steps_to_the_same_size:
+        # Then, with the matte filling the cores (195 % of 200), its own load stretched the calls:
+        # it keeps the size at a longer stride, priced as the warm-up timed it (at the stretched
+        # costs every 384 px level seemed too slow to wait for, and the run went to 288 px not
+        # waiting: on the clip with a fast swing, MAD 8.5 against 5.6 at 384 px every third frame)
+        assert governor.level == Level(384, 3, waits=True), timeline
+    else:
+        # With the matte at 130 %, another program slowed the calls: a level that waits for a
+        # shorter call, or none
+        assert governor.level.size < 384 or not governor.level.waits, timeline
+
+
 def test_the_ladder_ends_with_the_fallback_model():
     assert ladder(384, fallback=SELFIE)[-1] == SELFIE and ladder(384, fallback=SELFIE)[:-1] == ladder(384)
     assert str(SELFIE) == "selfie 256px whenever free"

@@ -108,6 +108,12 @@ WAIT_GIVE_UP = 0.75
 # clips, interleaved: MAD 8.19 against 6.10). A level that falls behind is replaced by one priced
 # at this too (Governor._best).
 WARM_UP_REST_LIVE = 1.2
+# How a level is priced (Governor._model_cost, Governor._rest): as the run's recent calls ran
+# (LIVE); without the stretch a late level's backlog puts on its calls (UNLOADED: a step down on
+# one core, Governor._best); or as the warm-up timed them (WARM_UP: a step down from a level whose
+# keyframes went late with the matte itself filling the cores, Governor.update). In both of the
+# last two the rest of the matte is at most WARM_UP_REST_LIVE times the warm-up's figure.
+LIVE, UNLOADED, WARM_UP = "live", "unloaded", "warm-up"
 
 
 @dataclass(frozen=True, order=True)
@@ -357,29 +363,30 @@ class Governor:
             else:
                 self._model_ms[key] = (wall_ms / (self._slowdown * self._stretch), cpu_ms / self._slowdown)
 
-    def _model_cost(self, level: Level, unloaded: bool = False) -> tuple[float, float] | None:
+    def _model_cost(self, level: Level, pricing: str = LIVE) -> tuple[float, float] | None:
         """One model call's (wall, CPU) ms at ``level`` now: measured, or scaled by area from the
         nearest size measured for the same model; None before any. The wall ms is stretched by
         how much longer than their CPU time the recent calls took against the first ones (a model
-        thread that gets less than a core, beside the frames), unless ``unloaded``
-        (:meth:`_best`)."""
+        thread that gets less than a core, beside the frames), unless priced :data:`UNLOADED`;
+        priced :data:`WARM_UP`, neither that nor the recent calls' slowdown applies."""
         key = self.cost_key(level)
+        slowdown = 1.0 if pricing == WARM_UP else self._slowdown
         if key in self._model_ms:
             wall, cpu = self._model_ms[key]
-            scale = self._slowdown
+            scale = slowdown
         else:
             seen = [size for model, size, wide in self._model_ms if (model, wide) == (key[0], key[2])]
             if not seen:
                 return None
             nearest = min(seen, key=lambda s: abs(s - level.size))
-            scale = (level.size / nearest) ** 2 * self._slowdown
+            scale = (level.size / nearest) ** 2 * slowdown
             wall, cpu = self._model_ms[(key[0], nearest, key[2])]
-        return wall * scale * (1.0 if unloaded else self._stretch), cpu * scale
+        return wall * scale * (self._stretch if pricing == LIVE else 1.0), cpu * scale
 
-    def calls_per_s(self, level: Level, unloaded: bool = False) -> float | None:
+    def calls_per_s(self, level: Level, pricing: str = LIVE) -> float | None:
         """The model calls a second at ``level``: one every ``stride`` frames, or back to back
         when a call takes longer; None before any cost is known."""
-        cost = self._model_cost(level, unloaded)
+        cost = self._model_cost(level, pricing)
         if cost is None:
             return None
         return min(1.0 / (self.period_s * level.stride), 1e3 / max(cost[0], 1e-3))
@@ -394,29 +401,29 @@ class Governor:
         ages = self._ages(level)
         return math.inf if ages is None else predicted_mad(level, self.levels[0].size, ages[0])
 
-    def _fits(self, level: Level, share: float, unloaded: bool = False) -> bool:
+    def _fits(self, level: Level, share: float, pricing: str = LIVE) -> bool:
         """Whether ``level``'s predicted CPU is within ``share`` of :attr:`capacity` (and, for a level
-        whose keyframes wait, whether its calls land in time: :meth:`_waiting_fits`); ``unloaded``:
-        as :meth:`_best` takes it."""
-        predicted = self._predicted_cpu(level, unloaded)
+        whose keyframes wait, whether its calls land in time: :meth:`_waiting_fits`), priced by
+        ``pricing`` (:data:`LIVE`, :data:`UNLOADED`, :data:`WARM_UP`)."""
+        predicted = self._predicted_cpu(level, pricing)
         return (predicted is not None and predicted <= share * self.capacity
-                and self._waiting_fits(level, share, unloaded))
+                and self._waiting_fits(level, share, pricing))
 
-    def _waiting_fits(self, level: Level, share: float, unloaded: bool = False) -> bool:
+    def _waiting_fits(self, level: Level, share: float, pricing: str = LIVE) -> bool:
         """Whether a keyframe may wait for its call at ``level``: its latency (its call, and
         :data:`WAIT_REST` times the rest of a frame's work) is predicted within :data:`WAIT_LATENCY`
         of the latency target (times ``share``, the room :meth:`_fits` keeps), and the frame
         thread, waiting for one call a stride, within :data:`WAIT_BUSY` of the stride's frame
-        periods. True for a level whose keyframes do not wait. ``unloaded``: as :meth:`_best` takes it."""
+        periods. True for a level whose keyframes do not wait. ``pricing``: as :meth:`_fits` takes it."""
         if not level.waits:
             return True
-        cost = self._model_cost(level, unloaded)
+        cost = self._model_cost(level, pricing)
         if cost is None or self._frame_ms is None or self._rest_percent is None:
             return False
         period_ms = self.period_s * 1e3
         # All the matte's work a frame but the model's. Before the run has measured it, the warm-up's
         # own figure: WAIT_REST and WAIT_LATENCY were set against it (its CPU is priced live: _rest).
-        rest = self._rest(unloaded) if self._rest_measured else self._warm_up_rest
+        rest = self._rest(pricing) if self._rest_measured else self._warm_up_rest
         rest_ms = rest * period_ms / 100.0
         if self.cores >= 2:
             # The source's decoding runs on its own thread beside the wait, on another core, and
@@ -436,44 +443,45 @@ class Governor:
         return WAIT_GIVE_UP * self.latency_ms / 1e3
 
     def _best(self, share: float, cheaper_than: float | None = None,
-              shorter_waits_than: Level | None = None, unloaded: bool = False) -> int | None:
+              shorter_waits_than: Level | None = None, pricing: str = LIVE) -> int | None:
         """The index of the level with the best predicted matte among those that fit within ``share``
         of the capacity (and cost under ``cheaper_than`` % of a core, and where they wait, wait for
         calls at most :data:`DOWN_TO` of ``shorter_waits_than``'s); None when none does.
 
-        ``unloaded``: the levels are priced as they run on a core that keeps up, for a step down on
-        one core from a level that did not: the calls' wall time without the stretch measured there,
+        ``pricing`` (:meth:`_fits`): :data:`UNLOADED`, the levels are priced as they run on a core
+        that keeps up, for a step down on one core from a level that did not: the calls' wall time without the stretch measured there,
         and the rest of the matte at most :data:`WARM_UP_REST_LIVE` times the warm-up's figure. A
         level that falls behind on one core inflates its own costs: its backlog runs beside each
         call (288 px calls of 26 ms of CPU took 55-58 ms), and results that land late cost the flow
         more (the rest at 65-75 % of the core, against 55 % at 192 px every second frame, waiting,
         which kept up). Priced at those, even that level seemed too slow for its keyframes to wait,
         and the run went to the fallback, whose matte is twice as far from the truth; 192 px every
-        second frame then held at a latency p95 of 43-62 ms (README: Quality live)."""
+        second frame then held at a latency p95 of 43-62 ms (README: Quality live). :data:`WARM_UP`:
+        for a step down with the matte itself filling the cores (:meth:`update`)."""
         def waits_less(level: Level) -> bool:
             if shorter_waits_than is None or not level.waits:
                 return True
             return self._model_cost(level)[0] <= DOWN_TO * self._model_cost(shorter_waits_than)[0]
 
-        fitting = [i for i, level in enumerate(self.levels) if self._fits(level, share, unloaded) and waits_less(level)
-                   and (cheaper_than is None or self._predicted_cpu(level, unloaded) < cheaper_than)]
+        fitting = [i for i, level in enumerate(self.levels) if self._fits(level, share, pricing) and waits_less(level)
+                   and (cheaper_than is None or self._predicted_cpu(level, pricing) < cheaper_than)]
         return min(fitting, key=lambda i: (self._quality(self.levels[i]), i)) if fitting else None
 
-    def _predicted_cpu(self, level: Level, unloaded: bool = False) -> float | None:
+    def _predicted_cpu(self, level: Level, pricing: str = LIVE) -> float | None:
         """The matte's CPU at ``level``, percent of one core: the rest's, measured, and the model's
-        (``unloaded``: as :meth:`_best` takes it)."""
-        cost, calls = self._model_cost(level, unloaded), self.calls_per_s(level, unloaded)
+        (``pricing``: as :meth:`_fits` takes it)."""
+        cost, calls = self._model_cost(level, pricing), self.calls_per_s(level, pricing)
         if cost is None or self._rest_percent is None:
             return None
-        return self._rest(unloaded) + cost[1] * calls / 10.0
+        return self._rest(pricing) + cost[1] * calls / 10.0
 
-    def _rest(self, unloaded: bool = False) -> float:
+    def _rest(self, pricing: str = LIVE) -> float:
         """The matte's CPU besides the model's, % of a core: as measured (before the run has
-        measured it, :data:`WARM_UP_REST_LIVE` times the warm-up's figure), or ``unloaded``, at
-        most that (:meth:`_best`)."""
+        measured it, :data:`WARM_UP_REST_LIVE` times the warm-up's figure), or priced other than
+        :data:`LIVE`, at most that (:meth:`_best`)."""
         if not self._rest_measured:
             return WARM_UP_REST_LIVE * self._warm_up_rest
-        if unloaded and self._warm_up_rest is not None:
+        if pricing != LIVE and self._warm_up_rest is not None:
             return min(self._rest_percent, WARM_UP_REST_LIVE * self._warm_up_rest)
         return self._rest_percent
 
@@ -525,12 +533,22 @@ class Governor:
                 level = self.levels[self._index]
                 now_cost = max(recent_cpu, self._predicted_cpu(level) or 0.0)
                 if level.waits and not over_budget:
-                    # Late or busy for the keyframes' waits: the best matte among the levels that
-                    # cost no more and wait for no call as long as this one's; on one core, priced as
-                    # they run when they keep up (with more, a level's calls are stretched by what
-                    # else runs on the machine, a hog, more than by its own backlog).
-                    cheaper = self._best(CPU_UP, cheaper_than=now_cost + 0.5, shorter_waits_than=level,
-                                         unloaded=self.cores == 1)
+                    cheaper = None
+                    if self._fills_the_cores(recent_cpu):
+                        # Late with the matte itself filling the cores: its own load stretches the
+                        # calls (a wide call's threads wait for each other on cores the rest of the
+                        # matte shares), so a level that loads them less waits for shorter calls, the
+                        # same size at a longer stride too. The best matte among the levels cheaper
+                        # than this one, all priced as the warm-up timed them.
+                        cheaper = self._best(CPU_UP, cheaper_than=self._predicted_cpu(level, WARM_UP) - 0.5,
+                                             pricing=WARM_UP)
+                    if cheaper is None:
+                        # Late or busy for the keyframes' waits: the best matte among the levels that
+                        # cost no more and wait for no call as long as this one's; on one core, priced
+                        # as they run when they keep up (with more, a level's calls are stretched by
+                        # what else runs on the machine, a hog, more than by its own backlog).
+                        cheaper = self._best(CPU_UP, cheaper_than=now_cost + 0.5, shorter_waits_than=level,
+                                             pricing=UNLOADED if self.cores == 1 else LIVE)
                 else:
                     # The best matte among the levels cheaper than what this one costs now.
                     cheaper = self._best(CPU_UP, cheaper_than=DOWN_TO * now_cost)
@@ -545,6 +563,11 @@ class Governor:
             else:
                 self._headroom_since = None
             return None
+
+    def _fills_the_cores(self, cpu: float) -> bool:
+        """Whether the matte's own CPU (``cpu``, % of a core) fills the cores (:data:`CPU_UP` of
+        them, two or more): it, not another program, is what slows its calls."""
+        return self.cores >= 2 and cpu >= CPU_UP * 100.0 * self.cores
 
     def _overload(self, drops: float, busy: float, busy_thread: str, cpu: float, latency: float | None,
                   age: float | None) -> tuple[str, bool] | None:
