@@ -71,6 +71,11 @@ MIN_DROPS = 2
 LATENCY_UP = 0.8  # of the latency target
 CPU_UP = 0.9  # of --max-cpu, and of the cores there are
 CPU_WINDOWS = 4  # the CPU against the budget: the mean of this many windows
+# A waiting level late with the matte itself using this share of the cores (two or more) is slowed
+# by its own load, not by another program's (Governor.update). With --max-cpu 0 on two cores,
+# 384 px every second frame, waiting, went late at 172-224 % of a core (clip00 at 172 %, in a
+# round where the others that held used 157-168 %); a hog that takes a core leaves the matte 100 %.
+FILLS_CORES = 0.8
 BETTER_BY = 0.1  # MAD x1e3: a level predicted better by less is not worth a change
 DOWN_TO = 0.75  # a step down goes to a level that costs at most this share of the CPU used now
 # The start: the highest level whose warm-up costs (the source's decoding included; the rest of the
@@ -565,9 +570,9 @@ class Governor:
             return None
 
     def _fills_the_cores(self, cpu: float) -> bool:
-        """Whether the matte's own CPU (``cpu``, % of a core) fills the cores (:data:`CPU_UP` of
-        them, two or more): it, not another program, is what slows its calls."""
-        return self.cores >= 2 and cpu >= CPU_UP * 100.0 * self.cores
+        """Whether the matte's own CPU (``cpu``, % of a core) fills the cores (:data:`FILLS_CORES`
+        of them, two or more): it, not another program, is what slows its calls."""
+        return self.cores >= 2 and cpu >= FILLS_CORES * 100.0 * self.cores
 
     def _overload(self, drops: float, busy: float, busy_thread: str, cpu: float, latency: float | None,
                   age: float | None) -> tuple[str, bool] | None:
