@@ -508,11 +508,13 @@ def test_waiting_keyframes_on_a_wide_copy_are_priced_apart_and_start_where_one_t
     assert wide._model_cost(Level(192, 3, waits=True)) == pytest.approx((6.5, 13.0))
 
 
-@pytest.mark.parametrize("matte_cpu, steps_to_the_same_size", [(170.0, True), (130.0, False)])
-def test_late_waiting_keyframes_on_cores_the_matte_fills_step_to_a_longer_stride(matte_cpu, steps_to_the_same_size):
-    # Given two cores, no budget, and the wide copy's warm-up as above: the run starts at 384 px
-    # every second frame, waiting (26 ms a call, 52 ms of CPU)
-    governor = new_governor(wide_waits=True)
+@pytest.mark.parametrize("matte_cpu, max_cpu, steps_to_the_same_size",
+                         [(170.0, 0.0, True), (130.0, 0.0, False), (170.0, 150.0, False)])
+def test_late_waiting_keyframes_on_cores_the_matte_fills_step_to_a_longer_stride(matte_cpu, max_cpu,
+                                                                                steps_to_the_same_size):
+    # Given two cores, no budget (or one of 150 %), and the wide copy's warm-up as above: the run
+    # starts at 384 px every second frame, waiting (26 ms a call, 52 ms of CPU)
+    governor = new_governor(wide_waits=True, max_cpu=max_cpu)
     warm_up = {level: ((26.0, 52.0) if level.waits else (40.0, 40.0)) for level in governor.cost_levels()
                if level.size == 384}
     assert governor.calibrate(warm_up, (5.0, warm_up_rest(12.0), 5.0)) == Level(384, 2, waits=True)
@@ -535,7 +537,7 @@ def test_late_waiting_keyframes_on_cores_the_matte_fills_step_to_a_longer_stride
         assert governor.level == Level(384, 3, waits=True), timeline
     else:
         # With the matte at 130 %, another program slowed the calls: a level that waits for a
-        # shorter call, or none
+        # shorter call, or none; and so over a budget that does not let the matte fill the cores
         assert governor.level.size < 384 or not governor.level.waits, timeline
 
 

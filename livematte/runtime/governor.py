@@ -571,8 +571,10 @@ class Governor:
 
     def _fills_the_cores(self, cpu: float) -> bool:
         """Whether the matte's own CPU (``cpu``, % of a core) fills the cores (:data:`FILLS_CORES`
-        of them, two or more): it, not another program, is what slows its calls."""
-        return self.cores >= 2 and cpu >= FILLS_CORES * 100.0 * self.cores
+        of them, two or more), as the budget lets it: it, not another program, is what slows its
+        calls. (Over a smaller budget, the budget's own rule steps it down.)"""
+        cores = 100.0 * self.cores
+        return self.cores >= 2 and self.capacity >= cores and cpu >= FILLS_CORES * cores
 
     def _overload(self, drops: float, busy: float, busy_thread: str, cpu: float, latency: float | None,
                   age: float | None) -> tuple[str, bool] | None:
