@@ -26,6 +26,7 @@ from livematte.sources.capture import FileSource
 from livematte.runtime.engine import Engine, WaitingModel
 from livematte.runtime.governor import Governor, Level
 from livematte.runtime.schedule import on_schedule
+from livematte.runtime.stats import Stats
 from livematte.commands.live import LiveJob, run_live_job
 from livematte.media.readback import read_alpha_with_pts
 from test_live import Delegating
@@ -350,7 +351,6 @@ def governed_rvm(rvm_weights):
 def governed_live_run(clip, engine: Engine) -> list:
     """``clip`` played as a camera through the live pipeline -> every Matted that came out."""
     from livematte.runtime.pipeline import Pipeline
-    from livematte.runtime.stats import Stats
     from livematte.runtime.workers import END
 
     out = []
@@ -474,7 +474,6 @@ def test_keyframes_that_wait_are_called_on_the_wide_copy_in_the_same_stream(gove
 def test_a_live_run_counts_the_wide_copys_runtime_threads_in_the_models_cpu(long_clip, governed_rvm, wide_rvm):
     # Given the live pipeline held at a call every second frame, keyframes waiting on the copy
     from livematte.runtime.pipeline import Pipeline
-    from livematte.runtime.stats import Stats
     from livematte.runtime.workers import END, thread_cpu_s
 
     copy = Counted(wide_rvm)
@@ -577,7 +576,6 @@ def test_with_a_cpu_budget_the_governor_counts_all_the_cpu_the_matte_uses(shared
 
     from livematte import assembly
     from livematte.runtime.pipeline import Pipeline
-    from livematte.runtime.stats import Stats
     from livematte.runtime.workers import END
 
     config = livematte_config.load("live", overrides={"model": {"name": "rvm"},
@@ -605,3 +603,20 @@ def test_with_a_cpu_budget_the_governor_counts_all_the_cpu_the_matte_uses(shared
         cv2.setNumThreads(opencv_threads)
     # Then the CPU the governor counted is the process's (this test's own thread only takes frames)
     assert process > 0.5 and counted >= 0.93 * process, (counted, process)
+
+
+def test_the_latency_the_governor_reads_leaves_out_the_frames_before_the_level_settled():
+    # The pipeline's first frames (or the old level's backlog) come out late: captured a second
+    # before the level settled, they read about 1,000 ms
+    stats = Stats()
+    settled = time.perf_counter()
+    for _ in range(6):
+        stats.output(settled - 1.0)
+    # Then the frames after it, about 50 ms each
+    for _ in range(24):
+        stats.output(time.perf_counter() - 0.05)
+    # Read since the level settled, only those count; read whole, the late ones set the p95
+    assert 50.0 <= stats.recent_latency_p95(since=settled) < 200.0
+    assert stats.recent_latency_p95() >= 1000.0
+    # And before any frame since, there is nothing to read
+    assert stats.recent_latency_p95(since=time.perf_counter() + 1.0) is None

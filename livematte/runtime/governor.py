@@ -55,6 +55,11 @@ log = logging.getLogger(__name__)
 
 WINDOW_S = 0.5  # between decisions
 SETTLE_S = 1.0  # after a change, the new level's figures before the next decision
+# The latency a decision reads is of the frames captured from this long after the run's start or a
+# level change on (the pipeline's latency_since): the frames before carry the pipeline's start (384
+# px every second frame, waiting, two cores: the first six frames 64-89 ms, the keyframes after
+# 50-62) or the old level's backlog, and read at the first decision they stepped levels down.
+LATENCY_SETTLE_S = 0.5
 UP_HOLD_S = 2.0  # headroom must last this long before a step up; doubled after a failed one
 MAX_UP_HOLD_S = 16.0
 FAILED_WITHIN_S = 4.0  # a step down this soon after a step up means the step up failed
@@ -211,7 +216,8 @@ class Sample:
     frame thread spent on frames (not waiting for one; a keyframe's wait for its result included);
     cpu_s: CPU seconds of the matte's threads (capture, frames, model, output; not the encoders');
     model_cpu_s: of those, the model thread's;
-    latency_p95_ms: capture-to-output p95 over the last window (None before the first output);
+    latency_p95_ms: capture-to-output p95 of the recent frames captured since the level settled
+    (:data:`LATENCY_SETTLE_S`; None before the first such output);
     age_p95: the p95 of the recent frames' result ages, frames (None before the first);
     waited_s: of busy_s, the seconds the frame thread waited for keyframes' results;
     finish_busy_s: seconds the finish thread spent working.

@@ -54,7 +54,7 @@ import numpy as np
 from ..machine import available_cores
 from .engine import Engine
 from ..frames import Frame, Matted
-from .governor import WINDOW_S, Level, Sample
+from .governor import LATENCY_SETTLE_S, WINDOW_S, Level, Sample
 from .stats import Stats
 from .workers import (END, Channel, FreshBuffer, Latest, Stopped, Worker, first_error, join_all, lower_priority,
                       return_freed_pictures, thread_cpu_s)
@@ -259,6 +259,7 @@ class Pipeline:
         engine, governor = self.engine, self.engine.governor
         epoch, urgent = 0, False
         busy_s, waited_s, next_sample = 0.0, 0.0, time.perf_counter()
+        latency_since = next_sample + LATENCY_SETTLE_S  # the frames whose latency the governor reads
         unmatted = None  # the last frame dropped for want of its stream's first result, with its grey
         while (frame := self.captured.get()) is not END:
             start = time.perf_counter()
@@ -292,9 +293,10 @@ class Pipeline:
                 next_sample = now + WINDOW_S / 2
                 change = governor.update(Sample(now, self.stats.frames_in, self.stats.dropped_total, busy_s,
                                                 self.matte_cpu_s(), self.model_cpu_s(),
-                                                self.stats.recent_latency_p95(), self.stats.recent_age_p95(),
-                                                waited_s, self._finish_busy_s))
+                                                self.stats.recent_latency_p95(since=latency_since),
+                                                self.stats.recent_age_p95(), waited_s, self._finish_busy_s))
                 if change is not None:
+                    latency_since = now + LATENCY_SETTLE_S
                     log.info("level: %s (%s)", change.level, change.reason)
             busy_s += self._hand_on(moved)
         if unmatted is not None:

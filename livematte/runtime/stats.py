@@ -40,6 +40,7 @@ class Stats:
         self._fresh_per_second: list[int] = []  # fresh frames sent in each second from the first
         self._stage_ms: dict[str, deque] = defaultdict(lambda: deque(maxlen=window))
         self._latency_ms: deque = deque(maxlen=window)
+        self._captured_at: deque = deque(maxlen=window)  # those frames' capture times, perf_counter seconds
         self._ages: deque = deque(maxlen=window)  # fresh frames' result ages, frames (live, the model on its own thread)
         self.model_calls = 0
         self._first_call: float | None = None
@@ -129,6 +130,7 @@ class Stats:
                 self._fresh_per_second[second] += 1
                 if captured_at is not None:
                     self._latency_ms.append((now - captured_at) * 1e3)
+                    self._captured_at.append(captured_at)
                 if age is not None:
                     self._ages.append(age)
 
@@ -136,10 +138,13 @@ class Stats:
     def dropped_total(self) -> int:
         return self._dropped_fn()
 
-    def recent_latency_p95(self, frames: int = 30) -> float | None:
-        """Latency p95 of the last ``frames`` fresh frames, ms; None before the first."""
+    def recent_latency_p95(self, frames: int = 30, since: float | None = None) -> float | None:
+        """Latency p95 of the last ``frames`` fresh frames, ms, of those captured at ``since``
+        (``time.perf_counter()`` seconds) or later where given; None where there is none."""
         with self._lock:
-            recent = list(self._latency_ms)[-frames:]
+            recent = [latency for latency, captured in zip(list(self._latency_ms)[-frames:],
+                                                           list(self._captured_at)[-frames:])
+                      if since is None or captured >= since]
         return float(np.percentile(recent, 95)) if recent else None
 
     def recent_age_p95(self, frames: int = 30) -> float | None:
