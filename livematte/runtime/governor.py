@@ -58,7 +58,8 @@ SETTLE_S = 1.0  # after a change, the new level's figures before the next decisi
 # The latency a decision reads is of the frames captured from this long after the run's start or a
 # level change on (the pipeline's latency_since): the frames before carry the pipeline's start (384
 # px every second frame, waiting, two cores: the first six frames 64-89 ms, the keyframes after
-# 50-62) or the old level's backlog, and read at the first decision they stepped levels down.
+# 50-62) or the old level's backlog, and the p95 of the last 30 frames that the first decision (1.1
+# s) reads would count them.
 LATENCY_SETTLE_S = 0.5
 UP_HOLD_S = 2.0  # headroom must last this long before a step up; doubled after a failed one
 MAX_UP_HOLD_S = 16.0
