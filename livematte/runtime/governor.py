@@ -461,8 +461,9 @@ class Governor:
         calls at most :data:`DOWN_TO` of ``shorter_waits_than``'s); None when none does.
 
         ``pricing`` (:meth:`_fits`): :data:`UNLOADED`, the levels are priced as they run on a core
-        that keeps up, for a step down on one core from a level that did not: the calls' wall time without the stretch measured there,
-        and the rest of the matte at most :data:`WARM_UP_REST_LIVE` times the warm-up's figure. A
+        that keeps up, for a step down on one core from a level that did not: the calls' wall time
+        without the stretch measured there, and the rest of the matte at most
+        :data:`WARM_UP_REST_LIVE` times the warm-up's figure. A
         level that falls behind on one core inflates its own costs: its backlog runs beside each
         call (288 px calls of 26 ms of CPU took 55-58 ms), and results that land late cost the flow
         more (the rest at 65-75 % of the core, against 55 % at 192 px every second frame, waiting,

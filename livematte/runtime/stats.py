@@ -40,7 +40,7 @@ class Stats:
         self._fresh_per_second: list[int] = []  # fresh frames sent in each second from the first
         self._stage_ms: dict[str, deque] = defaultdict(lambda: deque(maxlen=window))
         self._latency_ms: deque = deque(maxlen=window)
-        self._captured_at: deque = deque(maxlen=window)  # those frames' capture times, perf_counter seconds
+        self._captured_at: deque = deque(maxlen=window)  # those frames' capture times, perf_counter s
         self._ages: deque = deque(maxlen=window)  # fresh frames' result ages, frames (live, the model on its own thread)
         self.model_calls = 0
         self._first_call: float | None = None
