@@ -477,23 +477,26 @@ def test_a_step_down_never_goes_to_a_level_that_costs_more():
     assert governor.level == Level(192, 4), [str(c.level) for c in governor.timeline]
 
 
+def wide_warm_up(governor: Governor) -> dict:
+    """A warm-up's 384 px costs, (wall, CPU) ms: 40 ms a call on the model's one thread, and 26 ms (52
+    ms of CPU) on the copy with two that calls the keyframes that wait (where ``governor`` has one)."""
+    return {level: ((26.0, 52.0) if level.waits else (40.0, 40.0)) for level in governor.cost_levels()
+            if level.size == 384}
+
+
 def test_waiting_keyframes_on_a_wide_copy_are_priced_apart_and_start_where_one_thread_would_not_fit():
     # Given two cores and no budget; a 384 px call takes 40 ms on the model's one thread, and 26 ms
     # (52 ms of CPU) on the copy with two that calls the keyframes that wait; the rest 12 ms a
     # frame (36 % of a core), 5 ms of it the frame thread's
-    def warm_up(governor: Governor) -> dict:
-        return {level: ((26.0, 52.0) if level.waits else (40.0, 40.0)) for level in governor.cost_levels()
-                if level.size == 384}
-
     wide = new_governor(wide_waits=True)
     # The warm-up times each size on both: the copy at a waiting level two frames apart or more
     assert wide.cost_levels()[:2] == [Level(384, 1), Level(384, 2, waits=True)]
     assert new_governor().cost_levels()[:2] == [Level(384, 1), Level(288, 1)]
 
     # When each starts from the warm-up's costs
-    start = wide.calibrate(warm_up(wide), (5.0, warm_up_rest(12.0), 5.0))
+    start = wide.calibrate(wide_warm_up(wide), (5.0, warm_up_rest(12.0), 5.0))
     narrow = new_governor()
-    narrow_start = narrow.calibrate(warm_up(narrow), (5.0, warm_up_rest(12.0), 5.0))
+    narrow_start = narrow.calibrate(wide_warm_up(narrow), (5.0, warm_up_rest(12.0), 5.0))
 
     # Then with the copy, 384 px every second frame waits (26 ms and twice the rest's 12 within
     # 85 % of the 70 ms allowed; 40 ms and 24 are not), priced at the copy's CPU
@@ -515,9 +518,7 @@ def test_late_waiting_keyframes_on_cores_the_matte_fills_step_to_a_longer_stride
     # Given two cores, no budget (or one of 150 %), and the wide copy's warm-up as above: the run
     # starts at 384 px every second frame, waiting (26 ms a call, 52 ms of CPU)
     governor = new_governor(wide_waits=True, max_cpu=max_cpu)
-    warm_up = {level: ((26.0, 52.0) if level.waits else (40.0, 40.0)) for level in governor.cost_levels()
-               if level.size == 384}
-    assert governor.calibrate(warm_up, (5.0, warm_up_rest(12.0), 5.0)) == Level(384, 2, waits=True)
+    assert governor.calibrate(wide_warm_up(governor), (5.0, warm_up_rest(12.0), 5.0)) == Level(384, 2, waits=True)
     # When its calls stretch to 47 ms (84 ms of CPU: the copy's threads wait for each other) and
     # the keyframes land 88 ms after their capture (p95), with the matte at ``matte_cpu`` % of a core
     frames = cpu = model_cpu = busy = waited = 0.0
