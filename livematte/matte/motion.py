@@ -3,7 +3,7 @@
 Live, the model runs on its own thread (:mod:`livematte.runtime.pipeline`) and every frame is
 finished from the newest result that has landed, a few frames old. A frame-old matte is right
 where the person is still and a ghost where they move fast (a swing moves ~85 px a frame at
-720p), so the result is moved first: dense optical flow (OpenCV's DIS, ultrafast preset) from
+720p), so the result is moved first: dense optical flow (OpenCV's DIS, :func:`flow_measure`) from
 the frame to the result's frame, both grey at one size (:data:`FLOW_SIDE`, whatever the
 network's), then the result's planes are remapped along it, resampled to their size
 (:func:`flow_at`). The backend's own full-resolution finish then puts the edges on this frame's
@@ -26,13 +26,13 @@ class Tracker:
     measurements, and the one that explains the frame better is kept (:func:`mismatch`): straight
     from the frame to the result's, and frame to frame composed back to it (the steps between the
     frames this thread saw are kept for the last :data:`HISTORY` of them, so a result that lands
-    late is followed along them). DIS (ultrafast) follows a few px a frame closely but can fall
+    late is followed along them). DIS follows a few px a frame closely but can fall
     short of a displacement of several frames; composed steps drift where the straight measurement
     holds. The figures on the ground-truth clips: README, Measurements behind the code.
     """
 
     def __init__(self):
-        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        self._dis = flow_measure()
         # The last frames seen, oldest first: (index, grey, flow from it to the frame before it or None).
         self._seen: deque[tuple[int, np.ndarray, np.ndarray | None]] = deque(maxlen=HISTORY)
         self._key_index: int | None = None  # the result's frame the last flow went to
@@ -100,6 +100,11 @@ class Tracker:
         return None
 
 
+def flow_measure() -> cv2.DISOpticalFlow:
+    """A dense optical flow measurer (DIS, :data:`FLOW_PRESET`); one per thread: it keeps buffers."""
+    return cv2.DISOpticalFlow_create(FLOW_PRESET)
+
+
 def compose(first: np.ndarray, then: np.ndarray) -> np.ndarray:
     """Flows ``float32 [h, w, 2]`` from A to B (``first``) and from B to C (``then``) -> from A to C:
     each pixel's move to B, plus ``then`` read where it lands."""
@@ -157,6 +162,13 @@ def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
 # most of their reuse: the coarser picture trips the rules below far more often (README: "What
 # each level costs in quality").
 FLOW_SIDE = 384
+
+# DIS's preset. FAST (16 gradient-descent and 5 variational-refinement iterations) over ULTRAFAST
+# (12 and none): 1.2 against 0.65 ms a flow at 384x216 on one core, for mattes closer to the truth
+# where they are moved: 384 px every second frame, waiting, dtSSD 3.54 against 3.59, 288 px every
+# third 4.67 against 4.75; MEDIUM (a finer scale) 6.2 ms, too dear for every frame (README:
+# Measurements behind the code).
+FLOW_PRESET = cv2.DISOPTICAL_FLOW_PRESET_FAST
 
 # Frames whose steps the tracker keeps: a result lands at most this many frames after its input
 # and is still followed frame by frame (older ones get the straight measurement alone).
