@@ -377,9 +377,10 @@ class Pipeline:
             result = engine.model_call(request.frame, request.grey, level, request.epoch)
             wall_ms, cpu_ms = (time.perf_counter() - wall) * 1e3, (time.thread_time() - cpu) * 1e3
             # The runtime's own threads of a wide call are busy (working or spinning) all through
-            # it, and no thread of ours: counted at the call's length (OpenVINO, RVM 384 px on two
-            # threads: 58.7 ms of process CPU against 30.2 + 30.2).
-            runtime_ms = engine.extra_threads(level) * wall_ms
+            # the network's run, and no thread of ours: counted at its length (OpenVINO, RVM 384 px
+            # on two threads: 58.7 ms of process CPU against 30.2 + 30.2), not through the
+            # smoothing after it (3-9 ms a call with the past moved along the flow).
+            runtime_ms = engine.extra_threads(level) * result.model_ms
             cpu_ms += runtime_ms
             self._runtime_cpu_s += runtime_ms / 1e3
             governor.model_cost(level, wall_ms, cpu_ms)
