@@ -67,32 +67,6 @@ def test_results_that_land_frames_late_are_moved_to_each_frames_own_picture(rvm,
             assert "model" not in result.timings and result.timings["motion"] >= 0
 
 
-def test_a_calls_smoothing_mixes_in_the_last_calls_matte_moved_to_its_frame(rvm, person):
-    # Given the person moving 8 px a frame, and the model called on every frame by an engine that
-    # smooths as hard as it can (95 % of each result is its past, whatever the change) and by one
-    # that does not smooth
-    from livematte.matte.smoothing import SmoothingSettings
-
-    images = [scene(person, 8 + STEP * k) for k in range(11)]
-    level = Level(384, 1, waits=True)
-    smoothed = Engine(rvm, SmoothingSettings(strength=0.95, sigma=10.0), governor=held_at(level))
-    raw = Engine(rvm, SmoothingSettings(strength=0.0), governor=held_at(level))
-
-    def matte(engine: Engine, k: int) -> np.ndarray:
-        grey = engine.motion_grey(images[k])
-        matted, _ = engine.finish_frame(frame(k, images[k]), grey, engine.model_call(frame(k, images[k]), grey, level, 0))
-        return matted.alpha
-
-    # When each makes the calls in order
-    pairs = [(matte(smoothed, k), matte(raw, k)) for k in range(len(images))]
-
-    # Then each smoothed matte sits on its own frame's person within 1 px of the raw call's: the
-    # past was moved along with her before it was mixed in (unmoved, it would sit 8 px back on
-    # the second frame and further on each after)
-    for k, (smooth, own) in enumerate(pairs):
-        assert abs(centroid_x(smooth) - centroid_x(own)) < 1.0, f"call {k}: {centroid_x(smooth) - centroid_x(own):.1f} px"
-
-
 def test_where_keyframes_wait_each_keyframe_has_its_own_result_and_the_frames_between_follow_it(rvm, person):
     # Given the person moving 8 px a frame, a level of a call every third frame whose keyframes
     # wait for their own results, and calls that would otherwise land two frames late

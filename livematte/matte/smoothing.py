@@ -12,10 +12,6 @@ fast edge leaves no trail. Measured on the composited clips, gating by image
 motion instead did nothing useful: their backgrounds pan, so every pixel
 "moves". A scene cut (the small grey frame changes wholesale) resets the past.
 
-Live, the model's calls are a stride of frames apart, and the person has moved between them: the
-engine moves the past along the optical flow to the new call's frame first (:meth:`follow`),
-so a moving edge is smoothed too rather than passed through as a change.
-
 Planes that describe the matte (a guided filter's coefficients) can ride along:
 they are mixed with the same per-pixel weights, so the matte they produce is
 smoothed the same way while still being applied to the current frame.
@@ -27,7 +23,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .motion import flow_at, warp
 
 MAX_STRENGTH = 0.95  # past this, a still pixel would hardly follow the matte at all
 
@@ -72,21 +67,6 @@ class TemporalSmoother:
         cut = float(np.abs(gray - previous).mean()) > self.settings.cut_threshold
         self.cuts += cut
         return cut
-
-    @property
-    def has_past(self) -> bool:
-        """Whether the next :meth:`apply` mixes with a past (so :meth:`follow` would move one)."""
-        return self._past is not None
-
-    def follow(self, flow: np.ndarray) -> None:
-        """Move the past to the next matte's frame: ``flow`` ``float32 [h, w, 2]`` from that frame to
-        the past's, in px at its own size (:meth:`livematte.matte.motion.Tracker.to_result`'s
-        convention, any size: it is resampled to the past's)."""
-        if self._past is None:
-            return
-        past = self._past if self._past.ndim == 3 else self._past[None]
-        moved = warp(past, flow_at(flow, past.shape[1:]))
-        self._past = moved if self._past.ndim == 3 else moved[0]
 
     def remember(self, matte: np.ndarray) -> None:
         """Take ``matte`` (as :meth:`apply` takes it) as the past without smoothing it: a result

@@ -36,7 +36,7 @@ from ..frames import Frame, GuidedMatte, Matted
 from ..matte.finishing import CompositeSettings, Finisher
 from .governor import Governor, Level
 from ..models.base import Matter, resize_to, scaled_size
-from ..matte.motion import FLOW_SIDE, MISMATCH_SHARE, Tracker, flow_at, flow_measure, grey_of, warp
+from ..matte.motion import FLOW_SIDE, MISMATCH_SHARE, Tracker, flow_at, grey_of, warp
 from ..matte.refine import guide
 from ..matte.smoothing import SmoothingSettings, TemporalSmoother
 
@@ -142,9 +142,6 @@ class Engine:
         self._input_shape: tuple[int, int] | None = None  # the last model input's guide shape, (h, w)
         self._streams = 0  # streams started by the model calls (ModelResult.stream)
         self.tracker = Tracker() if governor is not None else None  # move's
-        # model_call's: the last call's frame grey, and its own flow measurer (the tracker is the frame thread's).
-        self._call_grey: np.ndarray | None = None
-        self._call_flow = flow_measure() if governor is not None else None
         self._finished_stream = 0  # finish's: the stream of the last result it finished from
 
     def reset(self) -> None:
@@ -195,21 +192,8 @@ class Engine:
         model_input = matter.prepare(pad_to(small, matter.min_side))
         new_stream = epoch != self._epoch
         self._epoch = epoch
-        follow_ms = self._follow(grey, new_stream)
         planes, model_ms, smoothing_ms = self._call(level.model, model_input, guide(small), new_stream, matter)
-        return ModelResult(frame.index, epoch, self._streams, grey, planes, level, model_ms, smoothing_ms + follow_ms)
-
-    def _follow(self, grey: np.ndarray, new_stream: bool) -> float:
-        """The smoother's past moved along the flow from this call's frame (``grey``, its
-        :meth:`motion_grey`) to the last call's, a stride of frames back -> ms spent. Unmoved, a
-        moving edge differs from its past by more than the smoother's sigma and passes through
-        unsmoothed. 384 px every second frame, waiting: dtSSD 3.50 against 3.54 (README:
-        Measurements behind the code); the flow costs ~1.2 ms a call."""
-        start = time.perf_counter()
-        previous, self._call_grey = self._call_grey, grey
-        if not new_stream and previous is not None and previous.shape == grey.shape and self.smoother.has_past:
-            self.smoother.follow(self._call_flow.calc(grey, previous, None))
-        return (time.perf_counter() - start) * 1e3
+        return ModelResult(frame.index, epoch, self._streams, grey, planes, level, model_ms, smoothing_ms)
 
     def extra_threads(self, level: Level) -> int:
         """The model's runtime threads at ``level`` besides the calling one: busy, working or

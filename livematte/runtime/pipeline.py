@@ -379,7 +379,7 @@ class Pipeline:
             # The runtime's own threads of a wide call are busy (working or spinning) all through
             # the network's run, and no thread of ours: counted at its length (OpenVINO, RVM 384 px
             # on two threads: 58.7 ms of process CPU against 30.2 + 30.2), not through the
-            # smoothing after it (3-9 ms a call with the past moved along the flow).
+            # smoothing after it (~3 ms a call).
             runtime_ms = engine.extra_threads(level) * result.model_ms
             cpu_ms += runtime_ms
             self._runtime_cpu_s += runtime_ms / 1e3
