@@ -136,7 +136,7 @@ def warp(planes: np.ndarray, flow: np.ndarray) -> np.ndarray:
     map_y = grid_y + flow[..., 1]
     # Plane by plane: at 384x216, 1.4 ms for nine planes against 2.2 through one interleaved
     # image (and its two transposes), one core.
-    moved = np.empty((k, height, width), np.float32)
+    moved = np.empty((k, height, width), planes.dtype)
     for plane, out in zip(planes, moved):
         cv2.remap(plane, map_x, map_y, cv2.INTER_LINEAR, dst=out, borderMode=cv2.BORDER_REPLICATE)
     return moved
