@@ -68,12 +68,6 @@ class TemporalSmoother:
         self.cuts += cut
         return cut
 
-    def remember(self, matte: np.ndarray) -> None:
-        """Take ``matte`` (as :meth:`apply` takes it) as the past without smoothing it: a result
-        made without a model call, already in the next frame's place."""
-        if self._past is not None and self._past.shape == matte.shape:
-            self._past = matte.copy()
-
     def apply(self, matte: np.ndarray) -> np.ndarray:
         """``float32 [h, w]`` alpha in [0, 1], or ``[k, h, w]`` planes whose first is the alpha
         -> the smoothed matte, a new array; every plane is mixed with the alpha's weights."""
